@@ -1,0 +1,14 @@
+//! Ingot's hardware abstraction layer.
+//!
+//! - [`dma`]: pinned, page-aligned memory that carries its IOVA.
+//! - [`backing`]: the seam around one NVMe PCI function (registers, DMA, interrupts),
+//!   implemented by VFIO and by the simulated controller.
+//! - [`nvme`]: the NVMe specification types and the userspace driver.
+//! - [`blockdev`]: the block-device seam the pool uses, with its backends.
+//!
+//! All of Ingot's `unsafe` code lives in this crate, each block with a `// SAFETY:` comment.
+
+pub mod backing;
+pub mod blockdev;
+pub mod dma;
+pub mod nvme;

@@ -1,0 +1,3 @@
+//! NVMe: the specification's data structures and the userspace driver.
+
+pub mod spec;
