@@ -12,3 +12,5 @@ pub mod backing;
 pub mod blockdev;
 pub mod dma;
 pub mod nvme;
+pub mod sim;
+pub mod vfio;

@@ -6,6 +6,8 @@
 //! [`Geometry::block_size`]; a device rejects anything else with
 //! [`BlockError::Misaligned`] instead of guessing.
 
+pub mod faulty;
+pub mod file;
 mod mem;
 
 pub use mem::MemBlockDevice;

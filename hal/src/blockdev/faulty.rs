@@ -1,0 +1,1 @@
+//! A fault-injecting block device: volatile write cache, power cuts, bit rot, failures.

@@ -1,0 +1,1 @@
+//! A block device on a plain file (development and sparse-file drives).

@@ -1,0 +1,1 @@
+//! The userspace NVMe driver: controller bring-up, admin and I/O queue pairs, namespaces.

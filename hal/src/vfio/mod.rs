@@ -1,0 +1,1 @@
+//! The VFIO backend: real NVMe functions through the type1 IOMMU.
