@@ -503,3 +503,70 @@ async fn op_counters() {
         "writes, flush, deallocate, write zeroes count on the rail"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_and_flushes_end_up_on_the_media() {
+    let m = mem("m", 256);
+    let f = Arc::new(FaultyBlockDevice::new(m.clone()));
+    let mut tasks = Vec::new();
+    for t in 0..8u8 {
+        let f = Arc::clone(&f);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..32u64 {
+                let sector = u64::from(t) * 32 + i;
+                let flags = if i % 5 == 0 {
+                    WriteFlags::FUA
+                } else {
+                    WriteFlags::NONE
+                };
+                f.write(sector * BS as u64, &[t + 1; BS], flags)
+                    .await
+                    .unwrap();
+                if i % 8 == 7 {
+                    f.flush().await.unwrap();
+                }
+                let mut b = vec![0u8; BS];
+                f.read(sector * BS as u64, &mut b).await.unwrap();
+                assert!(b.iter().all(|&x| x == t + 1), "read-your-write");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    f.flush().await.unwrap();
+    assert_eq!(f.pending_writes().await, 0);
+    let img = m.snapshot();
+    for t in 0..8u8 {
+        assert!(
+            sectors_equal(&img, usize::from(t) * 32, 32, t + 1),
+            "task {t}"
+        );
+    }
+    assert_eq!(f.stats().writes, 256);
+}
+
+#[tokio::test]
+async fn recover_with_power_on_crashes_one_device_alone() {
+    let rail = PowerRail::new();
+    let (ma, mb) = (mem("a", 8), mem("b", 8));
+    let a = FaultyBlockDevice::with_config(
+        ma.clone(),
+        FaultyConfig {
+            rail: Some(rail.clone()),
+            crash: CrashPolicy::DROP_ALL,
+            ..FaultyConfig::default()
+        },
+    );
+    let b = FaultyBlockDevice::on_rail(mb.clone(), rail.clone());
+    a.write(0, &[1u8; BS], WriteFlags::NONE).await.unwrap();
+    b.write(0, &[2u8; BS], WriteFlags::NONE).await.unwrap();
+    let r = a.recover(&mut ChaCha8Rng::seed_from_u64(0)).await.unwrap();
+    assert_eq!(r.dropped, 1);
+    assert!(!rail.is_cut());
+    let mut buf = vec![0u8; BS];
+    a.read(0, &mut buf).await.unwrap();
+    assert!(buf.iter().all(|&x| x == 0), "a lost its cache");
+    b.read(0, &mut buf).await.unwrap();
+    assert!(buf.iter().all(|&x| x == 2), "b kept its cache");
+}

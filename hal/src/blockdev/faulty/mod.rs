@@ -3,7 +3,7 @@
 //! [`FaultyBlockDevice`] wraps any [`BlockDevice`] (the "media") and is the tool of the pool's
 //! crash and fault tests:
 //!
-//! - **Volatile write cache** ([`cache`]): writes without FUA are held in the wrapper, visible to
+//! - **Volatile write cache** ([`CrashPolicy`]): writes without FUA are held in the wrapper, visible to
 //!   reads at once, until a flush writes them to the media. FUA writes go straight to the media.
 //!   So the inner device always holds exactly what would survive a power cut, plus whatever a
 //!   crash decides to keep of the cache.
