@@ -21,6 +21,8 @@ const BURST: usize = 16;
 const MAX_PENDING_EVENTS: usize = 16;
 /// Asynchronous Event Requests held at once (Identify AERL + 1).
 pub(super) const AER_LIMIT: usize = 4;
+/// Longest an injected delay holds a command (longer delays are cut to this).
+const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 /// Memory page size (CC.MPS = 0; CAP.MPSMIN = CAP.MPSMAX = 4 KiB).
 pub(super) const PAGE: usize = 4096;
 
@@ -452,7 +454,9 @@ impl Engine {
         if !cq.backlog.is_empty() || cq.is_full() {
             return None;
         }
-        let iova = sq.base + u64::from(sq.head) * spec::SQE_SIZE as u64;
+        let iova = sq
+            .base
+            .wrapping_add(u64::from(sq.head) * spec::SQE_SIZE as u64);
         let mut b = [0u8; spec::SQE_SIZE];
         if self.sh.iommu.read(iova, &mut b, "SQE fetch").is_err() {
             self.fatal("SQE fetch hit an unmapped IOVA");
@@ -473,11 +477,15 @@ impl Engine {
                 };
                 self.complete(sqid, &cmd, done);
             }
-            Some(FaultAction::Delay(d)) => self.held.push(Held {
-                deadline: Instant::now() + d,
-                sqid,
-                cmd,
-            }),
+            Some(FaultAction::Delay(d)) => {
+                let now = Instant::now();
+                let deadline = now.checked_add(d.min(MAX_DELAY)).unwrap_or(now);
+                self.held.push(Held {
+                    deadline,
+                    sqid,
+                    cmd,
+                });
+            }
             Some(FaultAction::LoseCompletion) => {
                 if let Outcome::Hold = self.execute(sqid, &cmd) {
                     self.aers.push_back(cmd.cid());
@@ -559,7 +567,9 @@ impl Engine {
             return;
         };
         cqe.status = (cqe.status & !1) | u16::from(cq.phase);
-        let iova = cq.base + u64::from(cq.tail) * spec::CQE_SIZE as u64;
+        let iova = cq
+            .base
+            .wrapping_add(u64::from(cq.tail) * spec::CQE_SIZE as u64);
         if self.sh.iommu.write_cqe(iova, &cqe.to_bytes()).is_err() {
             self.fatal("CQE post hit an unmapped IOVA");
             return;
