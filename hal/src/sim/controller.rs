@@ -136,7 +136,7 @@ pub struct SimStats {
     pub failed_commands: u64,
     /// Device accesses the simulated IOMMU refused.
     pub dma_faults: u64,
-    /// MSI-X interrupts signalled.
+    /// MSI-X interrupts raised (at most one per completion queue per processing pass).
     pub interrupts: u64,
 }
 

@@ -170,6 +170,8 @@ pub(super) struct Engine {
     held: Vec<Held>,
     aers: VecDeque<u16>,
     events: VecDeque<u32>,
+    /// MSI-X vectors the host has enabled (read at the start of each processing pass).
+    vectors_enabled: usize,
 }
 
 impl Engine {
@@ -187,6 +189,7 @@ impl Engine {
             held: Vec::new(),
             aers: VecDeque::new(),
             events: VecDeque::new(),
+            vectors_enabled: 0,
         }
     }
 
@@ -394,6 +397,7 @@ impl Engine {
         if self.halted() {
             return;
         }
+        self.vectors_enabled = self.sh.msix.lock().len();
         self.release_held(Instant::now());
         loop {
             self.read_cq_heads();
@@ -570,6 +574,13 @@ impl Engine {
         let iova = cq
             .base
             .wrapping_add(u64::from(cq.tail) * spec::CQE_SIZE as u64);
+        // The interrupt is accounted before the entry becomes visible (the eventfd itself is
+        // signalled once per CQ at the end of the processing pass), so a host that sees the
+        // entry also sees the count.
+        if cq.ien && !cq.irq && usize::from(cq.iv) < self.vectors_enabled {
+            cq.irq = true;
+            self.sh.interrupts.fetch_add(1, Ordering::Relaxed);
+        }
         if self.sh.iommu.write_cqe(iova, &cqe.to_bytes()).is_err() {
             self.fatal("CQE post hit an unmapped IOVA");
             return;
@@ -579,7 +590,6 @@ impl Engine {
             cq.tail = 0;
             cq.phase = !cq.phase;
         }
-        cq.irq = true;
     }
 
     fn drain_backlogs(&mut self) {
@@ -596,14 +606,13 @@ impl Engine {
     fn raise_interrupts(&mut self) {
         let vectors = self.sh.msix.lock();
         for cq in self.cqs.iter_mut().flatten() {
-            if !std::mem::take(&mut cq.irq) || !cq.ien {
+            if !std::mem::take(&mut cq.irq) {
                 continue;
             }
-            if let Some(efd) = vectors.get(usize::from(cq.iv)) {
-                if let Err(e) = efd.write(1) {
-                    tracing::warn!(device = %self.sh.id, error = %e, "sim: cannot signal MSI-X vector");
-                }
-                self.sh.interrupts.fetch_add(1, Ordering::Relaxed);
+            if let Some(efd) = vectors.get(usize::from(cq.iv))
+                && let Err(e) = efd.write(1)
+            {
+                tracing::warn!(device = %self.sh.id, error = %e, "sim: cannot signal MSI-X vector");
             }
         }
     }
