@@ -2,7 +2,7 @@
 //!
 //! [`SimController`] implements [`DeviceBacking`]: register reads and writes land
 //! in atomics here; CC writes and doorbells wake the controller thread
-//! ([`super::engine`]), which parks on a condition variable while idle.
+//! (`sim::engine`), which parks on a condition variable while idle.
 
 use super::drive::{SimDrive, validate_geometry};
 use super::engine::Engine;

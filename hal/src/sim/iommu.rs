@@ -5,7 +5,7 @@
 //! after every mapping and no reuse of freed IOVAs, so identity-mapping bugs,
 //! use-after-unmap and overruns past a buffer's end all fault instead of
 //! silently touching memory. Every device access goes through
-//! [`SimIommu::translate`]; an access that is not wholly inside one live mapping
+//! `SimIommu::translate`; an access that is not wholly inside one live mapping
 //! is refused and recorded as a [`DmaFault`].
 //!
 //! This module holds all of the simulator's raw host-memory access. The mapping
