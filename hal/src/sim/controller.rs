@@ -2,7 +2,7 @@
 //!
 //! [`SimController`] implements [`DeviceBacking`]: register reads and writes land
 //! in atomics here; CC writes and doorbells wake the controller thread
-//! ([`super::engine`]), which parks on a condition variable while idle.
+//! (`sim::engine`), which parks on a condition variable while idle.
 
 use super::drive::{SimDrive, validate_geometry};
 use super::engine::Engine;
@@ -33,9 +33,9 @@ const DOORBELL_BASE: u64 = reg::DOORBELL_BASE;
 /// Controller limits; the defaults suit tests and the appliance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimTuning {
-    /// Identify MDTS: largest transfer is 2^mdts pages of 4 KiB (5 = 128 KiB; 0 = no limit).
+    /// Identify MDTS: largest transfer is 2^mdts pages of 4 KiB (5 = 128 KiB; 1..=15).
     pub mdts: u8,
-    /// CAP.MQES (0-based largest queue size): 1023 means 1024 entries.
+    /// CAP.MQES (0-based largest queue size): 1023 means 1024 entries (1..=16383).
     pub mqes: u16,
     /// I/O queue pairs the controller offers (1..=64).
     pub max_io_queues: u16,
@@ -98,13 +98,9 @@ impl SimConfig {
         self.size_bytes / u64::from(self.lba_size)
     }
 
-    /// Largest data transfer in bytes (`u64::MAX` when MDTS is 0).
+    /// Largest data transfer in bytes: 2^MDTS pages of 4 KiB.
     pub fn max_transfer(&self) -> u64 {
-        if self.tuning.mdts == 0 {
-            u64::MAX
-        } else {
-            4096u64 << self.tuning.mdts.min(20)
-        }
+        4096u64 << self.tuning.mdts.min(15)
     }
 
     fn validate(&self) -> Result<(), SimError> {
@@ -112,16 +108,19 @@ impl SimConfig {
         let what = format!("sim:{}", self.name);
         validate_geometry(&what, self.size_bytes, self.lba_size, &self.serial)
             .map_err(|reason| SimError::Config { reason })?;
-        if !(1..=64).contains(&t.max_io_queues) || t.msix_vectors == 0 || t.mqes < 1 {
+        if !(1..=64).contains(&t.max_io_queues)
+            || t.msix_vectors == 0
+            || !(1..=16383).contains(&t.mqes)
+        {
             return Err(SimError::Config {
                 reason: format!(
-                    "{what}: need 1-64 I/O queues, at least 1 MSI-X vector and MQES >= 1 (got {t:?})"
+                    "{what}: need 1-64 I/O queues, at least 1 MSI-X vector and MQES 1-16383 (got {t:?})"
                 ),
             });
         }
-        if t.mdts > 20 {
+        if !(1..=15).contains(&t.mdts) {
             return Err(SimError::Config {
-                reason: format!("{what}: MDTS {} is unreasonably large", t.mdts),
+                reason: format!("{what}: MDTS {} must be 1-15 (8 KiB to 128 MiB)", t.mdts),
             });
         }
         Ok(())
@@ -137,7 +136,7 @@ pub struct SimStats {
     pub failed_commands: u64,
     /// Device accesses the simulated IOMMU refused.
     pub dma_faults: u64,
-    /// MSI-X interrupts signalled.
+    /// MSI-X interrupts raised (at most one per completion queue per processing pass).
     pub interrupts: u64,
 }
 

@@ -21,6 +21,8 @@ const BURST: usize = 16;
 const MAX_PENDING_EVENTS: usize = 16;
 /// Asynchronous Event Requests held at once (Identify AERL + 1).
 pub(super) const AER_LIMIT: usize = 4;
+/// Longest an injected delay holds a command (longer delays are cut to this).
+const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 /// Memory page size (CC.MPS = 0; CAP.MPSMIN = CAP.MPSMAX = 4 KiB).
 pub(super) const PAGE: usize = 4096;
 
@@ -168,6 +170,8 @@ pub(super) struct Engine {
     held: Vec<Held>,
     aers: VecDeque<u16>,
     events: VecDeque<u32>,
+    /// MSI-X vectors the host has enabled (read at the start of each processing pass).
+    vectors_enabled: usize,
 }
 
 impl Engine {
@@ -185,6 +189,7 @@ impl Engine {
             held: Vec::new(),
             aers: VecDeque::new(),
             events: VecDeque::new(),
+            vectors_enabled: 0,
         }
     }
 
@@ -392,6 +397,7 @@ impl Engine {
         if self.halted() {
             return;
         }
+        self.vectors_enabled = self.sh.msix.lock().len();
         self.release_held(Instant::now());
         loop {
             self.read_cq_heads();
@@ -452,7 +458,9 @@ impl Engine {
         if !cq.backlog.is_empty() || cq.is_full() {
             return None;
         }
-        let iova = sq.base + u64::from(sq.head) * spec::SQE_SIZE as u64;
+        let iova = sq
+            .base
+            .wrapping_add(u64::from(sq.head) * spec::SQE_SIZE as u64);
         let mut b = [0u8; spec::SQE_SIZE];
         if self.sh.iommu.read(iova, &mut b, "SQE fetch").is_err() {
             self.fatal("SQE fetch hit an unmapped IOVA");
@@ -473,11 +481,15 @@ impl Engine {
                 };
                 self.complete(sqid, &cmd, done);
             }
-            Some(FaultAction::Delay(d)) => self.held.push(Held {
-                deadline: Instant::now() + d,
-                sqid,
-                cmd,
-            }),
+            Some(FaultAction::Delay(d)) => {
+                let now = Instant::now();
+                let deadline = now.checked_add(d.min(MAX_DELAY)).unwrap_or(now);
+                self.held.push(Held {
+                    deadline,
+                    sqid,
+                    cmd,
+                });
+            }
             Some(FaultAction::LoseCompletion) => {
                 if let Outcome::Hold = self.execute(sqid, &cmd) {
                     self.aers.push_back(cmd.cid());
@@ -559,7 +571,16 @@ impl Engine {
             return;
         };
         cqe.status = (cqe.status & !1) | u16::from(cq.phase);
-        let iova = cq.base + u64::from(cq.tail) * spec::CQE_SIZE as u64;
+        let iova = cq
+            .base
+            .wrapping_add(u64::from(cq.tail) * spec::CQE_SIZE as u64);
+        // The interrupt is accounted before the entry becomes visible (the eventfd itself is
+        // signalled once per CQ at the end of the processing pass), so a host that sees the
+        // entry also sees the count.
+        if cq.ien && !cq.irq && usize::from(cq.iv) < self.vectors_enabled {
+            cq.irq = true;
+            self.sh.interrupts.fetch_add(1, Ordering::Relaxed);
+        }
         if self.sh.iommu.write_cqe(iova, &cqe.to_bytes()).is_err() {
             self.fatal("CQE post hit an unmapped IOVA");
             return;
@@ -569,7 +590,6 @@ impl Engine {
             cq.tail = 0;
             cq.phase = !cq.phase;
         }
-        cq.irq = true;
     }
 
     fn drain_backlogs(&mut self) {
@@ -586,14 +606,13 @@ impl Engine {
     fn raise_interrupts(&mut self) {
         let vectors = self.sh.msix.lock();
         for cq in self.cqs.iter_mut().flatten() {
-            if !std::mem::take(&mut cq.irq) || !cq.ien {
+            if !std::mem::take(&mut cq.irq) {
                 continue;
             }
-            if let Some(efd) = vectors.get(usize::from(cq.iv)) {
-                if let Err(e) = efd.write(1) {
-                    tracing::warn!(device = %self.sh.id, error = %e, "sim: cannot signal MSI-X vector");
-                }
-                self.sh.interrupts.fetch_add(1, Ordering::Relaxed);
+            if let Some(efd) = vectors.get(usize::from(cq.iv))
+                && let Err(e) = efd.write(1)
+            {
+                tracing::warn!(device = %self.sh.id, error = %e, "sim: cannot signal MSI-X vector");
             }
         }
     }
