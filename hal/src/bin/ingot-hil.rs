@@ -1,24 +1,30 @@
 //! `ingot-hil`: the hardware-in-loop run inside the QEMU guest (see `images/`).
 //!
 //! Binds every NVMe function to vfio-pci and opens it through the VFIO backend. In `probe`
-//! mode it checks the VFIO path alone: BAR0 registers, MSI-X and request eventfds, a DMA
-//! mapping. Markers on stdout (`INGOT-HIL: PASS drive=...`, `INGOT-HIL: FAIL ...`,
+//! mode it checks the VFIO path alone, without the NVMe driver: BAR0 registers, MSI-X and
+//! request eventfds, and one hand-built admin Identify through a mapped queue pair, which
+//! proves DMA through the IOMMU both ways and MSI-X delivery. Markers on stdout (`INGOT-HIL: PASS drive=...`, `INGOT-HIL: FAIL ...`,
 //! `INGOT-HIL: ALL PASS`) are what the host-side `images/hil-smoke` checks.
 
 use ingot_hal::backing::DeviceBacking;
 use ingot_hal::dma::DmaBuffer;
-use ingot_hal::nvme::spec::{Cap, reg};
+use ingot_hal::nvme::spec::{
+    self, Cap, Command, Completion, IdentifyController, admin, cc, cns, csts, reg,
+};
 use ingot_hal::vfio::{PciAddress, PciSysfs, VfioDevice};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: ingot-hil [--mode probe] [--mib N] [--bind-timeout-secs N]";
+const USAGE: &str = "usage: ingot-hil [--mode probe|dma-fault] [--mib N] [--bind-timeout-secs N]";
 
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     /// VFIO only: registers, interrupts, DMA mapping.
     Probe,
+    /// Like `Probe`, but Identify is pointed at an unmapped IOVA: a self-test of the host-side
+    /// checker, which must fail the run on the `DMAR: [DMA Write` fault the guest logs.
+    DmaFault,
 }
 
 #[derive(Debug)]
@@ -41,6 +47,7 @@ fn parse_args() -> Result<Args, String> {
             "--mode" => {
                 args.mode = match value("--mode")?.as_str() {
                     "probe" => Mode::Probe,
+                    "dma-fault" => Mode::DmaFault,
                     other => return Err(format!("unknown mode {other:?}")),
                 }
             }
@@ -84,11 +91,14 @@ fn probe(sysfs: &PciSysfs, address: &PciAddress, args: &Args) -> Result<String, 
     if dev.removal_request().is_none() {
         return Err("VFIO request interrupt not registered".into());
     }
-    let buf = DmaBuffer::alloc(dev.dma_mapper(), 1 << 20).map_err(|e| e.to_string())?;
-    let iova = buf.iova();
-    drop(buf);
+    // An IOVA far above anything the allocator has handed out, so never mapped.
+    let bad_iova = (args.mode == Mode::DmaFault).then_some(0x40_0000_0000);
+    let (id, irq, iova) = raw_identify(&dev, cap, &fds, bad_iova)?;
+    if vectors > 0 && !irq {
+        return Err("admin completion posted but MSI-X vector 0 never signalled".into());
+    }
     Ok(format!(
-        "group={} cap={:#018x} mqes={} to_ms={} dstrd={} vs={}.{}.{} csts={csts:#x} bar0={}B mmap={} msix={} req_irq=yes dma_iova={iova:#x} prev_driver={}",
+        "group={} cap={:#018x} mqes={} to_ms={} dstrd={} vs={}.{}.{} csts={csts:#x} bar0={}B mmap={} msix={} req_irq=yes identify_iova={iova:#x} model={:?} serial={:?} msix_irq_seen={irq} prev_driver={}",
         bound.group,
         cap.0,
         cap.mqes(),
@@ -100,8 +110,96 @@ fn probe(sysfs: &PciSysfs, address: &PciAddress, args: &Args) -> Result<String, 
         dev.bar0_len(),
         dev.bar0_mapped(),
         dev.msix_count(),
+        id.model,
+        id.serial,
         bound.previous_driver.as_deref().unwrap_or("none"),
     ))
+}
+
+/// Wait until `done` holds, polling, for at most `limit`.
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while !done() {
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+/// One admin Identify Controller by hand: disable, set up a 16-entry admin queue pair in DMA
+/// memory, enable (MSI-X already routed, as QEMU requires), submit, poll the completion,
+/// check vector 0 fired, then shut the controller down. A VFIO self-check, not the driver.
+fn raw_identify(
+    dev: &VfioDevice,
+    cap: Cap,
+    vectors: &[std::sync::Arc<vmm_sys_util::eventfd::EventFd>],
+    bad_iova: Option<u64>,
+) -> Result<(IdentifyController, bool, u64), String> {
+    let to = Duration::from_millis(cap.timeout_ms().max(500));
+    let err = |what: &str| format!("{what} (CSTS {:#x})", dev.read32(reg::CSTS));
+    dev.write32(reg::CC, 0);
+    if !wait_until(to, || dev.read32(reg::CSTS) & csts::RDY == 0) {
+        return Err(err("controller did not disable"));
+    }
+    let mapper = dev.dma_mapper();
+    let alloc = |len| DmaBuffer::alloc(mapper.clone(), len).map_err(|e| e.to_string());
+    let mut sq = alloc(4096)?;
+    let cq = alloc(4096)?;
+    let data = alloc(spec::IDENTIFY_SIZE)?;
+    dev.write32(reg::AQA, spec::aqa(16, 16));
+    dev.write64(reg::ASQ, sq.iova());
+    dev.write64(reg::ACQ, cq.iova());
+    dev.write32(reg::CC, cc::standard());
+    if !wait_until(to, || dev.read32(reg::CSTS) & csts::RDY != 0) {
+        return Err(err("controller did not become ready"));
+    }
+    let mut cmd = Command::new(admin::IDENTIFY, 0);
+    cmd.set_cid(0x4242);
+    cmd.prp1 = bad_iova.unwrap_or(data.iova());
+    cmd.cdw10 = cns::CONTROLLER;
+    sq.write_volatile(0, &cmd.to_bytes());
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    dev.write32(reg::sq_tail_doorbell(0, cap.dstrd()), 1);
+    let mut raw = [0u8; spec::CQE_SIZE];
+    let posted = wait_until(Duration::from_secs(5), || {
+        cq.read_volatile(0, &mut raw);
+        Completion::from_bytes(&raw).phase()
+    });
+    if !posted {
+        return Err(err("Identify completion never posted"));
+    }
+    let c = Completion::from_bytes(&raw);
+    dev.write32(reg::cq_head_doorbell(0, cap.dstrd()), 1);
+    if c.cid != 0x4242 || !c.is_success() {
+        return Err(format!(
+            "Identify completed with cid {:#x} status sct {} sc {:#x}",
+            c.cid,
+            c.sct(),
+            c.sc()
+        ));
+    }
+    let irq = match vectors.first() {
+        Some(v) => wait_until(Duration::from_secs(1), || v.read().is_ok()),
+        None => false,
+    };
+    let id = IdentifyController::parse(data.as_slice());
+    if bad_iova.is_none() && (id.model.is_empty() || id.vid == 0) {
+        return Err(format!(
+            "Identify data empty (vid {:#x}): DMA did not land",
+            id.vid
+        ));
+    }
+    dev.write32(reg::CC, cc::standard() | cc::SHN_NORMAL);
+    let shut = wait_until(to, || {
+        dev.read32(reg::CSTS) & csts::SHST_MASK == csts::SHST_COMPLETE
+    });
+    dev.write32(reg::CC, 0);
+    if !shut {
+        return Err(err("shutdown did not complete"));
+    }
+    Ok((id, irq, data.iova()))
 }
 
 fn main() -> ExitCode {
@@ -144,7 +242,7 @@ fn main() -> ExitCode {
     for address in &drives {
         let t = Instant::now();
         let result = match args.mode {
-            Mode::Probe => probe(&sysfs, address, &args),
+            Mode::Probe | Mode::DmaFault => probe(&sysfs, address, &args),
         };
         match result {
             Ok(summary) => println!(
