@@ -162,13 +162,13 @@ pub struct Config {
 }
 
 impl Config {
-    /// The embedded default: four simulated drives `DATA/drives/nvme{0..3}.img`, raidz1, zstd:1,
+    /// The embedded default: four simulated drives `DATA/drives/sim{0..3}.img`, raidz1, zstd:1,
     /// AES-XTS, mounted at `DATA/mnt`, console on 127.0.0.1:8080.
     pub fn embedded_default(data_dir: &Path) -> Config {
         Config {
             drives: (0..4)
                 .map(|i| DriveSpec::Sim {
-                    path: data_dir.join("drives").join(format!("nvme{i}.img")),
+                    path: data_dir.join("drives").join(format!("sim{i}.img")),
                 })
                 .collect(),
             pool: PoolSection::default(),
@@ -254,13 +254,20 @@ mod tests {
     #[test]
     fn rejects_bad_configs_with_a_reason() {
         let p = Path::new("t.toml");
-        let e = Config::parse("[pool]\nlayout='raid7'\n[[drive]]\nkind='file'\npath='x'", p)
+        let e = Config::parse(
+            "[pool]\nlayout='raid7'\n[[drive]]\nkind='file'\npath='x'",
+            p,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("raid7"), "{e}");
+        let e = Config::parse("[pool]\nname='x'", p)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("raid7"), "{e}");
-        let e = Config::parse("[pool]\nname='x'", p).unwrap_err().to_string();
         assert!(e.contains("no [[drive]]"), "{e}");
-        let e = Config::parse("[[drive]]\nkind='floppy'", p).unwrap_err().to_string();
+        let e = Config::parse("[[drive]]\nkind='floppy'", p)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("t.toml"), "{e}");
         let e = Config::parse("[[drive]]\nkind='file'\npath='x'\nbogus=1", p)
             .unwrap_err()
