@@ -570,3 +570,46 @@ async fn recover_with_power_on_crashes_one_device_alone() {
     b.read(0, &mut buf).await.unwrap();
     assert!(buf.iter().all(|&x| x == 2), "b kept its cache");
 }
+
+#[tokio::test]
+async fn lost_and_misdirected_writes_are_silent() {
+    let m = mem("m", 16);
+    let f = FaultyBlockDevice::new(m.clone());
+    f.write(0, &[1u8; 16 * BS], WriteFlags::FUA).await.unwrap();
+    f.lose_writes(2 * BS as u64, BS as u64);
+    f.misdirect_writes(8 * BS as u64, BS as u64, -4);
+    // Lost: reports success, stores nothing, not even in the cache.
+    f.write(2 * BS as u64, &[2u8; BS], WriteFlags::NONE)
+        .await
+        .unwrap();
+    // Misdirected: reports success, lands 4 blocks earlier, the target is untouched.
+    f.write(8 * BS as u64, &[3u8; 2 * BS], WriteFlags::FUA)
+        .await
+        .unwrap();
+    let mut b = vec![0u8; 16 * BS];
+    f.read(0, &mut b).await.unwrap();
+    assert!(sectors_equal(&b, 2, 1, 1), "lost write must not be visible");
+    assert!(
+        sectors_equal(&b, 4, 2, 3),
+        "misdirected data lands 4 blocks away"
+    );
+    assert!(sectors_equal(&b, 8, 2, 1), "intended blocks untouched");
+    assert!(
+        sectors_equal(&m.snapshot(), 4, 2, 3),
+        "FUA reached the media"
+    );
+    // Wrapping keeps the whole write on the device.
+    f.clear_rules();
+    f.misdirect_writes(0, BS as u64, -1);
+    f.write(0, &[4u8; 2 * BS], WriteFlags::NONE).await.unwrap();
+    f.read(0, &mut b).await.unwrap();
+    assert!(
+        sectors_equal(&b, 14, 2, 4),
+        "wrapped to the last two blocks"
+    );
+    let s = f.stats();
+    assert_eq!(
+        (s.lost_writes, s.misdirected_writes, s.injected_errors),
+        (1, 2, 0)
+    );
+}

@@ -14,7 +14,8 @@
 //!   is restored.
 //! - **Bit rot** ([`FaultyBlockDevice::corrupt`]): flips bits on the media, silently.
 //! - **Failures** ([`FaultRule`]): fail matching operations with a media error, an I/O error, a
-//!   timeout or device loss; "removal" of the device; an optional injected delay.
+//!   timeout or device loss; lose or misdirect writes silently; "removal" of the device; an
+//!   optional injected delay.
 //! - **Counters** ([`FaultyStats`]) of operations and of injected faults.
 //!
 //! Everything random is drawn from seeded ChaCha RNGs, so a failing test reproduces.
@@ -71,10 +72,14 @@ impl Default for FaultyConfig {
     }
 }
 
-/// Whether an operation that passed the gate runs, or was in flight when the power dropped.
+/// What happens to an operation that passed the gate.
 enum Pass {
+    /// It runs as asked.
     Run,
+    /// It was in flight when the power dropped.
     InFlight,
+    /// A silent fault applies (writes only).
+    Silent(FaultKind),
 }
 
 /// A block device that injects faults into another; see the [module docs](self).
@@ -191,6 +196,18 @@ impl FaultyBlockDevice {
     /// Fail writes, write zeroes and deallocates overlapping bytes `offset..offset+len`.
     pub fn fail_writes(&self, offset: u64, len: u64, kind: FaultKind) -> RuleId {
         self.add_rule(FaultRule::new(OpSet::MUTATING, kind).range(offset, len))
+    }
+
+    /// Silently drop writes overlapping bytes `offset..offset+len`: they report success.
+    pub fn lose_writes(&self, offset: u64, len: u64) -> RuleId {
+        self.add_rule(FaultRule::new(OpSet::WRITE, FaultKind::LostWrite).range(offset, len))
+    }
+
+    /// Silently send writes overlapping bytes `offset..offset+len` `by_blocks` blocks away.
+    pub fn misdirect_writes(&self, offset: u64, len: u64, by_blocks: i64) -> RuleId {
+        self.add_rule(
+            FaultRule::new(OpSet::WRITE, FaultKind::Misdirected { by_blocks }).range(offset, len),
+        )
     }
 
     /// Let the next `n` operations of any kind succeed, then fail every one after them.
@@ -326,13 +343,18 @@ impl FaultyBlockDevice {
             });
         }
         let fault = self.rules.lock().check(op, span.clone());
-        if let Some(kind) = fault {
-            bump(&self.counters.injected_errors);
-            let offset = span.map_or(0, |s| s.start);
-            tracing::debug!(device = %self.name, op = op.name(), offset, ?kind, "fault injected");
-            return Err(kind.error(&self.name, op, offset));
+        let Some(kind) = fault else {
+            return Ok(Pass::Run);
+        };
+        let offset = span.map_or(0, |s| s.start);
+        tracing::debug!(device = %self.name, op = op.name(), offset, ?kind, "fault injected");
+        match kind.error(&self.name, op, offset) {
+            Some(e) => {
+                bump(&self.counters.injected_errors);
+                Err(e)
+            }
+            None => Ok(Pass::Silent(kind)),
         }
-        Ok(Pass::Run)
     }
 
     /// Split `buf` into cache sectors.
@@ -380,6 +402,32 @@ impl FaultyBlockDevice {
         Ok(())
     }
 
+    /// Store a checked write: in the cache, or on the media if FUA or uncached.
+    async fn store(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> Result<(), BlockError> {
+        let first = self.first_sector(offset);
+        if self.write_cache && !flags.fua {
+            if !buf.is_empty() {
+                let sectors = self.sectors_of(buf);
+                self.cache.write().await.insert(first, sectors);
+            }
+            return Ok(());
+        }
+        let mut cache = self.cache.write().await;
+        self.inner.write(offset, buf, flags).await?;
+        cache.supersede(first, buf.len() as u64 / u64::from(self.geom.block_size));
+        Ok(())
+    }
+
+    /// Where a write of `len` bytes aimed at `offset` lands when misdirected by `by_blocks`:
+    /// shifted, wrapping around the starts at which the whole write still fits.
+    fn misdirect(&self, offset: u64, len: u64, by_blocks: i64) -> u64 {
+        let bs = u64::from(self.geom.block_size);
+        let starts = i128::from(self.geom.blocks - len / bs) + 1;
+        let to = (i128::from(offset / bs) + i128::from(by_blocks)).rem_euclid(starts);
+        // 0 <= to < starts <= blocks + 1, so it fits in u64.
+        to as u64 * bs
+    }
+
     /// The shared path of write zeroes and deallocate: both read back as zeroes.
     async fn zero(&self, op: Op, offset: u64, len: u64) -> Result<(), BlockError> {
         check_range(&self.name, &self.geom, offset, len)?;
@@ -398,13 +446,14 @@ impl FaultyBlockDevice {
                 }
                 Err(self.power_lost("power cut"))
             }
-            Pass::Run if self.write_cache => {
+            // Silent faults only match writes.
+            Pass::Run | Pass::Silent(_) if self.write_cache => {
                 if n > 0 {
                     self.cache.write().await.insert(first, zeroes());
                 }
                 Ok(())
             }
-            Pass::Run => {
+            Pass::Run | Pass::Silent(_) => {
                 let mut cache = self.cache.write().await;
                 if op == Op::Deallocate {
                     self.inner.deallocate(offset, len).await?;
@@ -459,17 +508,16 @@ impl BlockDevice for FaultyBlockDevice {
                 }
                 Err(self.power_lost("power cut"))
             }
-            Pass::Run if self.write_cache && !flags.fua => {
-                if !buf.is_empty() {
-                    let sectors = self.sectors_of(buf);
-                    self.cache.write().await.insert(first, sectors);
-                }
-                Ok(())
+            Pass::Run => self.store(offset, buf, flags).await,
+            Pass::Silent(FaultKind::Misdirected { by_blocks }) => {
+                let to = self.misdirect(offset, len, by_blocks);
+                bump(&self.counters.misdirected_writes);
+                tracing::debug!(device = %self.name, offset, to, "write misdirected");
+                self.store(to, buf, flags).await
             }
-            Pass::Run => {
-                let mut cache = self.cache.write().await;
-                self.inner.write(offset, buf, flags).await?;
-                cache.supersede(first, len / u64::from(self.geom.block_size));
+            Pass::Silent(_) => {
+                bump(&self.counters.lost_writes);
+                tracing::debug!(device = %self.name, offset, len, "write lost");
                 Ok(())
             }
         }
@@ -479,7 +527,8 @@ impl BlockDevice for FaultyBlockDevice {
         bump(&self.counters.flushes);
         match self.gate(Op::Flush, None).await? {
             Pass::InFlight => Err(self.power_lost("power cut")),
-            Pass::Run => {
+            // Silent faults only match writes.
+            Pass::Run | Pass::Silent(_) => {
                 let mut cache = self.cache.write().await;
                 self.destage(cache.latest()).await?;
                 self.inner.flush().await?;
