@@ -315,12 +315,12 @@ impl FaultyBlockDevice {
         }
     }
 
-    /// Everything an operation passes before it runs: delay, power, removal, fault rules.
-    async fn gate(&self, op: Op, span: Option<Range<u64>>) -> Result<Pass, BlockError> {
-        let delay = *self.delay.lock();
-        if let Some(d) = delay {
-            tokio::time::sleep(d).await;
-        }
+    /// Fail unless the power is on and this device's cache was settled since the last cut.
+    ///
+    /// Checked at the gate and again once an operation holds the cache lock: an operation that
+    /// passed the gate just before a cut is then failed (it was in flight; dropping it is one of
+    /// the outcomes a cut allows), so nothing lands in a cache after its crash was settled.
+    fn powered(&self) -> Result<(), BlockError> {
         let (cut, cuts) = self.rail.status();
         if cut {
             return Err(self.power_lost("power cut"));
@@ -328,6 +328,16 @@ impl FaultyBlockDevice {
         if cuts != self.epoch.load(Ordering::SeqCst) {
             return Err(self.power_lost("power was cut and the device not recovered since"));
         }
+        Ok(())
+    }
+
+    /// Everything an operation passes before it runs: delay, power, removal, fault rules.
+    async fn gate(&self, op: Op, span: Option<Range<u64>>) -> Result<Pass, BlockError> {
+        let delay = *self.delay.lock();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        self.powered()?;
         if matches!(op, Op::Write | Op::Flush | Op::Deallocate | Op::WriteZeroes) {
             match self.rail.admit() {
                 Admit::Run => {}
@@ -402,17 +412,26 @@ impl FaultyBlockDevice {
         Ok(())
     }
 
+    /// Keep a write that tripped the power cut for the crash to decide on, unless that crash
+    /// was already settled (by a concurrent `recover`), in which case the write is dropped.
+    async fn record_in_flight(&self, first: u64, sectors: Vec<Sector>) {
+        let mut cache = self.cache.write().await;
+        if self.epoch.load(Ordering::SeqCst) != self.rail.cuts() {
+            cache.insert_in_flight(first, sectors);
+        }
+    }
+
     /// Store a checked write: in the cache, or on the media if FUA or uncached.
     async fn store(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> Result<(), BlockError> {
         let first = self.first_sector(offset);
+        let mut cache = self.cache.write().await;
+        self.powered()?;
         if self.write_cache && !flags.fua {
             if !buf.is_empty() {
-                let sectors = self.sectors_of(buf);
-                self.cache.write().await.insert(first, sectors);
+                cache.insert(first, self.sectors_of(buf));
             }
             return Ok(());
         }
-        let mut cache = self.cache.write().await;
         self.inner.write(offset, buf, flags).await?;
         cache.supersede(first, buf.len() as u64 / u64::from(self.geom.block_size));
         Ok(())
@@ -442,19 +461,22 @@ impl FaultyBlockDevice {
         match self.gate(op, Some(offset..offset + len)).await? {
             Pass::InFlight => {
                 if n > 0 {
-                    self.cache.write().await.insert_in_flight(first, zeroes());
+                    self.record_in_flight(first, zeroes()).await;
                 }
                 Err(self.power_lost("power cut"))
             }
             // Silent faults only match writes.
             Pass::Run | Pass::Silent(_) if self.write_cache => {
+                let mut cache = self.cache.write().await;
+                self.powered()?;
                 if n > 0 {
-                    self.cache.write().await.insert(first, zeroes());
+                    cache.insert(first, zeroes());
                 }
                 Ok(())
             }
             Pass::Run | Pass::Silent(_) => {
                 let mut cache = self.cache.write().await;
+                self.powered()?;
                 if op == Op::Deallocate {
                     self.inner.deallocate(offset, len).await?;
                 } else {
@@ -487,6 +509,7 @@ impl BlockDevice for FaultyBlockDevice {
         self.gate(Op::Read, Some(offset..offset + buf.len() as u64))
             .await?;
         let cache = self.cache.read().await;
+        self.powered()?;
         self.inner.read(offset, buf).await?;
         cache.overlay(self.first_sector(offset), self.block_size(), buf);
         Ok(())
@@ -503,8 +526,7 @@ impl BlockDevice for FaultyBlockDevice {
         match self.gate(Op::Write, Some(offset..offset + len)).await? {
             Pass::InFlight => {
                 if !buf.is_empty() {
-                    let sectors = self.sectors_of(buf);
-                    self.cache.write().await.insert_in_flight(first, sectors);
+                    self.record_in_flight(first, self.sectors_of(buf)).await;
                 }
                 Err(self.power_lost("power cut"))
             }
@@ -530,6 +552,7 @@ impl BlockDevice for FaultyBlockDevice {
             // Silent faults only match writes.
             Pass::Run | Pass::Silent(_) => {
                 let mut cache = self.cache.write().await;
+                self.powered()?;
                 self.destage(cache.latest()).await?;
                 self.inner.flush().await?;
                 cache.clear();
