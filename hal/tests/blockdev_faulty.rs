@@ -570,3 +570,116 @@ async fn recover_with_power_on_crashes_one_device_alone() {
     b.read(0, &mut buf).await.unwrap();
     assert!(buf.iter().all(|&x| x == 2), "b kept its cache");
 }
+
+#[tokio::test]
+async fn lost_and_misdirected_writes_are_silent() {
+    let m = mem("m", 16);
+    let f = FaultyBlockDevice::new(m.clone());
+    f.write(0, &[1u8; 16 * BS], WriteFlags::FUA).await.unwrap();
+    f.lose_writes(2 * BS as u64, BS as u64);
+    f.misdirect_writes(8 * BS as u64, BS as u64, -4);
+    // Lost: reports success, stores nothing, not even in the cache.
+    f.write(2 * BS as u64, &[2u8; BS], WriteFlags::NONE)
+        .await
+        .unwrap();
+    // Misdirected: reports success, lands 4 blocks earlier, the target is untouched.
+    f.write(8 * BS as u64, &[3u8; 2 * BS], WriteFlags::FUA)
+        .await
+        .unwrap();
+    let mut b = vec![0u8; 16 * BS];
+    f.read(0, &mut b).await.unwrap();
+    assert!(sectors_equal(&b, 2, 1, 1), "lost write must not be visible");
+    assert!(
+        sectors_equal(&b, 4, 2, 3),
+        "misdirected data lands 4 blocks away"
+    );
+    assert!(sectors_equal(&b, 8, 2, 1), "intended blocks untouched");
+    assert!(
+        sectors_equal(&m.snapshot(), 4, 2, 3),
+        "FUA reached the media"
+    );
+    // Wrapping keeps the whole write on the device.
+    f.clear_rules();
+    f.misdirect_writes(0, BS as u64, -1);
+    f.write(0, &[4u8; 2 * BS], WriteFlags::NONE).await.unwrap();
+    f.read(0, &mut b).await.unwrap();
+    assert!(
+        sectors_equal(&b, 14, 2, 4),
+        "wrapped to the last two blocks"
+    );
+    let s = f.stats();
+    assert_eq!(
+        (s.lost_writes, s.misdirected_writes, s.injected_errors),
+        (1, 2, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_during_concurrent_io_keeps_every_completed_fua_write() {
+    let rail = PowerRail::new();
+    let mems: Vec<_> = (0..3).map(|i| mem(&format!("m{i}"), 64)).collect();
+    let devs: Vec<Arc<FaultyBlockDevice>> = mems
+        .iter()
+        .map(|m| Arc::new(FaultyBlockDevice::on_rail(m.clone(), rail.clone())))
+        .collect();
+    rail.arm_after(60);
+    let mut tasks = Vec::new();
+    for t in 0..6usize {
+        let d = Arc::clone(&devs[t % 3]);
+        tasks.push(tokio::spawn(async move {
+            // Each task owns sectors t/3*32 .. +32 of its device and writes each once.
+            let mut outcome = Vec::new();
+            for i in 0..32usize {
+                let sector = (t / 3) * 32 + i;
+                let fua = i % 2 == 0;
+                let flags = if fua {
+                    WriteFlags::FUA
+                } else {
+                    WriteFlags::NONE
+                };
+                let byte = (t * 32 + i + 1) as u8;
+                let ok = d
+                    .write((sector * BS) as u64, &[byte; BS], flags)
+                    .await
+                    .is_ok();
+                outcome.push((sector, byte, fua && ok));
+                if !ok {
+                    break;
+                }
+            }
+            outcome
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for (t, task) in tasks.into_iter().enumerate() {
+        outcomes.push((t % 3, task.await.unwrap()));
+    }
+    assert!(
+        rail.is_cut(),
+        "192 writes cannot finish under a cut armed at 60"
+    );
+    let refs: Vec<&FaultyBlockDevice> = devs.iter().map(|d| d.as_ref()).collect();
+    power_cycle(&refs, &mut ChaCha8Rng::seed_from_u64(5))
+        .await
+        .unwrap();
+    let images: Vec<Vec<u8>> = mems.iter().map(|m| m.snapshot()).collect();
+    let mut durable = 0;
+    for (dev, outcome) in outcomes {
+        for (sector, byte, durable_ok) in outcome {
+            let img = &images[dev];
+            if durable_ok {
+                durable += 1;
+                assert!(
+                    sectors_equal(img, sector, 1, byte),
+                    "completed FUA write lost"
+                );
+            } else {
+                assert!(
+                    sectors_equal(img, sector, 1, byte) || sectors_equal(img, sector, 1, 0),
+                    "sector {sector} of device {dev} holds foreign data"
+                );
+            }
+        }
+    }
+    assert!(durable > 0);
+}

@@ -14,7 +14,8 @@
 //!   is restored.
 //! - **Bit rot** ([`FaultyBlockDevice::corrupt`]): flips bits on the media, silently.
 //! - **Failures** ([`FaultRule`]): fail matching operations with a media error, an I/O error, a
-//!   timeout or device loss; "removal" of the device; an optional injected delay.
+//!   timeout or device loss; lose or misdirect writes silently; "removal" of the device; an
+//!   optional injected delay.
 //! - **Counters** ([`FaultyStats`]) of operations and of injected faults.
 //!
 //! Everything random is drawn from seeded ChaCha RNGs, so a failing test reproduces.
@@ -71,10 +72,14 @@ impl Default for FaultyConfig {
     }
 }
 
-/// Whether an operation that passed the gate runs, or was in flight when the power dropped.
+/// What happens to an operation that passed the gate.
 enum Pass {
+    /// It runs as asked.
     Run,
+    /// It was in flight when the power dropped.
     InFlight,
+    /// A silent fault applies (writes only).
+    Silent(FaultKind),
 }
 
 /// A block device that injects faults into another; see the [module docs](self).
@@ -193,6 +198,18 @@ impl FaultyBlockDevice {
         self.add_rule(FaultRule::new(OpSet::MUTATING, kind).range(offset, len))
     }
 
+    /// Silently drop writes overlapping bytes `offset..offset+len`: they report success.
+    pub fn lose_writes(&self, offset: u64, len: u64) -> RuleId {
+        self.add_rule(FaultRule::new(OpSet::WRITE, FaultKind::LostWrite).range(offset, len))
+    }
+
+    /// Silently send writes overlapping bytes `offset..offset+len` `by_blocks` blocks away.
+    pub fn misdirect_writes(&self, offset: u64, len: u64, by_blocks: i64) -> RuleId {
+        self.add_rule(
+            FaultRule::new(OpSet::WRITE, FaultKind::Misdirected { by_blocks }).range(offset, len),
+        )
+    }
+
     /// Let the next `n` operations of any kind succeed, then fail every one after them.
     pub fn fail_after(&self, n: u64, kind: FaultKind) -> RuleId {
         self.add_rule(FaultRule::new(OpSet::ALL, kind).after(n))
@@ -298,12 +315,12 @@ impl FaultyBlockDevice {
         }
     }
 
-    /// Everything an operation passes before it runs: delay, power, removal, fault rules.
-    async fn gate(&self, op: Op, span: Option<Range<u64>>) -> Result<Pass, BlockError> {
-        let delay = *self.delay.lock();
-        if let Some(d) = delay {
-            tokio::time::sleep(d).await;
-        }
+    /// Fail unless the power is on and this device's cache was settled since the last cut.
+    ///
+    /// Checked at the gate and again once an operation holds the cache lock: an operation that
+    /// passed the gate just before a cut is then failed (it was in flight; dropping it is one of
+    /// the outcomes a cut allows), so nothing lands in a cache after its crash was settled.
+    fn powered(&self) -> Result<(), BlockError> {
         let (cut, cuts) = self.rail.status();
         if cut {
             return Err(self.power_lost("power cut"));
@@ -311,6 +328,16 @@ impl FaultyBlockDevice {
         if cuts != self.epoch.load(Ordering::SeqCst) {
             return Err(self.power_lost("power was cut and the device not recovered since"));
         }
+        Ok(())
+    }
+
+    /// Everything an operation passes before it runs: delay, power, removal, fault rules.
+    async fn gate(&self, op: Op, span: Option<Range<u64>>) -> Result<Pass, BlockError> {
+        let delay = *self.delay.lock();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        self.powered()?;
         if matches!(op, Op::Write | Op::Flush | Op::Deallocate | Op::WriteZeroes) {
             match self.rail.admit() {
                 Admit::Run => {}
@@ -326,13 +353,18 @@ impl FaultyBlockDevice {
             });
         }
         let fault = self.rules.lock().check(op, span.clone());
-        if let Some(kind) = fault {
-            bump(&self.counters.injected_errors);
-            let offset = span.map_or(0, |s| s.start);
-            tracing::debug!(device = %self.name, op = op.name(), offset, ?kind, "fault injected");
-            return Err(kind.error(&self.name, op, offset));
+        let Some(kind) = fault else {
+            return Ok(Pass::Run);
+        };
+        let offset = span.map_or(0, |s| s.start);
+        tracing::debug!(device = %self.name, op = op.name(), offset, ?kind, "fault injected");
+        match kind.error(&self.name, op, offset) {
+            Some(e) => {
+                bump(&self.counters.injected_errors);
+                Err(e)
+            }
+            None => Ok(Pass::Silent(kind)),
         }
-        Ok(Pass::Run)
     }
 
     /// Split `buf` into cache sectors.
@@ -380,6 +412,41 @@ impl FaultyBlockDevice {
         Ok(())
     }
 
+    /// Keep a write that tripped the power cut for the crash to decide on, unless that crash
+    /// was already settled (by a concurrent `recover`), in which case the write is dropped.
+    async fn record_in_flight(&self, first: u64, sectors: Vec<Sector>) {
+        let mut cache = self.cache.write().await;
+        if self.epoch.load(Ordering::SeqCst) != self.rail.cuts() {
+            cache.insert_in_flight(first, sectors);
+        }
+    }
+
+    /// Store a checked write: in the cache, or on the media if FUA or uncached.
+    async fn store(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> Result<(), BlockError> {
+        let first = self.first_sector(offset);
+        let mut cache = self.cache.write().await;
+        self.powered()?;
+        if self.write_cache && !flags.fua {
+            if !buf.is_empty() {
+                cache.insert(first, self.sectors_of(buf));
+            }
+            return Ok(());
+        }
+        self.inner.write(offset, buf, flags).await?;
+        cache.supersede(first, buf.len() as u64 / u64::from(self.geom.block_size));
+        Ok(())
+    }
+
+    /// Where a write of `len` bytes aimed at `offset` lands when misdirected by `by_blocks`:
+    /// shifted, wrapping around the starts at which the whole write still fits.
+    fn misdirect(&self, offset: u64, len: u64, by_blocks: i64) -> u64 {
+        let bs = u64::from(self.geom.block_size);
+        let starts = i128::from(self.geom.blocks - len / bs) + 1;
+        let to = (i128::from(offset / bs) + i128::from(by_blocks)).rem_euclid(starts);
+        // 0 <= to < starts <= blocks + 1, so it fits in u64.
+        to as u64 * bs
+    }
+
     /// The shared path of write zeroes and deallocate: both read back as zeroes.
     async fn zero(&self, op: Op, offset: u64, len: u64) -> Result<(), BlockError> {
         check_range(&self.name, &self.geom, offset, len)?;
@@ -394,18 +461,22 @@ impl FaultyBlockDevice {
         match self.gate(op, Some(offset..offset + len)).await? {
             Pass::InFlight => {
                 if n > 0 {
-                    self.cache.write().await.insert_in_flight(first, zeroes());
+                    self.record_in_flight(first, zeroes()).await;
                 }
                 Err(self.power_lost("power cut"))
             }
-            Pass::Run if self.write_cache => {
+            // Silent faults only match writes.
+            Pass::Run | Pass::Silent(_) if self.write_cache => {
+                let mut cache = self.cache.write().await;
+                self.powered()?;
                 if n > 0 {
-                    self.cache.write().await.insert(first, zeroes());
+                    cache.insert(first, zeroes());
                 }
                 Ok(())
             }
-            Pass::Run => {
+            Pass::Run | Pass::Silent(_) => {
                 let mut cache = self.cache.write().await;
+                self.powered()?;
                 if op == Op::Deallocate {
                     self.inner.deallocate(offset, len).await?;
                 } else {
@@ -438,6 +509,7 @@ impl BlockDevice for FaultyBlockDevice {
         self.gate(Op::Read, Some(offset..offset + buf.len() as u64))
             .await?;
         let cache = self.cache.read().await;
+        self.powered()?;
         self.inner.read(offset, buf).await?;
         cache.overlay(self.first_sector(offset), self.block_size(), buf);
         Ok(())
@@ -454,22 +526,20 @@ impl BlockDevice for FaultyBlockDevice {
         match self.gate(Op::Write, Some(offset..offset + len)).await? {
             Pass::InFlight => {
                 if !buf.is_empty() {
-                    let sectors = self.sectors_of(buf);
-                    self.cache.write().await.insert_in_flight(first, sectors);
+                    self.record_in_flight(first, self.sectors_of(buf)).await;
                 }
                 Err(self.power_lost("power cut"))
             }
-            Pass::Run if self.write_cache && !flags.fua => {
-                if !buf.is_empty() {
-                    let sectors = self.sectors_of(buf);
-                    self.cache.write().await.insert(first, sectors);
-                }
-                Ok(())
+            Pass::Run => self.store(offset, buf, flags).await,
+            Pass::Silent(FaultKind::Misdirected { by_blocks }) => {
+                let to = self.misdirect(offset, len, by_blocks);
+                bump(&self.counters.misdirected_writes);
+                tracing::debug!(device = %self.name, offset, to, "write misdirected");
+                self.store(to, buf, flags).await
             }
-            Pass::Run => {
-                let mut cache = self.cache.write().await;
-                self.inner.write(offset, buf, flags).await?;
-                cache.supersede(first, len / u64::from(self.geom.block_size));
+            Pass::Silent(_) => {
+                bump(&self.counters.lost_writes);
+                tracing::debug!(device = %self.name, offset, len, "write lost");
                 Ok(())
             }
         }
@@ -479,8 +549,10 @@ impl BlockDevice for FaultyBlockDevice {
         bump(&self.counters.flushes);
         match self.gate(Op::Flush, None).await? {
             Pass::InFlight => Err(self.power_lost("power cut")),
-            Pass::Run => {
+            // Silent faults only match writes.
+            Pass::Run | Pass::Silent(_) => {
                 let mut cache = self.cache.write().await;
+                self.powered()?;
                 self.destage(cache.latest()).await?;
                 self.inner.flush().await?;
                 cache.clear();

@@ -126,13 +126,26 @@ pub enum FaultKind {
     Timeout,
     /// The device is gone.
     DeviceLost,
+    /// Silent, writes only: the write reports success but nothing is stored (a lost write).
+    LostWrite,
+    /// Silent, writes only: the write reports success but lands `by_blocks` blocks away from
+    /// where it was aimed (wrapping around so it stays on the device), which is left untouched.
+    Misdirected {
+        /// Signed distance in blocks.
+        by_blocks: i64,
+    },
 }
 
 impl FaultKind {
-    /// The error this fault gives for `op` at `offset` on `device`.
-    pub fn error(self, device: &str, op: Op, offset: u64) -> BlockError {
+    /// Whether the fault is silent (the operation reports success): only writes can have one.
+    pub fn is_silent(self) -> bool {
+        matches!(self, FaultKind::LostWrite | FaultKind::Misdirected { .. })
+    }
+
+    /// The error this fault gives for `op` at `offset` on `device`; `None` for silent faults.
+    pub fn error(self, device: &str, op: Op, offset: u64) -> Option<BlockError> {
         let device = device.to_string();
-        match self {
+        Some(match self {
             FaultKind::MediaError => BlockError::Nvme {
                 device,
                 op: op.name(),
@@ -166,7 +179,8 @@ impl FaultKind {
                 device,
                 reason: "injected fault".into(),
             },
-        }
+            FaultKind::LostWrite | FaultKind::Misdirected { .. } => return None,
+        })
     }
 }
 
@@ -226,7 +240,7 @@ impl FaultRule {
     }
 
     fn matches(&self, op: Op, span: Option<Range<u64>>) -> bool {
-        if !self.ops.contains(op) {
+        if !self.ops.contains(op) || (self.kind.is_silent() && op != Op::Write) {
             return false;
         }
         match (&self.range, span) {
@@ -379,7 +393,7 @@ mod tests {
 
     #[test]
     fn media_error_status_depends_on_op() {
-        let e = FaultKind::MediaError.error("d", Op::Read, 512);
+        let e = FaultKind::MediaError.error("d", Op::Read, 512).unwrap();
         assert!(matches!(
             e,
             BlockError::Nvme {
@@ -392,7 +406,7 @@ mod tests {
                 ..
             }
         ));
-        let e = FaultKind::MediaError.error("d", Op::Write, 0);
+        let e = FaultKind::MediaError.error("d", Op::Write, 0).unwrap();
         assert!(matches!(
             e,
             BlockError::Nvme {
@@ -401,5 +415,15 @@ mod tests {
             }
         ));
         assert!(format!("{:?}", OpSet::READ | OpSet::FLUSH).contains("flush"));
+        assert!(FaultKind::LostWrite.error("d", Op::Write, 0).is_none());
+    }
+
+    #[test]
+    fn silent_faults_match_writes_only() {
+        let mut s = set();
+        s.add(FaultRule::new(OpSet::ALL, FaultKind::LostWrite));
+        assert_eq!(s.check(Op::Read, Some(0..1)), None);
+        assert_eq!(s.check(Op::WriteZeroes, Some(0..1)), None);
+        assert_eq!(s.check(Op::Write, Some(0..1)), Some(FaultKind::LostWrite));
     }
 }

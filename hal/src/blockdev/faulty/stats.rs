@@ -24,6 +24,11 @@ pub struct FaultyStats {
     pub health_queries: u64,
     /// Operations failed by a [`FaultRule`](super::FaultRule).
     pub injected_errors: u64,
+    /// Writes silently dropped by a [`FaultKind::LostWrite`](super::FaultKind::LostWrite) rule.
+    pub lost_writes: u64,
+    /// Writes silently sent elsewhere by a
+    /// [`FaultKind::Misdirected`](super::FaultKind::Misdirected) rule.
+    pub misdirected_writes: u64,
     /// Operations failed because the power was off (including one that tripped the cut).
     pub power_failures: u64,
     /// Operations failed because the device was removed.
@@ -53,6 +58,8 @@ pub(super) struct Counters {
     pub(super) write_zeroes: AtomicU64,
     pub(super) health_queries: AtomicU64,
     pub(super) injected_errors: AtomicU64,
+    pub(super) lost_writes: AtomicU64,
+    pub(super) misdirected_writes: AtomicU64,
     pub(super) power_failures: AtomicU64,
     pub(super) removed_failures: AtomicU64,
     pub(super) bits_flipped: AtomicU64,
@@ -87,6 +94,8 @@ impl Counters {
             write_zeroes: g(&self.write_zeroes),
             health_queries: g(&self.health_queries),
             injected_errors: g(&self.injected_errors),
+            lost_writes: g(&self.lost_writes),
+            misdirected_writes: g(&self.misdirected_writes),
             power_failures: g(&self.power_failures),
             removed_failures: g(&self.removed_failures),
             bits_flipped: g(&self.bits_flipped),
