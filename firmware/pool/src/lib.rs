@@ -5,4 +5,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod checksum;
+pub mod codec;
+pub mod compress;
+pub mod crypto;
+pub mod raid;
 pub mod store;
+#[cfg(test)]
+mod testutil;
