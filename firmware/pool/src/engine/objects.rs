@@ -384,7 +384,11 @@ impl Inner {
         };
         let limit = self.tunables.dirty_limit_bytes;
         if over >= 2 * limit {
-            self.commit().await?;
+            // Throttle: wait for a commit. The batch is applied whatever happens to the
+            // commit; a failed commit suspends the pool and later calls report it.
+            if let Err(e) = self.commit().await {
+                tracing::warn!(pool = %self.id.name, error = %e, "throttled commit failed");
+            }
         } else if over >= limit {
             self.kick.notify_one();
         }
