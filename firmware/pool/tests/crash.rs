@@ -28,10 +28,11 @@ fn as_dyn(d: &[Arc<CrashDisk>]) -> Vec<Arc<dyn BlockDevice>> {
 async fn one_crash(seed: u64) {
     let mut r = rng(seed);
     let power = Power::new();
-    let (layout, ndev) = if seed % 2 == 0 {
-        (PoolLayout::Stripe, 1)
-    } else {
-        (PoolLayout::Mirror, 2)
+    let (layout, ndev) = match seed % 4 {
+        0 => (PoolLayout::Stripe, 1),
+        1 => (PoolLayout::Mirror, 2),
+        2 => (PoolLayout::Raidz1, 3),
+        _ => (PoolLayout::Raidz2, 4),
     };
     let devs: Vec<Arc<CrashDisk>> = (0..ndev)
         .map(|i| CrashDisk::new(&format!("s{seed}d{i}"), 8 << 20, power.clone()))

@@ -59,6 +59,38 @@ async fn model_check_with_reimports() {
 }
 
 #[tokio::test]
+async fn raidz_layouts_model_check_and_degraded_import() {
+    for (layout, n) in [(PoolLayout::Raidz1, 3), (PoolLayout::Raidz2, 4), (PoolLayout::Raid10, 4)] {
+        let devs = mem(n, 8);
+        let pool = Pool::create(devs.clone(), cfg(layout)).await.unwrap();
+        let mut m = Model::new();
+        let mut r = rng(n as u64);
+        for _ in 0..60 {
+            let ops = model::batch(&mut r, &m, 4, 30_000);
+            pool.apply(ops.clone()).await.unwrap();
+            for op in &ops {
+                model::apply(&mut m, op);
+            }
+        }
+        pool.export().await.unwrap();
+        // Drop the first device: still importable, same data.
+        let p = Pool::import(devs[1..].to_vec(), ImportOptions::default()).await.unwrap();
+        assert_eq!(model::read_back(&p, 4).await.unwrap(), m, "{layout:?}");
+        assert_eq!(p.status().devices[0].state, DeviceState::Missing);
+        drop(p);
+        let p = Pool::import(devs.clone(), ImportOptions::default()).await.unwrap();
+        assert_eq!(model::read_back(&p, 4).await.unwrap(), m, "{layout:?}");
+        let rep = p.verify_all().await.unwrap();
+        assert!(rep.errors.is_empty(), "{:?}", rep.errors);
+    }
+    // Too few devices is a clear error.
+    let devs = mem(3, 8);
+    Pool::create(devs.clone(), cfg(PoolLayout::Raidz1)).await.unwrap().export().await.unwrap();
+    let e = Pool::import(devs[..1].to_vec(), ImportOptions::default()).await.unwrap_err();
+    assert!(matches!(e, PoolError::TooFewDevices { .. }), "{e}");
+}
+
+#[tokio::test]
 async fn many_objects_deep_tree_and_delete_frees() {
     let devs = mem(1, 32);
     let pool = Pool::create(devs.clone(), cfg(PoolLayout::Stripe)).await.unwrap();

@@ -11,7 +11,7 @@ use super::bptr::{BlockKind, BlockPtr};
 use super::cache::NodeCache;
 use super::error::PoolError;
 use super::node::{ClearHeader, Node, PhysPtr};
-use super::shim::Vdev;
+use crate::raid::Vdev;
 use crate::codec::Codec;
 use crate::compress::CompressionKind;
 use parking_lot::Mutex;

@@ -18,7 +18,6 @@ pub mod label;
 pub mod node;
 pub mod objects;
 pub mod pool;
-pub mod shim;
 pub mod tree;
 
 pub use config::{

@@ -24,7 +24,7 @@ use super::label::{
     Uberblock, copies_for_txg, label_offset,
 };
 use super::node::Child;
-use super::shim::{Layout, Vdev};
+use crate::raid::{Layout, RaidError, Vdev};
 use super::tree::{self, Frees, Tree};
 use crate::codec::Codec;
 use crate::compress::Compression;
@@ -268,6 +268,9 @@ impl Pool {
         let devs: Vec<Option<Arc<dyn BlockDevice>>> = devices.into_iter().map(Some).collect();
         let vdev = Vdev::new(codec_layout(cfg.layout), devs.clone(), data_offset, data_len)
             .map_err(|e| PoolError::Config(e.to_string()))?;
+        if vdev.capacity_sectors() < 256 {
+            return Err(PoolError::Config("devices too small for this layout".into()));
+        }
         let capacity = vdev.capacity_sectors();
         let io = BlockIo {
             vdev,
@@ -486,7 +489,21 @@ impl Pool {
             newest.data_offset,
             newest.data_len,
         )
-        .map_err(|e| PoolError::Config(e.to_string()))?;
+        .map_err(|e| match e {
+            RaidError::TooManyMissing { tolerated, .. } => PoolError::TooFewDevices {
+                present,
+                needed: n - tolerated.min(n),
+                detail: format!(
+                    "missing {}",
+                    (0..n)
+                        .filter(|i| slots[*i].is_none())
+                        .map(|i| format!("column {i} ({:#018x})", newest.device_guids[i]))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+            other => PoolError::Config(other.to_string()),
+        })?;
         let needed = n - vdev.redundancy().min(n - 1);
         if present < needed {
             let missing: Vec<String> = (0..n)
