@@ -25,6 +25,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
+/// Asynchronous event: SMART/health status, temperature threshold, log page 02h.
+const SMART_TEMPERATURE_EVENT: u32 = 0b001 | (0x01 << 8) | (0x02 << 16);
 /// NVMe version the simulator reports: 1.4.0.
 pub const SIM_VERSION: u32 = 0x0001_0400;
 /// Size of BAR0's register page before the doorbells.
@@ -143,6 +145,8 @@ pub struct SimStats {
 #[derive(Debug, Default)]
 pub(super) struct WakeState {
     pub(super) pending: bool,
+    /// Asynchronous events raised outside the controller thread.
+    pub(super) events: Vec<u32>,
     pub(super) cc_writes: VecDeque<u32>,
     pub(super) stop: bool,
 }
@@ -181,6 +185,14 @@ pub(super) struct Shared {
 impl Shared {
     pub(super) fn notify(&self) {
         let mut w = self.wake.lock();
+        w.pending = true;
+        self.wake_cv.notify_one();
+    }
+
+    /// Queue an asynchronous event for the controller thread to report.
+    pub(super) fn raise_event(&self, dw0: u32) {
+        let mut w = self.wake.lock();
+        w.events.push(dw0);
         w.pending = true;
         self.wake_cv.notify_one();
     }
@@ -387,8 +399,14 @@ impl SimController {
     }
 
     /// Set the composite temperature the SMART log reports (kelvin).
+    ///
+    /// Crossing the over-temperature threshold (343 K) upwards raises an asynchronous
+    /// event (SMART/health status, temperature threshold, log page 02h).
     pub fn set_temperature(&self, kelvin: u16) {
-        self.shared.health.set_temperature(kelvin);
+        if self.shared.health.set_temperature(kelvin) {
+            tracing::warn!(device = %self.shared.id, kelvin, "sim: temperature above threshold");
+            self.shared.raise_event(SMART_TEMPERATURE_EVENT);
+        }
     }
 }
 
