@@ -6,6 +6,7 @@ use super::prp;
 use crate::dma::{DmaBuffer, DmaError, DmaMapper, PAGE_SIZE};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A pool of equally sized bounce buffers.
 #[derive(Debug, Clone)]
@@ -15,6 +16,7 @@ pub(crate) struct BufPool {
     mapper: Arc<dyn DmaMapper>,
     data_len: usize,
     list_pages: usize,
+    closed: Arc<AtomicBool>,
 }
 
 impl BufPool {
@@ -27,6 +29,7 @@ impl BufPool {
             mapper,
             data_len,
             list_pages: prp::list_pages_needed(0, data_len),
+            closed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -41,9 +44,17 @@ impl BufPool {
         }
     }
 
-    /// Give a buffer back (dropped, i.e. unmapped and freed, if the pool is full).
+    /// Give a buffer back (dropped, i.e. unmapped and freed, if the pool is full or closed).
     pub fn put(&self, b: DmaBuffer) {
-        let _ = self.tx.try_send(b);
+        if !self.closed.load(Ordering::Acquire) {
+            let _ = self.tx.try_send(b);
+        }
+    }
+
+    /// Unmap and free every idle buffer; later returns are freed too (device released).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        while self.rx.try_recv().is_ok() {}
     }
 
     /// IOVAs of the PRP list pages at the tail of `b`.

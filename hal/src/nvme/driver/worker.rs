@@ -511,6 +511,7 @@ impl Worker {
         }
         self.backlog.clear();
         self.qp = None;
+        self.pool.close();
         self.lost = Some(why);
     }
 
