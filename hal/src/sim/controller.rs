@@ -35,7 +35,7 @@ const DOORBELL_BASE: u64 = reg::DOORBELL_BASE;
 /// Controller limits; the defaults suit tests and the appliance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimTuning {
-    /// Identify MDTS: largest transfer is 2^mdts pages of 4 KiB (5 = 128 KiB; 1..=15).
+    /// Identify MDTS: largest transfer is 2^mdts pages of 4 KiB (5 = 128 KiB; 0 = no limit; at most 15).
     pub mdts: u8,
     /// CAP.MQES (0-based largest queue size): 1023 means 1024 entries (1..=16383).
     pub mqes: u16,
@@ -100,9 +100,13 @@ impl SimConfig {
         self.size_bytes / u64::from(self.lba_size)
     }
 
-    /// Largest data transfer in bytes: 2^MDTS pages of 4 KiB.
+    /// Largest data transfer in bytes: 2^MDTS pages of 4 KiB (`u64::MAX` for MDTS 0, no
+    /// limit: a Read or Write then moves at most 65536 blocks).
     pub fn max_transfer(&self) -> u64 {
-        4096u64 << self.tuning.mdts.min(15)
+        match self.tuning.mdts {
+            0 => u64::MAX,
+            m => 4096u64 << m.min(15),
+        }
     }
 
     fn validate(&self) -> Result<(), SimError> {
@@ -120,9 +124,12 @@ impl SimConfig {
                 ),
             });
         }
-        if !(1..=15).contains(&t.mdts) {
+        if t.mdts > 15 {
             return Err(SimError::Config {
-                reason: format!("{what}: MDTS {} must be 1-15 (8 KiB to 128 MiB)", t.mdts),
+                reason: format!(
+                    "{what}: MDTS {} must be 0 (no limit) or 1-15 (8 KiB to 128 MiB)",
+                    t.mdts
+                ),
             });
         }
         Ok(())

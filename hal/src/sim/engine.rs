@@ -699,6 +699,40 @@ impl Engine {
         }
     }
 
+    /// Device-to-host transfer of `len` bytes: `data`, then zeroes past its end (or only
+    /// the first `len` bytes of `data`).
+    pub(super) fn dma_to_host_padded(
+        &self,
+        cmd: &Command,
+        data: &[u8],
+        len: u64,
+    ) -> Result<(), Status> {
+        let len = usize::try_from(len).map_err(|_| Status::invalid(sc::INVALID_FIELD))?;
+        static ZEROES: [u8; PAGE] = [0u8; PAGE];
+        for (iova, off, n) in self.plan(cmd, len)? {
+            // Segments never exceed a page, so a page of zeroes pads any of them.
+            let have = data.len().saturating_sub(off).min(n);
+            let result = if have == n {
+                self.sh
+                    .iommu
+                    .write(iova, &data[off..off + n], "data to host")
+            } else if have == 0 {
+                self.sh.iommu.write(iova, &ZEROES[..n], "data to host")
+            } else {
+                self.sh
+                    .iommu
+                    .write(iova, &data[off..off + have], "data to host")
+                    .and_then(|()| {
+                        self.sh
+                            .iommu
+                            .write(iova + have as u64, &ZEROES[..n - have], "data to host")
+                    })
+            };
+            result.map_err(|_| Status::transient(sc::DATA_TRANSFER_ERROR))?;
+        }
+        Ok(())
+    }
+
     /// Device-to-host transfer of `data` through the command's PRPs.
     pub(super) fn dma_to_host(&self, cmd: &Command, data: &[u8]) -> Result<(), Status> {
         for (iova, off, len) in self.plan(cmd, data.len())? {
