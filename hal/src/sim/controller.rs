@@ -82,11 +82,16 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// A RAM drive config with the default model, firmware and limits.
+    /// A RAM drive config with the default model, firmware and limits; the serial is
+    /// `SIM-NAME` (printable ASCII, cut to 20 characters).
     pub fn ram(name: &str, size_bytes: u64, lba_size: u32) -> SimConfig {
         SimConfig {
             name: name.to_string(),
-            serial: format!("SIM-{name}"),
+            serial: format!("SIM-{name}")
+                .chars()
+                .filter(char::is_ascii_graphic)
+                .take(20)
+                .collect(),
             model: drive::SIM_MODEL.to_string(),
             firmware: drive::SIM_FIRMWARE.to_string(),
             lba_size,
