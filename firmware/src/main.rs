@@ -8,12 +8,13 @@ mod cmd;
 mod config;
 mod drives;
 mod error;
+mod passphrase;
 mod size;
 mod table;
 mod vfio;
 
 use clap::Parser;
-use cli::{Cli, Command, SimCommand};
+use cli::{Cli, Command, PoolCommand, SimCommand};
 use error::CliError;
 use std::process::ExitCode;
 
@@ -41,6 +42,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Sim(SimCommand::Create(a)) => cmd::sim::create(a),
         Command::Devices(a) => cmd::devices::run(a).await,
+        Command::Pool(PoolCommand::Create(a)) => cmd::pool::create(a).await,
+        Command::Pool(PoolCommand::Status(a)) => cmd::pool::status(a).await,
+        Command::Pool(PoolCommand::Import(a)) => cmd::pool::import(a).await,
+        Command::Pool(PoolCommand::ChangePassphrase(a)) => cmd::pool::change_passphrase(a).await,
     }
 }
 

@@ -22,7 +22,9 @@ use std::time::Duration;
 const IDS: u64 = 5;
 
 fn as_dyn(d: &[Arc<CrashDisk>]) -> Vec<Arc<dyn BlockDevice>> {
-    d.iter().map(|d| d.clone() as Arc<dyn BlockDevice>).collect()
+    d.iter()
+        .map(|d| d.clone() as Arc<dyn BlockDevice>)
+        .collect()
 }
 
 async fn one_crash(seed: u64) {
@@ -90,12 +92,22 @@ async fn one_crash(seed: u64) {
                     None => eprintln!("model {j}: id {id} missing"),
                     Some(g) if g != o => {
                         let first = g.data.iter().zip(&o.data).position(|(a, b)| a != b);
-                        eprintln!("model {j}: id {id} differs: size {} vs {}, first diff {first:?}, attr eq {}, kv eq {}", g.data.len(), o.data.len(), g.attr == o.attr, g.kv == o.kv);
+                        eprintln!(
+                            "model {j}: id {id} differs: size {} vs {}, first diff {first:?}, attr eq {}, kv eq {}",
+                            g.data.len(),
+                            o.data.len(),
+                            g.attr == o.attr,
+                            g.kv == o.kv
+                        );
                     }
                     _ => {}
                 }
             }
-            for id in got.keys() { if !mm.contains_key(id) { eprintln!("model {j}: extra id {id}"); } }
+            for id in got.keys() {
+                if !mm.contains_key(id) {
+                    eprintln!("model {j}: extra id {id}");
+                }
+            }
         }
     }
     assert!(

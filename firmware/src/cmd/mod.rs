@@ -1,4 +1,5 @@
 //! One module per subcommand.
 
 pub mod devices;
+pub mod pool;
 pub mod sim;

@@ -162,7 +162,9 @@ fn scan_rec<'a>(
             Body::Internal(ch) => {
                 let from = child_index(&node.keys, start);
                 for i in from..ch.len() {
-                    if out.len() >= limit || end.is_some_and(|e| node.keys[i].as_slice() >= e && i > from) {
+                    if out.len() >= limit
+                        || end.is_some_and(|e| node.keys[i].as_slice() >= e && i > from)
+                    {
                         break;
                     }
                     let c = fetch(io, &ch[i], Some(node.level - 1)).await?;
@@ -268,7 +270,9 @@ impl Tree {
         let (old, _) = remove_rec(&mut self.root, key, frees)?;
         // Collapse a root with a single child; an emptied root becomes an empty leaf.
         loop {
-            let Child::Mem(arc) = &mut self.root else { break };
+            let Child::Mem(arc) = &mut self.root else {
+                break;
+            };
             match &arc.body {
                 Body::Internal(ch) if ch.is_empty() => {
                     self.root = Child::Mem(Arc::new(Node::empty_leaf()));
@@ -374,7 +378,11 @@ fn remove_rec(
 }
 
 /// Write every unwritten node under `child` (children first); returns its block pointer.
-pub fn write_tree<'a>(io: &'a BlockIo, child: &'a Child, ctx: &'a mut AllocCtx<'_>) -> BoxFut<'a, BlockPtr> {
+pub fn write_tree<'a>(
+    io: &'a BlockIo,
+    child: &'a Child,
+    ctx: &'a mut AllocCtx<'_>,
+) -> BoxFut<'a, BlockPtr> {
     Box::pin(async move {
         let arc = match child {
             Child::Disk(bp) => return Ok(*bp),
