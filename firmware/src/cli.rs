@@ -28,6 +28,8 @@ pub enum Command {
     Sim(SimCommand),
     /// List NVMe controllers and namespaces with identify data and SMART/health.
     Devices(DevicesArgs),
+    /// Run the appliance: drives, pool, FUSE export (first run: the embedded default).
+    Up(UpArgs),
     /// Create, inspect, import and re-key pools.
     #[command(subcommand)]
     Pool(PoolCommand),
@@ -172,4 +174,27 @@ pub struct DevicesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ingot up`
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Data directory: simulated drives, `ingot.toml`, default mountpoint.
+    #[arg(long, default_value = crate::DEFAULT_DATA_DIR)]
+    pub data: PathBuf,
+    /// Use this config instead of `DATA/ingot.toml` (or the embedded default).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Read the pool passphrase from this file instead of asking on the terminal.
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// Size of each simulated drive made on first run.
+    #[arg(long, default_value = "8G")]
+    pub drive_size: ByteSize,
+    /// Mount the file system here (default from the config, else `DATA/mnt`).
+    #[arg(long)]
+    pub mountpoint: Option<PathBuf>,
+    /// Let the kernel cache writes (FUSE writeback cache).
+    #[arg(long)]
+    pub writeback_cache: bool,
 }

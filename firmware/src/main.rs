@@ -22,7 +22,11 @@ use std::process::ExitCode;
 pub const DEFAULT_DATA_DIR: &str = "ingot-data";
 
 fn init_logging(cli: &Cli) {
-    let default = "warn";
+    let default = if matches!(cli.command, Command::Up(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     let wanted = cli.log.as_deref().unwrap_or(default);
     let filter = tracing_subscriber::EnvFilter::try_new(wanted).unwrap_or_else(|e| {
         eprintln!("ingot: warning: bad --log filter {wanted:?} ({e}); using {default:?}");
@@ -42,6 +46,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Sim(SimCommand::Create(a)) => cmd::sim::create(a),
         Command::Devices(a) => cmd::devices::run(a).await,
+        Command::Up(a) => cmd::up::run(a).await,
         Command::Pool(PoolCommand::Create(a)) => cmd::pool::create(a).await,
         Command::Pool(PoolCommand::Status(a)) => cmd::pool::status(a).await,
         Command::Pool(PoolCommand::Import(a)) => cmd::pool::import(a).await,

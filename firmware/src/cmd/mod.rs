@@ -3,3 +3,4 @@
 pub mod devices;
 pub mod pool;
 pub mod sim;
+pub mod up;
