@@ -1,25 +1,35 @@
 //! `ingot-hil`: the hardware-in-loop run inside the QEMU guest (see `images/`).
 //!
-//! Binds every NVMe function to vfio-pci and opens it through the VFIO backend. In `probe`
+//! Binds every NVMe function to vfio-pci and opens it through the VFIO backend. In `full`
+//! mode (the default) it runs the NVMe driver on each drive: bring-up and Identify, I/O
+//! queues, the exerciser (seeded write/flush/read/verify, mixed sizes so PRP lists are used),
+//! the SMART log, and a clean shutdown. In `probe`
 //! mode it checks the VFIO path alone, without the NVMe driver: BAR0 registers, MSI-X and
 //! request eventfds, and one hand-built admin Identify through a mapped queue pair, which
 //! proves DMA through the IOMMU both ways and MSI-X delivery. Markers on stdout (`INGOT-HIL: PASS drive=...`, `INGOT-HIL: FAIL ...`,
 //! `INGOT-HIL: ALL PASS`) are what the host-side `images/hil-smoke` checks.
 
 use ingot_hal::backing::DeviceBacking;
+use ingot_hal::blockdev::BlockDevice;
 use ingot_hal::dma::DmaBuffer;
+use ingot_hal::exercise::{self, ExerciseConfig};
+use ingot_hal::nvme::driver::{Controller, DriverConfig};
 use ingot_hal::nvme::spec::{
     self, Cap, Command, Completion, IdentifyController, admin, cc, cns, csts, reg,
 };
 use ingot_hal::vfio::{PciAddress, PciSysfs, VfioDevice};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: ingot-hil [--mode probe|dma-fault] [--mib N] [--bind-timeout-secs N]";
+const USAGE: &str =
+    "usage: ingot-hil [--mode full|probe|dma-fault] [--mib N] [--bind-timeout-secs N]";
 
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
+    /// The NVMe driver and the exerciser on every drive.
+    Full,
     /// VFIO only: registers, interrupts, DMA mapping.
     Probe,
     /// Like `Probe`, but Identify is pointed at an unmapped IOVA: a self-test of the host-side
@@ -36,7 +46,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
-        mode: Mode::Probe,
+        mode: Mode::Full,
         mib: 64,
         bind_timeout: Duration::from_secs(10),
     };
@@ -46,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         match a.as_str() {
             "--mode" => {
                 args.mode = match value("--mode")?.as_str() {
+                    "full" => Mode::Full,
                     "probe" => Mode::Probe,
                     "dma-fault" => Mode::DmaFault,
                     other => return Err(format!("unknown mode {other:?}")),
@@ -113,6 +124,93 @@ fn probe(sysfs: &PciSysfs, address: &PciAddress, args: &Args) -> Result<String, 
         id.model,
         id.serial,
         bound.previous_driver.as_deref().unwrap_or("none"),
+    ))
+}
+
+/// The NVMe driver on one drive: bring-up, Identify, I/O queues, exerciser, SMART, shutdown.
+async fn full(sysfs: &PciSysfs, address: &PciAddress, args: &Args) -> Result<String, String> {
+    let bound = sysfs
+        .bind_vfio(address, args.bind_timeout)
+        .map_err(|e| e.to_string())?;
+    let dev = VfioDevice::open(address.as_str()).map_err(|e| e.to_string())?;
+    let request_irq = dev.removal_request().is_some();
+    let backing: Arc<dyn DeviceBacking> = Arc::new(dev);
+    let t = Instant::now();
+    let ctrl = Controller::init(backing, DriverConfig::default())
+        .await
+        .map_err(|e| format!("bring-up: {e}"))?;
+    let init_s = t.elapsed().as_secs_f64();
+    let id = ctrl.identify().clone();
+    let nss = ctrl.namespaces();
+    let Some(ns_info) = nss.first().cloned() else {
+        return Err(format!("no usable namespace (NN {})", id.nn));
+    };
+    if ctrl.io_queue_count() == 0 {
+        return Err("no I/O queues created".into());
+    }
+    let ns: Arc<dyn BlockDevice> = Arc::new(
+        ctrl.namespace(ns_info.nsid)
+            .map_err(|e| format!("namespace {}: {e}", ns_info.nsid))?,
+    );
+    let cfg = ExerciseConfig {
+        bytes: args.mib << 20,
+        ..Default::default()
+    };
+    let report = exercise::run(ns.clone(), &cfg)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !report.passed() {
+        return Err(format!("exerciser: {report}; {:?}", report.errors));
+    }
+    let smart = ctrl.smart_log().await.map_err(|e| format!("SMART: {e}"))?;
+    // NVMe counts data units of 1000 x 512 bytes, rounded up.
+    let want_units = u128::from(report.bytes_written / 512).div_ceil(1000);
+    if smart.data_units_written < want_units {
+        return Err(format!(
+            "SMART data units written {} < {want_units} for {} bytes written",
+            smart.data_units_written, report.bytes_written
+        ));
+    }
+    let health = ns.health().await.map_err(|e| format!("health: {e}"))?;
+    ctrl.shutdown()
+        .await
+        .map_err(|e| format!("shutdown: {e}"))?;
+    let stats = ctrl.stats();
+    let queues: Vec<String> = stats
+        .iter()
+        .map(|q| {
+            format!(
+                "q{}:{}cmds/{}err/{}tmo/{}rst",
+                q.qid, q.commands, q.errors, q.timeouts, q.resets
+            )
+        })
+        .collect();
+    // A healthy emulated drive never needs recovery: any of it is a driver or backend bug.
+    if stats
+        .iter()
+        .any(|q| q.errors > 0 || q.timeouts > 0 || q.resets > 0)
+    {
+        return Err(format!("recovery happened on a healthy drive: {queues:?}"));
+    }
+    Ok(format!(
+        "group={} model={:?} serial={:?} fw={:?} nsid={} lba={} capacity={}B mdts_bytes={} io_queues={} init={init_s:.2}s req_irq={request_irq} exercise: {report} smart: temp={}K units_written={} units_read={} write_cmds={} critical_warning={:#x} media_errors={} health_temp={:?} queues=[{}] shutdown=ok",
+        bound.group,
+        id.model,
+        id.serial,
+        id.firmware,
+        ns_info.nsid,
+        ns_info.block_size,
+        ns_info.blocks * u64::from(ns_info.block_size),
+        ctrl.max_transfer(),
+        ctrl.io_queue_count(),
+        smart.temperature_kelvin,
+        smart.data_units_written,
+        smart.data_units_read,
+        smart.host_write_commands,
+        smart.critical_warning,
+        smart.media_errors,
+        health.temperature_kelvin,
+        queues.join(" "),
     ))
 }
 
@@ -238,10 +336,22 @@ fn main() -> ExitCode {
         drives.len(),
         args.mib
     );
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            println!("INGOT-HIL: FAIL cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut failed = 0;
     for address in &drives {
         let t = Instant::now();
         let result = match args.mode {
+            Mode::Full => rt.block_on(full(&sysfs, address, &args)),
             Mode::Probe | Mode::DmaFault => probe(&sysfs, address, &args),
         };
         match result {
