@@ -2,8 +2,9 @@
 //!
 //! Binds every NVMe function to vfio-pci and opens it through the VFIO backend. In `full`
 //! mode (the default) it runs the NVMe driver on each drive: bring-up and Identify, I/O
-//! queues, the exerciser (seeded write/flush/read/verify, mixed sizes so PRP lists are used),
-//! the SMART log, and a clean shutdown. In `probe`
+//! queues, the exerciser's seeded writes (mixed sizes so PRP lists are used) and flush, the
+//! SMART log, a clean shutdown, then a VFIO close/reopen and bring-up, and verification of
+//! everything written. In `probe`
 //! mode it checks the VFIO path alone, without the NVMe driver: BAR0 registers, MSI-X and
 //! request eventfds, and one hand-built admin Identify through a mapped queue pair, which
 //! proves DMA through the IOMMU both ways and MSI-X delivery. Markers on stdout (`INGOT-HIL: PASS drive=...`, `INGOT-HIL: FAIL ...`,
@@ -17,7 +18,7 @@ use ingot_hal::nvme::driver::{Controller, DriverConfig};
 use ingot_hal::nvme::spec::{
     self, Cap, Command, Completion, IdentifyController, admin, cc, cns, csts, reg,
 };
-use ingot_hal::vfio::{PciAddress, PciSysfs, VfioDevice};
+use ingot_hal::vfio::{PciAddress, PciSysfs, VfioDevice, VfioError};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,51 +128,33 @@ fn probe(sysfs: &PciSysfs, address: &PciAddress, args: &Args) -> Result<String, 
     ))
 }
 
-/// The NVMe driver on one drive: bring-up, Identify, I/O queues, exerciser, SMART, shutdown.
-async fn full(sysfs: &PciSysfs, address: &PciAddress, args: &Args) -> Result<String, String> {
-    let bound = sysfs
-        .bind_vfio(address, args.bind_timeout)
-        .map_err(|e| e.to_string())?;
-    let dev = VfioDevice::open(address.as_str()).map_err(|e| e.to_string())?;
+/// Open `address` through VFIO and bring the NVMe driver up on it. A group still held by
+/// a previous open (its DMA buffers not yet all released) is retried for up to 5 s.
+async fn bring_up(address: &PciAddress) -> Result<(Controller, bool, f64), String> {
+    let t = Instant::now();
+    let dev = loop {
+        match VfioDevice::open(address.as_str()) {
+            Ok(d) => break d,
+            Err(VfioError::GroupBusy { .. }) if t.elapsed() < Duration::from_secs(5) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
     let request_irq = dev.removal_request().is_some();
     let backing: Arc<dyn DeviceBacking> = Arc::new(dev);
-    let t = Instant::now();
     let ctrl = Controller::init(backing, DriverConfig::default())
         .await
         .map_err(|e| format!("bring-up: {e}"))?;
-    let init_s = t.elapsed().as_secs_f64();
-    let id = ctrl.identify().clone();
-    let nss = ctrl.namespaces();
-    let Some(ns_info) = nss.first().cloned() else {
-        return Err(format!("no usable namespace (NN {})", id.nn));
-    };
     if ctrl.io_queue_count() == 0 {
         return Err("no I/O queues created".into());
     }
-    let ns: Arc<dyn BlockDevice> = Arc::new(
-        ctrl.namespace(ns_info.nsid)
-            .map_err(|e| format!("namespace {}: {e}", ns_info.nsid))?,
-    );
-    let cfg = ExerciseConfig {
-        bytes: args.mib << 20,
-        ..Default::default()
-    };
-    let report = exercise::run(ns.clone(), &cfg)
-        .await
-        .map_err(|e| e.to_string())?;
-    if !report.passed() {
-        return Err(format!("exerciser: {report}; {:?}", report.errors));
-    }
-    let smart = ctrl.smart_log().await.map_err(|e| format!("SMART: {e}"))?;
-    // NVMe counts data units of 1000 x 512 bytes, rounded up.
-    let want_units = u128::from(report.bytes_written / 512).div_ceil(1000);
-    if smart.data_units_written < want_units {
-        return Err(format!(
-            "SMART data units written {} < {want_units} for {} bytes written",
-            smart.data_units_written, report.bytes_written
-        ));
-    }
-    let health = ns.health().await.map_err(|e| format!("health: {e}"))?;
+    Ok((ctrl, request_irq, t.elapsed().as_secs_f64()))
+}
+
+/// Shut the controller down cleanly and check no recovery was ever needed; returns the
+/// per-queue counters for the report.
+async fn shut_down(ctrl: &Controller) -> Result<String, String> {
     ctrl.shutdown()
         .await
         .map_err(|e| format!("shutdown: {e}"))?;
@@ -192,8 +175,68 @@ async fn full(sysfs: &PciSysfs, address: &PciAddress, args: &Args) -> Result<Str
     {
         return Err(format!("recovery happened on a healthy drive: {queues:?}"));
     }
+    Ok(queues.join(" "))
+}
+
+/// The NVMe driver on one drive: bring-up, Identify, I/O queues, the exerciser's writes and
+/// flush, SMART, clean shutdown; then the VFIO device is closed, reopened and brought up
+/// again, and everything written is read back and verified (durability across a controller
+/// shutdown and a VFIO close/reopen), and the drive is shut down again.
+async fn full(sysfs: &PciSysfs, address: &PciAddress, args: &Args) -> Result<String, String> {
+    let bound = sysfs
+        .bind_vfio(address, args.bind_timeout)
+        .map_err(|e| e.to_string())?;
+    let (ctrl, request_irq, init_s) = bring_up(address).await?;
+    let id = ctrl.identify().clone();
+    let Some(ns_info) = ctrl.namespaces().first().cloned() else {
+        return Err(format!("no usable namespace (NN {})", id.nn));
+    };
+    let namespace = |ctrl: &Controller| -> Result<Arc<dyn BlockDevice>, String> {
+        Ok(Arc::new(
+            ctrl.namespace(ns_info.nsid)
+                .map_err(|e| format!("namespace {}: {e}", ns_info.nsid))?,
+        ))
+    };
+    let ns = namespace(&ctrl)?;
+    let cfg = ExerciseConfig {
+        bytes: args.mib << 20,
+        ..Default::default()
+    };
+    let mut report = exercise::write(ns.clone(), &cfg)
+        .await
+        .map_err(|e| e.to_string())?;
+    if report.write_errors > 0 || report.flush_error {
+        return Err(format!("exerciser writes: {report}; {:?}", report.errors));
+    }
+    let smart = ctrl.smart_log().await.map_err(|e| format!("SMART: {e}"))?;
+    // NVMe counts data units of 1000 x 512 bytes, rounded up.
+    let want_units = u128::from(report.bytes_written / 512).div_ceil(1000);
+    if smart.data_units_written < want_units {
+        return Err(format!(
+            "SMART data units written {} < {want_units} for {} bytes written",
+            smart.data_units_written, report.bytes_written
+        ));
+    }
+    let health = ns.health().await.map_err(|e| format!("health: {e}"))?;
+    let queues1 = shut_down(&ctrl).await?;
+    drop((ns, ctrl));
+
+    let (ctrl, _, reopen_s) = bring_up(address)
+        .await
+        .map_err(|e| format!("reopen: {e}"))?;
+    let ns = namespace(&ctrl)?;
+    exercise::verify(ns.clone(), &cfg, &mut report)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !report.passed() {
+        return Err(format!(
+            "exerciser verify after reopen: {report}; {:?}",
+            report.errors
+        ));
+    }
+    let queues2 = shut_down(&ctrl).await?;
     Ok(format!(
-        "group={} model={:?} serial={:?} fw={:?} nsid={} lba={} capacity={}B mdts_bytes={} io_queues={} init={init_s:.2}s req_irq={request_irq} exercise: {report} smart: temp={}K units_written={} units_read={} write_cmds={} critical_warning={:#x} media_errors={} health_temp={:?} queues=[{}] shutdown=ok",
+        "group={} model={:?} serial={:?} fw={:?} nsid={} lba={} capacity={}B mdts_bytes={} io_queues={} init={init_s:.2}s reopen={reopen_s:.2}s req_irq={request_irq} exercise: {report} (verified after shutdown+reopen) smart: temp={}K units_written={} units_read={} write_cmds={} critical_warning={:#x} media_errors={} health_temp={:?} queues=[{queues1}] [{queues2}] shutdown=ok",
         bound.group,
         id.model,
         id.serial,
@@ -210,7 +253,6 @@ async fn full(sysfs: &PciSysfs, address: &PciAddress, args: &Args) -> Result<Str
         smart.critical_warning,
         smart.media_errors,
         health.temperature_kelvin,
-        queues.join(" "),
     ))
 }
 
