@@ -11,7 +11,7 @@
 //! `INGOT-HIL: ALL PASS`) are what the host-side `images/hil-smoke` checks.
 
 use ingot_hal::backing::DeviceBacking;
-use ingot_hal::blockdev::BlockDevice;
+use ingot_hal::blockdev::{BlockDevice, BlockError, WriteFlags};
 use ingot_hal::dma::DmaBuffer;
 use ingot_hal::exercise::{self, ExerciseConfig};
 use ingot_hal::nvme::driver::{Controller, DriverConfig};
@@ -23,8 +23,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const USAGE: &str =
-    "usage: ingot-hil [--mode full|probe|dma-fault] [--mib N] [--bind-timeout-secs N]";
+const USAGE: &str = "usage: ingot-hil [--mode full|probe|dma-fault|hotplug] [--mib N] [--victim SERIAL] [--bind-timeout-secs N]";
 
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +32,11 @@ enum Mode {
     Full,
     /// VFIO only: registers, interrupts, DMA mapping.
     Probe,
+    /// Hot-unplug: I/O runs on every drive; the host pulls the drive whose serial is
+    /// `--victim` (QMP `device_del`) after `INGOT-HIL: UNPLUG-NOW`. The victim must fail its
+    /// I/O with a device-lost error and be released (its sysfs node disappears); the others
+    /// must pass the exerciser.
+    Hotplug,
     /// Like `Probe`, but Identify is pointed at an unmapped IOVA: a self-test of the host-side
     /// checker, which must fail the run on the `DMAR: [DMA Write` fault the guest logs.
     DmaFault,
@@ -42,6 +46,7 @@ enum Mode {
 struct Args {
     mode: Mode,
     mib: u64,
+    victim: String,
     bind_timeout: Duration,
 }
 
@@ -49,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         mode: Mode::Full,
         mib: 64,
+        victim: "ingot1".into(),
         bind_timeout: Duration::from_secs(10),
     };
     let mut it = std::env::args().skip(1);
@@ -60,10 +66,12 @@ fn parse_args() -> Result<Args, String> {
                     "full" => Mode::Full,
                     "probe" => Mode::Probe,
                     "dma-fault" => Mode::DmaFault,
+                    "hotplug" => Mode::Hotplug,
                     other => return Err(format!("unknown mode {other:?}")),
                 }
             }
             "--mib" => args.mib = value("--mib")?.parse().map_err(|e| format!("--mib: {e}"))?,
+            "--victim" => args.victim = value("--victim")?,
             "--bind-timeout-secs" => {
                 let s: u64 = value("--bind-timeout-secs")?
                     .parse()
@@ -256,6 +264,142 @@ async fn full(sysfs: &PciSysfs, address: &PciAddress, args: &Args) -> Result<Str
     ))
 }
 
+/// How long the victim may keep answering after `UNPLUG-NOW` before the run fails.
+const UNPLUG_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Keep I/O going on the victim until it is lost; then check it was released.
+async fn victim_io(
+    address: &PciAddress,
+    sysfs_dir: std::path::PathBuf,
+    ctrl: Controller,
+    ns: Arc<dyn BlockDevice>,
+) -> Result<String, String> {
+    let bs = u64::from(ns.geometry().block_size).max(4096);
+    let chunk = 32 * bs;
+    let span = (ns.geometry().capacity() / chunk).clamp(1, 256);
+    println!("INGOT-HIL: UNPLUG-NOW drive={address}");
+    let t = Instant::now();
+    let mut ops = 0u64;
+    let mut buf = vec![0u8; chunk as usize];
+    let mut back = vec![0u8; chunk as usize];
+    let lost = loop {
+        if t.elapsed() > UNPLUG_DEADLINE {
+            return Err(format!(
+                "still answering {UNPLUG_DEADLINE:?} after UNPLUG-NOW ({ops} I/Os)"
+            ));
+        }
+        let offset = (ops % span) * chunk;
+        exercise::fill_pattern(ops, offset, &mut buf);
+        let r = match ns.write(offset, &buf, WriteFlags::NONE).await {
+            Ok(()) => ns.read(offset, &mut back).await,
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) if back == buf => ops += 1,
+            Ok(()) => return Err(format!("data mismatch at {offset} before removal")),
+            Err(e) => break e,
+        }
+    };
+    let lost_after = t.elapsed().as_secs_f64();
+    if !matches!(lost, BlockError::DeviceLost { .. }) {
+        return Err(format!("I/O failed with {lost}, expected device lost"));
+    }
+    let reason = ctrl.lost_reason().unwrap_or_default();
+    // Later I/O fails at once, without hanging.
+    let again = tokio::time::timeout(Duration::from_secs(5), ns.read(0, &mut back)).await;
+    if !matches!(again, Ok(Err(BlockError::DeviceLost { .. }))) {
+        return Err(format!("I/O after loss did not fail fast: {again:?}"));
+    }
+    drop((ns, ctrl));
+    // The kernel finishes the removal only once every holder let go of the device.
+    let gone = Instant::now();
+    while sysfs_dir.exists() {
+        if gone.elapsed() > Duration::from_secs(20) {
+            return Err(format!(
+                "{} still present 20 s after release",
+                sysfs_dir.display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(format!(
+        "unplugged ios_before_loss={ops} lost_after={lost_after:.2}s error=\"{lost}\" reason={reason:?} sysfs_gone_after_release={:.2}s",
+        gone.elapsed().as_secs_f64()
+    ))
+}
+
+/// The hot-unplug scenario over all drives; one result per drive.
+async fn hotplug(
+    sysfs: &PciSysfs,
+    drives: &[PciAddress],
+    args: &Args,
+) -> Vec<(PciAddress, Result<String, String>)> {
+    let mut results = Vec::new();
+    let mut victim = None;
+    let mut survivors = tokio::task::JoinSet::new();
+    for address in drives {
+        let up = async {
+            sysfs
+                .bind_vfio(address, args.bind_timeout)
+                .map_err(|e| e.to_string())?;
+            let (ctrl, request_irq, _) = bring_up(address).await?;
+            if !request_irq {
+                return Err("no VFIO request interrupt: removal would block".to_string());
+            }
+            let nsid = ctrl
+                .namespaces()
+                .first()
+                .map(|n| n.nsid)
+                .ok_or("no namespace")?;
+            let ns: Arc<dyn BlockDevice> =
+                Arc::new(ctrl.namespace(nsid).map_err(|e| e.to_string())?);
+            Ok::<_, String>((ctrl, ns))
+        };
+        match up.await {
+            Err(e) => results.push((address.clone(), Err(e))),
+            Ok((ctrl, ns)) if ctrl.identify().serial == args.victim => {
+                victim = Some((address.clone(), ctrl, ns));
+            }
+            Ok((ctrl, ns)) => {
+                let cfg = ExerciseConfig {
+                    bytes: args.mib << 20,
+                    ..Default::default()
+                };
+                let address = address.clone();
+                survivors.spawn(async move {
+                    let r = match exercise::run(ns, &cfg).await {
+                        Ok(rep) if rep.passed() => match shut_down(&ctrl).await {
+                            Ok(q) => Ok(format!("survivor exercise: {rep} queues=[{q}]")),
+                            Err(e) => Err(e),
+                        },
+                        Ok(rep) => Err(format!("survivor exercise: {rep}; {:?}", rep.errors)),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    (address, r)
+                });
+            }
+        }
+    }
+    match victim {
+        Some((address, ctrl, ns)) => {
+            let dir = std::path::Path::new("/sys/bus/pci/devices").join(address.as_str());
+            let r = victim_io(&address, dir, ctrl, ns).await;
+            results.push((address, r));
+        }
+        None => results.push((
+            PciAddress::parse("0000:00:00.0").unwrap_or_else(|_| drives[0].clone()),
+            Err(format!("no drive with serial {:?} to unplug", args.victim)),
+        )),
+    }
+    while let Some(done) = survivors.join_next().await {
+        match done {
+            Ok(r) => results.push(r),
+            Err(e) => results.push((drives[0].clone(), Err(format!("survivor task: {e}")))),
+        }
+    }
+    results
+}
+
 /// Wait until `done` holds, polling, for at most `limit`.
 fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
@@ -390,21 +534,30 @@ fn main() -> ExitCode {
         }
     };
     let mut failed = 0;
-    for address in &drives {
+    let mut report = |address: &PciAddress, t: Instant, result: Result<String, String>| match result
+    {
+        Ok(summary) => println!(
+            "INGOT-HIL: PASS drive={address} time={:.2}s {summary}",
+            t.elapsed().as_secs_f64()
+        ),
+        Err(e) => {
+            failed += 1;
+            println!("INGOT-HIL: FAIL drive={address}: {e}");
+        }
+    };
+    if args.mode == Mode::Hotplug {
         let t = Instant::now();
-        let result = match args.mode {
-            Mode::Full => rt.block_on(full(&sysfs, address, &args)),
-            Mode::Probe | Mode::DmaFault => probe(&sysfs, address, &args),
-        };
-        match result {
-            Ok(summary) => println!(
-                "INGOT-HIL: PASS drive={address} time={:.2}s {summary}",
-                t.elapsed().as_secs_f64()
-            ),
-            Err(e) => {
-                failed += 1;
-                println!("INGOT-HIL: FAIL drive={address}: {e}");
-            }
+        for (address, result) in rt.block_on(hotplug(&sysfs, &drives, &args)) {
+            report(&address, t, result);
+        }
+    } else {
+        for address in &drives {
+            let t = Instant::now();
+            let result = match args.mode {
+                Mode::Full | Mode::Hotplug => rt.block_on(full(&sysfs, address, &args)),
+                Mode::Probe | Mode::DmaFault => probe(&sysfs, address, &args),
+            };
+            report(address, t, result);
         }
     }
     let secs = start.elapsed().as_secs_f64();
