@@ -358,6 +358,8 @@ impl DmaMapper for LyingMapper {
 struct Lying {
     sim: Arc<SimController>,
     mapper: Arc<LyingMapper>,
+    /// Offer no MSI-X vectors (the driver must poll).
+    no_msix: bool,
 }
 
 impl DeviceBacking for Lying {
@@ -377,7 +379,11 @@ impl DeviceBacking for Lying {
         self.mapper.clone()
     }
     fn msix_count(&self) -> u32 {
-        self.sim.msix_count()
+        if self.no_msix {
+            0
+        } else {
+            self.sim.msix_count()
+        }
     }
     fn enable_msix(&self, count: u32) -> Result<Vec<Arc<EventFd>>, BackingError> {
         self.sim.enable_msix(count)
@@ -398,6 +404,7 @@ async fn dma_to_unmapped_iova_is_rejected() {
     let backing = Arc::new(Lying {
         sim: s.clone(),
         mapper: mapper.clone(),
+        no_msix: false,
     });
     let (ctrl, ns) = up(backing).await;
     // Bounce buffers are allocated on first use: from now on they carry bad IOVAs.
@@ -411,5 +418,32 @@ async fn dma_to_unmapped_iova_is_rejected() {
     );
     assert!(s.iommu().fault_count() > 0);
     assert!(s.iommu().faults().iter().all(|f| f.iova >= SHIFT));
+    guard(ctrl.shutdown()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_msix_vectors_falls_back_to_polling_and_still_recovers() {
+    let s = sim("novec", 4096);
+    let backing = Arc::new(Lying {
+        sim: s.clone(),
+        mapper: Arc::new(LyingMapper {
+            inner: s.dma_mapper(),
+            lie: AtomicBool::new(false),
+            shifted: Mutex::new(HashSet::new()),
+        }),
+        no_msix: true,
+    });
+    let (ctrl, ns) = up(backing).await;
+    s.faults()
+        .lose_completions(CommandMatch::io(io::READ), FaultCount::Times(1));
+    let data = pattern(6, 16 * 1024);
+    guard(ns.write(4096, &data, WriteFlags::NONE))
+        .await
+        .unwrap();
+    let mut back = vec![0u8; data.len()];
+    guard(ns.read(4096, &mut back)).await.unwrap();
+    assert!(back == data);
+    assert_eq!(s.stats().interrupts, 0);
+    assert_eq!(ctrl.stats()[0].resets, 1);
     guard(ctrl.shutdown()).await.unwrap();
 }
