@@ -102,6 +102,20 @@ async fn error_status_on_matching_commands() {
         other => panic!("{other}"),
     }
     assert_eq!(s.faults().counters().status_injected, 1, "DNR: no retry");
+    // The device logged it: the error log and SMART show it through the admin queue.
+    let log = guard(ctrl.error_log()).await.unwrap();
+    let entry = log.first().expect("an error log entry");
+    assert_eq!(
+        (entry.status >> 1) & 0xff,
+        u16::from(sc::MEDIA_UNRECOVERED_READ)
+    );
+    assert_eq!((entry.status >> 9) & 0b111, u16::from(sct::MEDIA));
+    assert!((1..=2).contains(&entry.sqid), "an I/O queue: {entry:?}");
+    let health = guard(ns.health()).await.unwrap();
+    assert!(
+        health.media_errors >= 1 && health.error_log_entries >= 1,
+        "{health:?}"
+    );
     guard(ns.read(0, &mut buf)).await.unwrap();
     assert_eq!(buf, data[..512]);
     s.faults().clear();
