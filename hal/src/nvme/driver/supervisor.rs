@@ -5,6 +5,7 @@ use super::admin::Admin;
 use super::error::NvmeError;
 use super::msg::{AdminMsg, Ctl};
 use super::{cmd, regs, wait};
+use crate::nvme::spec::{cc, reg};
 use crossbeam_channel::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,8 +23,12 @@ pub(crate) fn serve(
 ) {
     loop {
         if admin.shared.is_lost() {
-            // Device lost (or closed): stop the owners and release every DMA mapping
-            // and reference to the device.
+            // Device lost: stop DMA where the device still answers (one CC write, no
+            // wait), stop the owners and release every mapping and reference to it.
+            let cc_v = admin.backing.read32(reg::CC);
+            if cc_v != u32::MAX && cc_v & cc::EN != 0 {
+                admin.backing.write32(reg::CC, cc_v & !cc::EN);
+            }
             return finish(admin, threads);
         }
         match rx.try_recv() {
