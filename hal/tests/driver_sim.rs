@@ -117,6 +117,9 @@ async fn lba_format(lba: u32) {
     assert!(stats[1..].iter().all(|q| q.commands > 0), "{stats:?}");
     assert_eq!(stats.iter().map(|q| q.timeouts + q.resets).sum::<u64>(), 0);
     guard(ctrl.shutdown()).await.unwrap();
+    guard(ctrl.shutdown())
+        .await
+        .expect("a second shutdown is a no-op");
     let csts_v = s.read32(reg::CSTS);
     assert_eq!(
         csts_v & csts::SHST_MASK,

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use vmm_sys_util::eventfd::EventFd;
 
+/// The reason commands fail with after a clean shutdown.
+pub(crate) const SHUT_DOWN: &str = "controller shut down";
+
 /// Counters of one queue (index 0 is the admin queue).
 #[derive(Debug, Default)]
 pub(crate) struct QueueCounters {

@@ -4,6 +4,7 @@
 use super::admin::Admin;
 use super::error::NvmeError;
 use super::msg::{AdminMsg, Ctl};
+use super::shared::SHUT_DOWN;
 use super::{cmd, regs, wait};
 use crate::nvme::spec::{cc, reg};
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -142,7 +143,7 @@ fn shutdown(admin: &mut Admin, rx: &Receiver<AdminMsg>) -> Result<(), NvmeError>
         }
     }
     let r = regs::shutdown(&*admin.backing, admin.cap);
-    admin.shared.mark_closed("controller shut down");
+    admin.shared.mark_closed(SHUT_DOWN);
     match &r {
         Ok(()) => tracing::info!(device = %admin.device, "NVMe controller shut down cleanly"),
         Err(e) => tracing::warn!(device = %admin.device, error = %e, "NVMe shutdown incomplete"),

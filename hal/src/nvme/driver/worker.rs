@@ -519,7 +519,7 @@ impl Worker {
         let why = self
             .shared
             .lost_reason()
-            .unwrap_or_else(|| "controller shut down".into());
+            .unwrap_or_else(|| super::shared::SHUT_DOWN.into());
         self.enter_lost(why.clone());
         while let Ok(req) = self.rx.try_recv() {
             reply(
@@ -557,7 +557,9 @@ impl Worker {
         }
         let ready = wait::wait(&fds, timeout);
         self.sleeping.store(false, Ordering::SeqCst);
-        wait::drain(&self.kick);
+        if ready & 1 != 0 {
+            wait::drain(&self.kick);
+        }
         if let Some(i) = irq.as_ref().filter(|_| ready & 0b10 != 0) {
             wait::drain(i);
         }
