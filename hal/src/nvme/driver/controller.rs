@@ -5,11 +5,12 @@
 use super::bringup::{self, NamespaceInfo};
 use super::config::DriverConfig;
 use super::error::NvmeError;
+use super::handle::{QueueHandle, SupervisorLink};
 use super::msg::AdminMsg;
 use super::namespace::Namespace;
 use super::pool::BufPool;
 use super::shared::{QueueStats, SHUT_DOWN, Shared};
-use super::worker::{self, QueueHandle, SupervisorLink};
+use super::worker;
 use super::{cmd, supervisor};
 use crate::backing::DeviceBacking;
 use crate::blockdev::DeviceKind;
