@@ -463,3 +463,36 @@ async fn zero_msix_vectors_falls_back_to_polling_and_still_recovers() {
     assert_eq!(ctrl.stats()[0].resets, 1);
     guard(ctrl.shutdown()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_stuck_io_is_bounded() {
+    let s = sim("stuck", 4096);
+    let (ctrl, ns) = up(s.clone()).await;
+    s.faults().delay(
+        CommandMatch::io(io::READ),
+        Duration::from_secs(600),
+        FaultCount::Always,
+    );
+    let ns2 = ns.clone();
+    let stuck = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        ns2.read(0, &mut buf).await
+    });
+    let faults = s.faults();
+    until(|| faults.counters().delayed >= 1).await;
+    // Shutdown drains: the stuck read goes through abort/reissue until it times out.
+    guard(ctrl.shutdown()).await.unwrap();
+    let e = guard(stuck).await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BlockError::Timeout { .. } | BlockError::DeviceLost { .. }
+        ),
+        "{e}"
+    );
+    let csts_v = s.read32(ingot_hal::nvme::spec::reg::CSTS);
+    assert_eq!(
+        csts_v & ingot_hal::nvme::spec::csts::SHST_MASK,
+        ingot_hal::nvme::spec::csts::SHST_COMPLETE
+    );
+}
