@@ -496,3 +496,17 @@ async fn shutdown_with_stuck_io_is_bounded() {
         ingot_hal::nvme::spec::csts::SHST_COMPLETE
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_controller_notices_fatal_status() {
+    let s = sim("idlecfs", 4096);
+    let c = DriverConfig {
+        health_interval: Duration::from_millis(20),
+        ..cfg()
+    };
+    let ctrl = guard(Controller::init(s.clone(), c)).await.unwrap();
+    s.faults().controller_fatal();
+    // No command is issued: the supervisor's periodic CSTS read finds CFS.
+    until(|| ctrl.lost_reason().is_some()).await;
+    assert!(ctrl.lost_reason().is_some_and(|r| r.contains("CFS")));
+}

@@ -64,7 +64,13 @@ pub(crate) fn serve(
                 if let Some(r) = &removal {
                     fds.push(r);
                 }
-                let ready = wait::wait(&fds, None);
+                let ready = wait::wait(&fds, Some(admin.cfg.health_interval));
+                if ready == 0 {
+                    if let Err(why) = regs::check(&*admin.backing) {
+                        admin.shared.mark_lost(why);
+                    }
+                    continue;
+                }
                 if ready & 1 != 0 {
                     wait::drain(&kick);
                 }
