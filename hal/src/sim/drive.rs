@@ -253,6 +253,34 @@ impl SimDrive {
     }
 }
 
+/// Create `count` drives `sim0`..`sim{count-1}` in `dir` (created if missing), each
+/// `size_bytes` with `lba_size` blocks and a serial unique to this set.
+pub fn create_drives(
+    dir: &Path,
+    count: u32,
+    size_bytes: u64,
+    lba_size: u32,
+) -> Result<Vec<SimDrive>, SimError> {
+    fs::create_dir_all(dir).map_err(|source| SimError::Io {
+        path: dir.display().to_string(),
+        op: "create directory",
+        source,
+    })?;
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as u32;
+    (0..count)
+        .map(|i| {
+            SimDrive::create(
+                &dir.join(format!("sim{i}")),
+                size_bytes,
+                lba_size,
+                &format!("SIM{stamp:08X}{i:03}"),
+            )
+        })
+        .collect()
+}
+
 /// Every simulated drive in `dir` (each `*.json` sidecar), sorted by name. A drive whose
 /// sidecar or data file is broken appears as an `Err` describing what is wrong.
 pub fn list_drives(dir: &Path) -> Result<Vec<Result<SimDrive, SimError>>, SimError> {

@@ -21,6 +21,8 @@ const BURST: usize = 16;
 const MAX_PENDING_EVENTS: usize = 16;
 /// Asynchronous Event Requests held at once (Identify AERL + 1).
 pub(super) const AER_LIMIT: usize = 4;
+/// Longest an injected delay holds a command (longer delays are cut to this).
+const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 /// Memory page size (CC.MPS = 0; CAP.MPSMIN = CAP.MPSMAX = 4 KiB).
 pub(super) const PAGE: usize = 4096;
 
@@ -168,6 +170,8 @@ pub(super) struct Engine {
     held: Vec<Held>,
     aers: VecDeque<u16>,
     events: VecDeque<u32>,
+    /// MSI-X vectors the host has enabled (read each time the thread wakes).
+    vectors_enabled: usize,
 }
 
 impl Engine {
@@ -185,6 +189,7 @@ impl Engine {
             held: Vec::new(),
             aers: VecDeque::new(),
             events: VecDeque::new(),
+            vectors_enabled: 0,
         }
     }
 
@@ -200,9 +205,15 @@ impl Engine {
 
     /// The thread body: wait for work, handle CC writes, process queues; until stopped.
     pub(super) fn run(mut self) {
-        while let Some(cc_writes) = self.wait() {
+        while let Some((cc_writes, events)) = self.wait() {
             for v in cc_writes {
                 self.on_cc(v);
+            }
+            self.vectors_enabled = self.sh.msix.lock().len();
+            if !self.halted() {
+                for ev in events {
+                    self.async_event(ev);
+                }
             }
             self.process();
         }
@@ -210,8 +221,9 @@ impl Engine {
         tracing::debug!(device = %self.sh.id, "sim: controller thread stopped");
     }
 
-    /// Park until woken, a held command is due, or stop (`None`).
-    fn wait(&mut self) -> Option<VecDeque<u32>> {
+    /// Park until woken, a held command is due, or stop (`None`). Returns the CC writes
+    /// and asynchronous events that arrived meanwhile.
+    fn wait(&mut self) -> Option<(VecDeque<u32>, Vec<u32>)> {
         let mut w = self.sh.wake.lock();
         loop {
             if w.stop {
@@ -219,10 +231,13 @@ impl Engine {
             }
             if w.pending || !w.cc_writes.is_empty() {
                 w.pending = false;
-                return Some(std::mem::take(&mut w.cc_writes));
+                return Some((
+                    std::mem::take(&mut w.cc_writes),
+                    std::mem::take(&mut w.events),
+                ));
             }
             match self.next_deadline() {
-                Some(d) if d <= Instant::now() => return Some(VecDeque::new()),
+                Some(d) if d <= Instant::now() => return Some((VecDeque::new(), Vec::new())),
                 Some(d) => {
                     self.sh.wake_cv.wait_until(&mut w, d);
                 }
@@ -452,7 +467,9 @@ impl Engine {
         if !cq.backlog.is_empty() || cq.is_full() {
             return None;
         }
-        let iova = sq.base + u64::from(sq.head) * spec::SQE_SIZE as u64;
+        let iova = sq
+            .base
+            .wrapping_add(u64::from(sq.head) * spec::SQE_SIZE as u64);
         let mut b = [0u8; spec::SQE_SIZE];
         if self.sh.iommu.read(iova, &mut b, "SQE fetch").is_err() {
             self.fatal("SQE fetch hit an unmapped IOVA");
@@ -473,11 +490,15 @@ impl Engine {
                 };
                 self.complete(sqid, &cmd, done);
             }
-            Some(FaultAction::Delay(d)) => self.held.push(Held {
-                deadline: Instant::now() + d,
-                sqid,
-                cmd,
-            }),
+            Some(FaultAction::Delay(d)) => {
+                let now = Instant::now();
+                let deadline = now.checked_add(d.min(MAX_DELAY)).unwrap_or(now);
+                self.held.push(Held {
+                    deadline,
+                    sqid,
+                    cmd,
+                });
+            }
             Some(FaultAction::LoseCompletion) => {
                 if let Outcome::Hold = self.execute(sqid, &cmd) {
                     self.aers.push_back(cmd.cid());
@@ -559,7 +580,16 @@ impl Engine {
             return;
         };
         cqe.status = (cqe.status & !1) | u16::from(cq.phase);
-        let iova = cq.base + u64::from(cq.tail) * spec::CQE_SIZE as u64;
+        let iova = cq
+            .base
+            .wrapping_add(u64::from(cq.tail) * spec::CQE_SIZE as u64);
+        // The interrupt is accounted before the entry becomes visible (the eventfd itself is
+        // signalled once per CQ at the end of the processing pass), so a host that sees the
+        // entry also sees the count.
+        if cq.ien && !cq.irq && usize::from(cq.iv) < self.vectors_enabled {
+            cq.irq = true;
+            self.sh.interrupts.fetch_add(1, Ordering::Relaxed);
+        }
         if self.sh.iommu.write_cqe(iova, &cqe.to_bytes()).is_err() {
             self.fatal("CQE post hit an unmapped IOVA");
             return;
@@ -569,7 +599,6 @@ impl Engine {
             cq.tail = 0;
             cq.phase = !cq.phase;
         }
-        cq.irq = true;
     }
 
     fn drain_backlogs(&mut self) {
@@ -586,14 +615,13 @@ impl Engine {
     fn raise_interrupts(&mut self) {
         let vectors = self.sh.msix.lock();
         for cq in self.cqs.iter_mut().flatten() {
-            if !std::mem::take(&mut cq.irq) || !cq.ien {
+            if !std::mem::take(&mut cq.irq) {
                 continue;
             }
-            if let Some(efd) = vectors.get(usize::from(cq.iv)) {
-                if let Err(e) = efd.write(1) {
-                    tracing::warn!(device = %self.sh.id, error = %e, "sim: cannot signal MSI-X vector");
-                }
-                self.sh.interrupts.fetch_add(1, Ordering::Relaxed);
+            if let Some(efd) = vectors.get(usize::from(cq.iv))
+                && let Err(e) = efd.write(1)
+            {
+                tracing::warn!(device = %self.sh.id, error = %e, "sim: cannot signal MSI-X vector");
             }
         }
     }
@@ -669,6 +697,40 @@ impl Engine {
             None if self.events.len() < MAX_PENDING_EVENTS => self.events.push_back(dw0),
             None => {}
         }
+    }
+
+    /// Device-to-host transfer of `len` bytes: `data`, then zeroes past its end (or only
+    /// the first `len` bytes of `data`).
+    pub(super) fn dma_to_host_padded(
+        &self,
+        cmd: &Command,
+        data: &[u8],
+        len: u64,
+    ) -> Result<(), Status> {
+        let len = usize::try_from(len).map_err(|_| Status::invalid(sc::INVALID_FIELD))?;
+        static ZEROES: [u8; PAGE] = [0u8; PAGE];
+        for (iova, off, n) in self.plan(cmd, len)? {
+            // Segments never exceed a page, so a page of zeroes pads any of them.
+            let have = data.len().saturating_sub(off).min(n);
+            let result = if have == n {
+                self.sh
+                    .iommu
+                    .write(iova, &data[off..off + n], "data to host")
+            } else if have == 0 {
+                self.sh.iommu.write(iova, &ZEROES[..n], "data to host")
+            } else {
+                self.sh
+                    .iommu
+                    .write(iova, &data[off..off + have], "data to host")
+                    .and_then(|()| {
+                        self.sh
+                            .iommu
+                            .write(iova + have as u64, &ZEROES[..n - have], "data to host")
+                    })
+            };
+            result.map_err(|_| Status::transient(sc::DATA_TRANSFER_ERROR))?;
+        }
+        Ok(())
     }
 
     /// Device-to-host transfer of `data` through the command's PRPs.

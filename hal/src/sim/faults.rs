@@ -96,7 +96,7 @@ pub enum FaultAction {
         /// Do Not Retry.
         dnr: bool,
     },
-    /// Hold the command this long before executing it (Abort can still take it back).
+    /// Hold the command this long (at most a year) before executing it; Abort can take it back.
     Delay(Duration),
     /// Execute the command but never post its completion.
     LoseCompletion,

@@ -5,7 +5,7 @@
 //! after every mapping and no reuse of freed IOVAs, so identity-mapping bugs,
 //! use-after-unmap and overruns past a buffer's end all fault instead of
 //! silently touching memory. Every device access goes through
-//! [`SimIommu::translate`]; an access that is not wholly inside one live mapping
+//! `SimIommu::translate`; an access that is not wholly inside one live mapping
 //! is refused and recorded as a [`DmaFault`].
 //!
 //! This module holds all of the simulator's raw host-memory access. The mapping
@@ -76,6 +76,20 @@ struct Mapping {
 struct Table {
     maps: BTreeMap<u64, Mapping>,
     next: u64,
+}
+
+impl Table {
+    /// First-fit search for `span` free bytes (mapping plus guard page) between mappings.
+    fn find_gap(&self, span: u64) -> Option<u64> {
+        let mut start = IOVA_BASE;
+        for (&iova, m) in &self.maps {
+            if iova.saturating_sub(start) >= span {
+                return Some(start);
+            }
+            start = iova + m.len as u64 + PAGE_SIZE as u64;
+        }
+        (IOVA_LIMIT.saturating_sub(start) >= span).then_some(start)
+    }
 }
 
 /// A host span the device may touch, valid only while the table's read guard lives.
@@ -281,13 +295,17 @@ impl DmaMapper for SimIommu {
             });
         }
         let mut t = self.table.write();
-        let iova = t.next;
-        // One unmapped guard page after every mapping; IOVAs are never reused.
-        let next = iova
-            .checked_add(len as u64 + PAGE_SIZE as u64)
-            .filter(|&n| n <= IOVA_LIMIT)
-            .ok_or(DmaError::IovaExhausted { len })?;
-        t.next = next;
+        // One unmapped guard page after every mapping. Freed IOVAs are not reused until the
+        // space above the last mapping runs out (so stale IOVAs fault), then gaps are reused.
+        let span = len as u64 + PAGE_SIZE as u64;
+        let iova = match t.next.checked_add(span).filter(|&n| n <= IOVA_LIMIT) {
+            Some(next) => {
+                let iova = t.next;
+                t.next = next;
+                iova
+            }
+            None => t.find_gap(span).ok_or(DmaError::IovaExhausted { len })?,
+        };
         t.maps.insert(iova, Mapping { host, len });
         tracing::trace!(iova = format_args!("{iova:#x}"), len, "sim IOMMU map");
         Ok(iova)
@@ -341,6 +359,16 @@ mod tests {
         assert!(iommu.read(host, &mut out, "test").is_err());
         assert!(iommu.read(0, &mut out, "test").is_err());
         assert_eq!(iommu.fault_count(), 4);
+
+        // When the space above the last mapping is used up, freed gaps are reused.
+        {
+            let mut t = iommu.table.write();
+            t.next = IOVA_LIMIT - 4096;
+        }
+        let reused = DmaBuffer::alloc(iommu.clone(), 4096).unwrap();
+        assert_eq!(buf.iova(), IOVA_BASE);
+        assert_eq!(reused.iova(), IOVA_BASE + 8192 + 4096);
+        drop(reused);
 
         let iova = buf.iova();
         drop(buf);

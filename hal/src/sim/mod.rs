@@ -27,7 +27,7 @@ mod prp;
 mod store;
 
 pub use controller::{SimConfig, SimController, SimStats, SimTuning};
-pub use drive::{SimDrive, SimDriveMeta, list_drives};
+pub use drive::{SimDrive, SimDriveMeta, create_drives, list_drives};
 pub use faults::{CommandMatch, FaultAction, FaultCount, FaultCounters, SimFaults};
 pub use health::PersistedHealth;
 pub use iommu::{DmaFault, DmaFaultReason, IOVA_BASE, SimIommu};
