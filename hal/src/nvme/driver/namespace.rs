@@ -6,9 +6,9 @@ use super::bringup::NamespaceInfo;
 use super::cmd;
 use super::controller::Inner;
 use super::error::NvmeError;
+use super::handle::QueueHandle;
 use super::msg::{IoFailure, IoReply, IoRequest};
 use super::split::{self, MAX_NLB};
-use super::worker::QueueHandle;
 use crate::blockdev::{
     BlockDevice, BlockError, DeviceIdentity, Geometry, HealthInfo, WriteFlags, check_range,
 };
