@@ -116,6 +116,8 @@ struct Fake {
     mdts: u8,
     gone: AtomicBool,
     removal: Arc<EventFd>,
+    /// Identify ONCS (bit 2 DSM, bit 3 Write Zeroes).
+    oncs: std::sync::atomic::AtomicU16,
 }
 
 const BLOCKS: u64 = 2048;
@@ -141,6 +143,7 @@ impl Fake {
             mdts,
             gone: AtomicBool::new(false),
             removal: Arc::new(EventFd::new(EFD_NONBLOCK).unwrap()),
+            oncs: std::sync::atomic::AtomicU16::new(0b1100),
         })
     }
 
@@ -207,7 +210,7 @@ impl Fake {
             acl: 3,
             elpe: 3,
             nn: 1,
-            oncs: 0b1100,
+            oncs: self.oncs.load(Ordering::SeqCst),
             vwc: 1,
         }
     }
@@ -719,5 +722,35 @@ async fn fake_random_workload_with_random_faults() {
         s[0].resets >= 1,
         "faults were injected and recovered: {s:?}"
     );
+    guard(ctrl.shutdown()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_without_optional_commands() {
+    // No Dataset Management, no Write Zeroes: deallocate is refused, write_zeroes writes
+    // zeroed buffers (more than a queue depth of them, through the in-flight window).
+    let fake = Fake::new(9, 3, 1);
+    fake.oncs.store(0, Ordering::SeqCst);
+    let ctrl = guard(Controller::init(fake.clone(), cfg())).await.unwrap();
+    let ns = ctrl.namespace(1).unwrap();
+    let data = vec![0xeeu8; (BLOCKS * 512) as usize];
+    guard(ns.write(0, &data, WriteFlags::NONE)).await.unwrap();
+    let e = guard(ns.deallocate(0, 512)).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BlockError::Unsupported {
+                op: "deallocate",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    guard(ns.write_zeroes(512 * 7, 512 * 1000)).await.unwrap();
+    let mut back = vec![0u8; data.len()];
+    guard(ns.read(0, &mut back)).await.unwrap();
+    let mut want = data.clone();
+    want[512 * 7..512 * 1007].fill(0);
+    assert!(back == want);
     guard(ctrl.shutdown()).await.unwrap();
 }
