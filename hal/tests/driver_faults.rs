@@ -510,3 +510,69 @@ async fn idle_controller_notices_fatal_status() {
     until(|| ctrl.lost_reason().is_some()).await;
     assert!(ctrl.lost_reason().is_some_and(|r| r.contains("CFS")));
 }
+
+/// Seeded concurrent workload while the simulator loses completions, delays commands past
+/// the timeout and returns transient errors at random: every operation succeeds and every
+/// read matches the model (recovery is transparent to callers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_workload_with_random_recoverable_faults() {
+    let s = sim("random", 512);
+    let c = DriverConfig {
+        command_timeout: Duration::from_millis(300),
+        max_retries: 8,
+        queue_depth: 8,
+        ..cfg()
+    };
+    let ctrl = guard(Controller::init(s.clone(), c)).await.unwrap();
+    let ns = ctrl.namespace(1).unwrap();
+    let region = 4 * MIB / 8;
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..8u64 {
+        let (ns, faults) = (ns.clone(), s.faults());
+        set.spawn(async move {
+            let mut rng = ChaCha8Rng::seed_from_u64(500 + t);
+            let base = t * region;
+            let mut model = vec![0u8; region as usize];
+            for _ in 0..25 {
+                let any = CommandMatch::any_io();
+                match rng.random_range(0..20) {
+                    0 => faults.lose_completions(any, FaultCount::Times(1)),
+                    1 => faults.delay(any, Duration::from_secs(5), FaultCount::Times(1)),
+                    2 | 3 => faults.error_status(
+                        any,
+                        sct::GENERIC,
+                        sc::INTERNAL_ERROR,
+                        FaultCount::Times(1),
+                    ),
+                    _ => {}
+                }
+                let blocks = rng.random_range(1..=512u64);
+                let at = rng.random_range(0..=region / 512 - blocks) * 512;
+                let len = (blocks * 512) as usize;
+                if rng.random_bool(0.5) {
+                    let mut data = vec![0u8; len];
+                    rng.fill(&mut data[..]);
+                    ns.write(base + at, &data, WriteFlags::NONE).await.unwrap();
+                    model[at as usize..at as usize + len].copy_from_slice(&data);
+                } else {
+                    let mut back = vec![0u8; len];
+                    ns.read(base + at, &mut back).await.unwrap();
+                    assert!(back == model[at as usize..at as usize + len], "task {t}");
+                }
+            }
+        });
+    }
+    guard(async {
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+    })
+    .await;
+    let f = s.faults().counters();
+    assert!(
+        f.lost_completions + f.delayed + f.status_injected > 0,
+        "{f:?}"
+    );
+    guard(ctrl.shutdown()).await.unwrap();
+    assert_eq!(s.iommu().fault_count(), 0);
+}

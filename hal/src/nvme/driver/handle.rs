@@ -17,6 +17,8 @@ pub(crate) struct QueueHandle {
     pub(super) sleeping: Arc<AtomicBool>,
     /// Bounce buffers of this queue pair.
     pub pool: BufPool,
+    /// Commands the queue pair holds in flight (one request keeps at most this many).
+    pub depth: usize,
 }
 
 impl QueueHandle {

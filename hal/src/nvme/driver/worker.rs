@@ -108,6 +108,7 @@ pub(crate) fn spawn(
         .spawn(move || w.run())?;
     Ok((
         QueueHandle {
+            depth: usize::from(depth),
             tx,
             ctl: ctl_tx,
             kick,
