@@ -15,7 +15,7 @@
 use ingot_pool::checksum::crc32c;
 use ingot_pool::codec::Codec;
 use ingot_pool::compress::Compression;
-use ingot_pool::crypto::{MasterKey, XtsCipher};
+use ingot_pool::crypto::{KdfParams, KeySlot, MasterKey, Passphrase, XtsCipher};
 use ingot_pool::raid::Layout;
 use ingot_pool::raid::parity;
 use rand::{RngCore, SeedableRng};
@@ -363,4 +363,25 @@ fn main() {
         c.ratio(0, 1)
     );
     println!("| memcpy | {:.2} | |", c.median(1));
+
+    // Unlock cost of a key slot with the appliance's default Argon2id parameters
+    // (wall time, median of 3: this is what a user waits for at import).
+    let pass = Passphrase::from("benchmark passphrase");
+    let slot = KeySlot::create(&key, &pass, KdfParams::DEFAULT).expect("key slot");
+    let mut times: Vec<f64> = (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(slot.unwrap(&pass).expect("unwrap"));
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    println!();
+    println!(
+        "key slot unwrap, Argon2id m={} KiB t={} p={}: {:.0} ms (median of 3, wall time)",
+        KdfParams::DEFAULT.m_cost_kib,
+        KdfParams::DEFAULT.t_cost,
+        KdfParams::DEFAULT.p_cost,
+        times[1]
+    );
 }
