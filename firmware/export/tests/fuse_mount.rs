@@ -427,3 +427,42 @@ fn stale_mount_is_cleared() {
     m.unmount();
     assert!(fs::metadata(&path).is_ok());
 }
+
+#[test]
+fn parallel_writers_through_fuse() {
+    use std::os::unix::fs::FileExt;
+    let m = Mounted::new(MountOptions::default());
+    // A shared file written in disjoint 1 MiB regions by several threads at once.
+    let shared = File::create(m.p("shared")).unwrap();
+    shared.set_len(8 << 20).unwrap();
+    drop(shared);
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let m = &m;
+            s.spawn(move || {
+                let own = pattern(6 << 20, t);
+                let mut f = File::create(m.p(&format!("own-{t}"))).unwrap();
+                for c in own.chunks(256 << 10) {
+                    f.write_all(c).unwrap();
+                }
+                let sh = OpenOptions::new().write(true).open(m.p("shared")).unwrap();
+                for region in [t as u64, t as u64 + 4] {
+                    sh.write_all_at(&pattern(1 << 20, region as u8 + 100), region << 20)
+                        .unwrap();
+                }
+            });
+        }
+    });
+    for t in 0..4u8 {
+        assert!(fs::read(m.p(&format!("own-{t}"))).unwrap() == pattern(6 << 20, t));
+    }
+    let all = fs::read(m.p("shared")).unwrap();
+    assert_eq!(all.len(), 8 << 20);
+    for region in 0..8usize {
+        let want = pattern(1 << 20, region as u8 + 100);
+        assert!(
+            all[region << 20..(region + 1) << 20] == want[..],
+            "region {region}"
+        );
+    }
+}
