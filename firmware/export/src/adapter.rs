@@ -102,6 +102,27 @@ pub(crate) fn attr(i: &Inode) -> FileAttr {
     }
 }
 
+/// Attributes of a negative lookup reply (node id 0).
+fn negative_attr() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: BLKSIZE,
+        flags: 0,
+    }
+}
+
 fn ctx(req: &Request) -> Ctx {
     Ctx {
         uid: req.uid(),
@@ -205,7 +226,16 @@ impl fuser::Filesystem for Adapter {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
         let (p, n, ttl) = (fs_ino(parent), name(n), self.cfg.entry_ttl);
-        self.spawn(move |fs| async move { Self::reply_entry(ttl, fs.lookup(p, &n).await, reply) });
+        self.spawn(move |fs| async move {
+            match fs.lookup(p, &n).await {
+                // A negative entry (node id 0) lets the kernel cache the miss for `ttl`; every
+                // change goes through this mount, so the kernel invalidates it on create.
+                Err(FsError::NotFound(_)) if !ttl.is_zero() => {
+                    reply.entry(&ttl, &negative_attr(), Generation(0))
+                }
+                r => Self::reply_entry(ttl, r, reply),
+            }
+        });
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {

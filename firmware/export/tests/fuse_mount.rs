@@ -383,19 +383,29 @@ fn stale_mount_is_cleared() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mnt");
     fs::create_dir(&path).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "stale_mount_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("INGOT_STALE_CHILD_MOUNT", &path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    /// Kills the child mount server even if the test fails half-way.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "stale_mount_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("INGOT_STALE_CHILD_MOUNT", &path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
     let mut line = String::new();
     loop {
         line.clear();
@@ -407,8 +417,8 @@ fn stale_mount_is_cleared() {
             break;
         }
     }
-    child.kill().unwrap(); // SIGKILL: the mount is left behind, dead
-    child.wait().unwrap();
+    child.0.kill().unwrap(); // SIGKILL: the mount is left behind, dead
+    child.0.wait().unwrap();
     let e = fs::metadata(&path).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOTCONN));
     // Mounting again clears it first.
