@@ -9,6 +9,10 @@
 use crate::error::{FsError, FsResult};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Inode flag (private to ingot): the inode has a `security.capability` xattr, which writes,
+/// truncates and chowns remove (as the kernel's killpriv does on ext4).
+pub const FL_HAS_CAPS: u32 = 1 << 31;
+
 /// Current inode encoding version.
 pub const INODE_VERSION: u8 = 1;
 /// Length of a v1 record.
