@@ -21,10 +21,10 @@ use std::time::{Duration, SystemTime};
 
 /// Block size reported in `st_blksize`: programs size their I/O buffers by it.
 const BLKSIZE: u32 = 1 << 20;
-/// Directory entries fetched per `readdir` request (a reply holds about a page).
-const READDIR_BATCH: usize = 128;
-/// Entries fetched per `readdirplus` request (larger records).
-const READDIRPLUS_BATCH: usize = 40;
+/// Directory entries fetched from the fs at a time while filling a `readdir` reply.
+const READDIR_BATCH: usize = 64;
+/// Entries fetched at a time while filling a `readdirplus` reply (each needs its attributes).
+const READDIRPLUS_BATCH: usize = 16;
 
 /// Settings the adapter needs from the mount options.
 #[derive(Debug, Clone)]
@@ -500,21 +500,24 @@ impl fuser::Filesystem for Adapter {
     ) {
         let ino = fs_ino(ino);
         self.spawn(move |fs| async move {
-            match fs.readdir(ino, offset, READDIR_BATCH).await {
-                Ok(ents) => {
-                    for e in ents {
-                        if reply.add(
-                            fuse_ino(e.ino),
-                            e.offset,
-                            kind(e.kind),
-                            OsStr::from_bytes(&e.name),
-                        ) {
-                            break;
-                        }
+            // Fill the kernel's buffer batch by batch: only the last batch is partly wasted.
+            let mut off = offset;
+            loop {
+                let ents = match fs.readdir(ino, off, READDIR_BATCH).await {
+                    Ok(e) => e,
+                    Err(e) => return reply.error(errno(&e)),
+                };
+                let n = ents.len();
+                for e in ents {
+                    off = e.offset;
+                    let name = OsStr::from_bytes(&e.name);
+                    if reply.add(fuse_ino(e.ino), e.offset, kind(e.kind), name) {
+                        return reply.ok();
                     }
-                    reply.ok();
                 }
-                Err(e) => reply.error(errno(&e)),
+                if n < READDIR_BATCH {
+                    return reply.ok();
+                }
             }
         });
     }
@@ -529,24 +532,35 @@ impl fuser::Filesystem for Adapter {
     ) {
         let (ino, ttl) = (fs_ino(ino), self.cfg.entry_ttl);
         self.spawn(move |fs| async move {
-            match fs.readdirplus(ino, offset, READDIRPLUS_BATCH).await {
-                Ok(ents) => {
-                    for (e, i) in ents {
-                        let a = attr(&i);
-                        if reply.add(
-                            fuse_ino(e.ino),
-                            e.offset,
-                            OsStr::from_bytes(&e.name),
-                            &ttl,
-                            &a,
-                            Generation(0),
-                        ) {
-                            break;
-                        }
+            let mut off = offset;
+            loop {
+                let ents = match fs.readdir(ino, off, READDIRPLUS_BATCH).await {
+                    Ok(e) => e,
+                    Err(e) => return reply.error(errno(&e)),
+                };
+                let n = ents.len();
+                for e in ents {
+                    off = e.offset;
+                    let i = match fs.getattr(e.ino).await {
+                        Ok(i) => i,
+                        Err(FsError::NotFound(_)) => continue, // removed meanwhile
+                        Err(err) => return reply.error(errno(&err)),
+                    };
+                    let name = OsStr::from_bytes(&e.name);
+                    if reply.add(
+                        fuse_ino(e.ino),
+                        e.offset,
+                        name,
+                        &ttl,
+                        &attr(&i),
+                        Generation(0),
+                    ) {
+                        return reply.ok();
                     }
-                    reply.ok();
                 }
-                Err(e) => reply.error(errno(&e)),
+                if n < READDIRPLUS_BATCH {
+                    return reply.ok();
+                }
             }
         });
     }
