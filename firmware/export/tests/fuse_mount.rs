@@ -476,3 +476,31 @@ fn parallel_writers_through_fuse() {
         );
     }
 }
+
+#[test]
+fn read_only_mount_refuses_changes() {
+    let store = Arc::new(MemStore::new());
+    let mut m = Mounted::with_store(store.clone(), MountOptions::default());
+    fs::write(m.p("f"), b"data").unwrap();
+    m.unmount();
+    let ro = Mounted::with_store(
+        store,
+        MountOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(fs::read(ro.p("f")).unwrap(), b"data");
+    assert_eq!(
+        errno_of(fs::write(ro.p("g"), b"x").unwrap_err()),
+        libc::EROFS
+    );
+    assert_eq!(
+        errno_of(fs::remove_file(ro.p("f")).unwrap_err()),
+        libc::EROFS
+    );
+    assert_eq!(
+        errno_of(fs::create_dir(ro.p("d")).unwrap_err()),
+        libc::EROFS
+    );
+}
