@@ -504,3 +504,47 @@ fn read_only_mount_refuses_changes() {
         libc::EROFS
     );
 }
+
+#[test]
+fn large_file_through_fuse_on_the_real_pool() {
+    use ingot_hal::blockdev::{BlockDevice, MemBlockDevice};
+    use ingot_pool::engine::{Pool, PoolConfig, PoolLayout};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let devs: Vec<Arc<dyn BlockDevice>> = (0..2)
+        .map(|i| Arc::new(MemBlockDevice::new(format!("m{i}"), 4096, 128 * 256)) as _)
+        .collect();
+    let mut c = PoolConfig::new("tank", PoolLayout::Mirror);
+    c.kdf = ingot_pool::crypto::KdfParams::FAST_INSECURE;
+    let pool = rt.block_on(Pool::create(devs, c)).unwrap();
+    let fs = rt
+        .block_on(Fs::mount(Arc::new(pool), FsOptions::default()))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mnt");
+    fs::create_dir(&path).unwrap();
+    let opts = MountOptions {
+        runtime: Some(rt.handle().clone()),
+        ..Default::default()
+    };
+    let m = Mounted {
+        handle: Some(mount(Arc::new(fs), &path, &opts).unwrap()),
+        path,
+        store: Arc::new(MemStore::new()),
+        _dir: dir,
+    };
+    let data = pattern(20 << 20, 3);
+    let mut f = File::create(m.p("big")).unwrap();
+    for c in data.chunks(1 << 20) {
+        f.write_all(c).unwrap();
+    }
+    f.sync_all().unwrap();
+    drop(f);
+    assert!(fs::read(m.p("big")).unwrap() == data);
+    fs::rename(m.p("big"), m.p("renamed")).unwrap();
+    assert_eq!(fs::metadata(m.p("renamed")).unwrap().len(), 20 << 20);
+    drop(m);
+}
