@@ -119,6 +119,9 @@ fn large_files_write_read_truncate() {
     assert_eq!(back.len(), 10_000);
     assert!(back[..1000] == data[..1000]);
     assert!(back[1000..].iter().all(|&b| b == 0));
+    // O_TRUNC on an existing file (FUSE_ATOMIC_O_TRUNC: the fs truncates in open).
+    fs::write(m.p("big"), b"tiny").unwrap();
+    assert_eq!(fs::read(m.p("big")).unwrap(), b"tiny");
     // Sparse file.
     let mut s = File::create(m.p("sparse")).unwrap();
     s.seek(SeekFrom::Start(1 << 30)).unwrap();
