@@ -22,7 +22,9 @@ use std::time::Duration;
 const IDS: u64 = 5;
 
 fn as_dyn(d: &[Arc<CrashDisk>]) -> Vec<Arc<dyn BlockDevice>> {
-    d.iter().map(|d| d.clone() as Arc<dyn BlockDevice>).collect()
+    d.iter()
+        .map(|d| d.clone() as Arc<dyn BlockDevice>)
+        .collect()
 }
 
 async fn one_crash(seed: u64) {
@@ -41,7 +43,7 @@ async fn one_crash(seed: u64) {
     cfg.record_size = 16 * 1024;
     cfg.tunables.txg_interval = Duration::from_secs(3600);
     // Small dirty limit: some commits happen inside apply, not only on sync.
-    cfg.tunables.dirty_limit_bytes = if seed % 3 == 0 { 64 << 10 } else { 64 << 20 };
+    cfg.tunables.dirty_limit_bytes = if seed.is_multiple_of(3) { 64 << 10 } else { 64 << 20 };
     let pool = Pool::create(as_dyn(&devs), cfg).await.expect("create");
     let mut m = Model::new();
     let mut hist = vec![model::digest(&m)];
@@ -90,12 +92,22 @@ async fn one_crash(seed: u64) {
                     None => eprintln!("model {j}: id {id} missing"),
                     Some(g) if g != o => {
                         let first = g.data.iter().zip(&o.data).position(|(a, b)| a != b);
-                        eprintln!("model {j}: id {id} differs: size {} vs {}, first diff {first:?}, attr eq {}, kv eq {}", g.data.len(), o.data.len(), g.attr == o.attr, g.kv == o.kv);
+                        eprintln!(
+                            "model {j}: id {id} differs: size {} vs {}, first diff {first:?}, attr eq {}, kv eq {}",
+                            g.data.len(),
+                            o.data.len(),
+                            g.attr == o.attr,
+                            g.kv == o.kv
+                        );
                     }
                     _ => {}
                 }
             }
-            for id in got.keys() { if !mm.contains_key(id) { eprintln!("model {j}: extra id {id}"); } }
+            for id in got.keys() {
+                if !mm.contains_key(id) {
+                    eprintln!("model {j}: extra id {id}");
+                }
+            }
         }
     }
     assert!(

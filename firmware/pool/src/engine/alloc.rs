@@ -135,8 +135,7 @@ pub struct SpaceMap {
 impl SpaceMap {
     /// Encode.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(32 + 16 * self.allocated.len() + 24 * self.deferred.len());
+        let mut out = Vec::with_capacity(32 + 16 * self.allocated.len() + 24 * self.deferred.len());
         out.extend_from_slice(&SM_MAGIC.to_le_bytes());
         out.extend_from_slice(&SM_VERSION.to_le_bytes());
         out.extend_from_slice(&self.txg.to_le_bytes());
@@ -279,9 +278,15 @@ impl Allocator {
         if !use_reserve && self.free.total() < len + self.reserve {
             return Err(PoolError::NoSpace);
         }
-        let start = self.free.take_fit(len, self.hint).ok_or(PoolError::NoSpace)?;
+        let start = self
+            .free
+            .take_fit(len, self.hint)
+            .ok_or(PoolError::NoSpace)?;
         self.hint = start + len;
-        self.pending_allocs.entry(txg).or_default().push((start, len));
+        self.pending_allocs
+            .entry(txg)
+            .or_default()
+            .push((start, len));
         Ok(start)
     }
 
@@ -298,7 +303,10 @@ impl Allocator {
 
     /// Record that txg `txg` no longer references `start+len`.
     pub fn free(&mut self, start: u64, len: u64, txg: u64) {
-        self.pending_frees.entry(txg).or_default().push((start, len));
+        self.pending_frees
+            .entry(txg)
+            .or_default()
+            .push((start, len));
     }
 
     /// The state as of txg `txg` (its allocations and frees included), to be written.
@@ -338,10 +346,12 @@ impl Allocator {
         let mut keep = Vec::with_capacity(self.deferred.len());
         for (t, s, l) in std::mem::take(&mut self.deferred) {
             if t + DEFER_TXGS - 1 <= durable {
-                self.committed.remove(s, l).map_err(|e| PoolError::Corrupt {
-                    what: "space map",
-                    detail: format!("freeing a range that is not allocated: {e}"),
-                })?;
+                self.committed
+                    .remove(s, l)
+                    .map_err(|e| PoolError::Corrupt {
+                        what: "space map",
+                        detail: format!("freeing a range that is not allocated: {e}"),
+                    })?;
                 self.free.insert(s, l).map_err(PoolError::Internal)?;
             } else {
                 keep.push((t, s, l));

@@ -66,7 +66,9 @@ impl NodeCache {
         g.lru.insert(tick, (bp.addr, bp.birth));
         g.bytes += size;
         while g.bytes > self.limit {
-            let Some((_, k)) = g.lru.pop_first() else { break };
+            let Some((_, k)) = g.lru.pop_first() else {
+                break;
+            };
             if let Some((n, _)) = g.map.remove(&k) {
                 g.bytes -= n.bytes;
             }

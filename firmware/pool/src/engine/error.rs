@@ -25,7 +25,9 @@ pub enum PoolError {
         detail: String,
     },
     /// A device belongs to another pool (or to no pool) than the others.
-    #[error("device {device} belongs to pool {found_pool:#018x}, not to pool {expected_pool:#018x}")]
+    #[error(
+        "device {device} belongs to pool {found_pool:#018x}, not to pool {expected_pool:#018x}"
+    )]
     ForeignDevice {
         /// Device location.
         device: String,

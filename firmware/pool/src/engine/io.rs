@@ -11,9 +11,9 @@ use super::bptr::{BlockKind, BlockPtr};
 use super::cache::NodeCache;
 use super::error::PoolError;
 use super::node::{ClearHeader, Node, PhysPtr};
-use crate::raid::Vdev;
 use crate::codec::Codec;
 use crate::compress::CompressionKind;
+use crate::raid::Vdev;
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -167,20 +167,15 @@ impl BlockIo {
                 pool: String::new(),
             });
         }
-        let mut stored = self.read_verified(bp.addr, bp.data_sectors(), bp.crc).await?;
+        let mut stored = self
+            .read_verified(bp.addr, bp.data_sectors(), bp.crc)
+            .await?;
         let kind = CompressionKind::from_code(bp.comp).map_err(|e| PoolError::Corrupt {
             what: "block pointer",
             detail: e.to_string(),
         })?;
         self.codec
-            .open(
-                &mut stored,
-                bp.addr,
-                bp.crc,
-                kind,
-                bp.psize,
-                bp.lsize,
-            )
+            .open(&mut stored, bp.addr, bp.crc, kind, bp.psize, bp.lsize)
             .map_err(|e| PoolError::Corrupt {
                 what: "extent",
                 detail: format!("at pool sector {}: {e}", bp.addr),
@@ -188,7 +183,11 @@ impl BlockIo {
     }
 
     /// Write one tree node whose children are all written; returns its block pointer.
-    pub async fn write_node(&self, node: &Node, ctx: &mut AllocCtx<'_>) -> Result<BlockPtr, PoolError> {
+    pub async fn write_node(
+        &self,
+        node: &Node,
+        ctx: &mut AllocCtx<'_>,
+    ) -> Result<BlockPtr, PoolError> {
         let payload = node.encode_payload(ctx.txg())?;
         if payload.len() > super::node::MAX_PAYLOAD {
             return Err(PoolError::Internal(format!(
@@ -235,8 +234,13 @@ impl BlockIo {
     }
 
     /// Read a node's stored bytes and its clear header (keyless).
-    pub async fn read_node_raw(&self, bp: &BlockPtr) -> Result<(Vec<u8>, ClearHeader, usize), PoolError> {
-        let stored = self.read_verified(bp.addr, bp.data_sectors(), bp.crc).await?;
+    pub async fn read_node_raw(
+        &self,
+        bp: &BlockPtr,
+    ) -> Result<(Vec<u8>, ClearHeader, usize), PoolError> {
+        let stored = self
+            .read_verified(bp.addr, bp.data_sectors(), bp.crc)
+            .await?;
         let (hdr, clear_len) = ClearHeader::decode(&stored)?;
         // birth 0: a keyless walk that only knows the physical pointer.
         if bp.birth != 0 && hdr.birth != bp.birth {
@@ -251,14 +255,21 @@ impl BlockIo {
         if clear_len + hdr.payload_sectors as usize * SECTOR != stored.len() {
             return Err(PoolError::Corrupt {
                 what: "tree node",
-                detail: format!("at pool sector {}: sizes disagree with block pointer", bp.addr),
+                detail: format!(
+                    "at pool sector {}: sizes disagree with block pointer",
+                    bp.addr
+                ),
             });
         }
         Ok((stored, hdr, clear_len))
     }
 
     /// Load a node (through the cache). `level`: the level the parent expects.
-    pub async fn load_node(&self, bp: &BlockPtr, level: Option<u8>) -> Result<Arc<Node>, PoolError> {
+    pub async fn load_node(
+        &self,
+        bp: &BlockPtr,
+        level: Option<u8>,
+    ) -> Result<Arc<Node>, PoolError> {
         if let Some(n) = self.cache.get(bp) {
             return Ok(n);
         }
@@ -268,10 +279,11 @@ impl BlockIo {
             });
         }
         let (mut stored, hdr, clear_len) = self.read_node_raw(bp).await?;
-        let kind = CompressionKind::from_code(hdr.payload_comp).map_err(|e| PoolError::Corrupt {
-            what: "tree node",
-            detail: e.to_string(),
-        })?;
+        let kind =
+            CompressionKind::from_code(hdr.payload_comp).map_err(|e| PoolError::Corrupt {
+                what: "tree node",
+                detail: e.to_string(),
+            })?;
         let payload_addr = bp.addr + (clear_len / SECTOR) as u64;
         let payload = self
             .codec
@@ -303,7 +315,12 @@ impl BlockIo {
     }
 
     /// Keylessly verify one extent's stored bytes against its crc.
-    pub async fn verify_extent(&self, addr: u64, sectors: u64, crc: u32) -> Result<Vec<u8>, PoolError> {
+    pub async fn verify_extent(
+        &self,
+        addr: u64,
+        sectors: u64,
+        crc: u32,
+    ) -> Result<Vec<u8>, PoolError> {
         self.read_verified(addr, sectors, crc).await
     }
 

@@ -158,7 +158,11 @@ pub fn label_offset(i: usize, capacity: u64) -> u64 {
 
 /// Label copies that txg `txg` is written to.
 pub fn copies_for_txg(txg: u64) -> [usize; 2] {
-    if txg.is_multiple_of(2) { [0, 2] } else { [1, 3] }
+    if txg.is_multiple_of(2) {
+        [0, 2]
+    } else {
+        [1, 3]
+    }
 }
 
 impl Label {

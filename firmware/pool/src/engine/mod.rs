@@ -26,3 +26,5 @@ pub use config::{
 pub use error::PoolError;
 pub use label::{Label, PoolCompression, PoolLayout};
 pub use pool::Pool;
+#[cfg(test)]
+mod tests;

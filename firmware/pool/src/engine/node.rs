@@ -186,7 +186,10 @@ impl Node {
             return Err(r.bad(format!("level {level} > {MAX_LEVEL}")));
         }
         if count > buf.len() / 6 + 1 {
-            return Err(r.bad(format!("entry count {count} too large for {} bytes", buf.len())));
+            return Err(r.bad(format!(
+                "entry count {count} too large for {} bytes",
+                buf.len()
+            )));
         }
         let mut keys_v: Vec<Vec<u8>> = Vec::with_capacity(count);
         let body = if level == 0 {

@@ -107,11 +107,15 @@ impl Batch<'_> {
         match tree::get(self.io, &self.tree.root, &keys::extent(id, rec)).await? {
             Some(v) => {
                 let bp = BlockPtr::from_bytes(&v)?;
-                Ok(self.io.read_data(&bp).await.map_err(|e| StoreError::Corrupt {
-                    id,
-                    offset: rec * self.rs,
-                    detail: e.to_string(),
-                })?)
+                Ok(self
+                    .io
+                    .read_data(&bp)
+                    .await
+                    .map_err(|e| StoreError::Corrupt {
+                        id,
+                        offset: rec * self.rs,
+                        detail: e.to_string(),
+                    })?)
             }
             None => Ok(Vec::new()),
         }
@@ -143,13 +147,25 @@ impl Batch<'_> {
     }
 
     /// Remove every extent of `id` with record index in `[from, to)`.
-    async fn drop_records(&mut self, id: ObjectId, from: u64, to: Option<u64>) -> Result<(), StoreError> {
+    async fn drop_records(
+        &mut self,
+        id: ObjectId,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<(), StoreError> {
         let end = match to {
             Some(t) => keys::extent(id, t),
             None => keys::kind_end(id, KIND_EXTENT),
         };
         loop {
-            let batch = tree::scan(self.io, &self.tree.root, &keys::extent(id, from), Some(&end), 256).await?;
+            let batch = tree::scan(
+                self.io,
+                &self.tree.root,
+                &keys::extent(id, from),
+                Some(&end),
+                256,
+            )
+            .await?;
             if batch.is_empty() {
                 return Ok(());
             }
@@ -171,10 +187,10 @@ impl Batch<'_> {
         let last_full = end / rs; // exclusive
         // Partial head and tail records.
         let mut partial = Vec::new();
-        if off % rs != 0 {
+        if !off.is_multiple_of(rs) {
             partial.push(off / rs);
         }
-        if end % rs != 0 && (partial.first() != Some(&(end / rs))) {
+        if !end.is_multiple_of(rs) && (partial.first() != Some(&(end / rs))) {
             partial.push(end / rs);
         }
         for rec in partial {
@@ -214,7 +230,8 @@ impl Batch<'_> {
                 let start = keys::object_start(id);
                 let end = keys::object_end(id);
                 loop {
-                    let chunk = tree::scan(self.io, &self.tree.root, &start, end.as_deref(), 256).await?;
+                    let chunk =
+                        tree::scan(self.io, &self.tree.root, &start, end.as_deref(), 256).await?;
                     if chunk.is_empty() {
                         break;
                     }
@@ -233,7 +250,9 @@ impl Batch<'_> {
                 let end = offset
                     .checked_add(data.len() as u64)
                     .filter(|e| *e <= MAX_OBJECT_BYTES)
-                    .ok_or_else(|| invalid(format!("write at {offset} + {} too far", data.len())))?;
+                    .ok_or_else(|| {
+                        invalid(format!("write at {offset} + {} too far", data.len()))
+                    })?;
                 let rs = self.rs;
                 let mut pos = offset;
                 while pos < end {
@@ -281,7 +300,10 @@ impl Batch<'_> {
             }
             Op::SetAttr { id, attr } => {
                 if attr.len() > MAX_ATTR_LEN {
-                    return Err(invalid(format!("attribute of {} bytes > {MAX_ATTR_LEN}", attr.len())));
+                    return Err(invalid(format!(
+                        "attribute of {} bytes > {MAX_ATTR_LEN}",
+                        attr.len()
+                    )));
                 }
                 let mut ino = self.must_inode(id).await?;
                 ino.attr = Some(attr.to_vec());
@@ -366,7 +388,9 @@ impl Inner {
                 if let Err(e) = b.apply_op(op).await {
                     b.ctx.undo();
                     return Err(match e {
-                        StoreError::Io { detail } if detail.contains("no space") => StoreError::NoSpace,
+                        StoreError::Io { detail } if detail.contains("no space") => {
+                            StoreError::NoSpace
+                        }
                         other => other,
                     });
                 }
@@ -462,7 +486,12 @@ impl ObjectStore for Pool {
     async fn get_attr(&self, id: ObjectId) -> Result<Option<Bytes>, StoreError> {
         self.inner.check_readable()?;
         let root = self.inner.reader_root();
-        Ok(self.inner.read_inode(&root, id).await?.attr.map(Bytes::from))
+        Ok(self
+            .inner
+            .read_inode(&root, id)
+            .await?
+            .attr
+            .map(Bytes::from))
     }
 
     async fn kv_get(&self, id: ObjectId, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
@@ -470,7 +499,9 @@ impl ObjectStore for Pool {
         i.check_readable()?;
         let root = i.reader_root();
         i.read_inode(&root, id).await?;
-        Ok(tree::get(&i.io, &root, &keys::kv(id, key)).await?.map(Bytes::from))
+        Ok(tree::get(&i.io, &root, &keys::kv(id, key))
+            .await?
+            .map(Bytes::from))
     }
 
     async fn kv_scan(
@@ -494,7 +525,12 @@ impl ObjectStore for Pool {
         let end = keys::kind_end(id, KIND_KV);
         let v = tree::scan(&i.io, &root, &start, Some(&end), limit).await?;
         Ok(v.into_iter()
-            .map(|(k, v)| (Bytes::copy_from_slice(keys::kv_user_key(&k)), Bytes::from(v)))
+            .map(|(k, v)| {
+                (
+                    Bytes::copy_from_slice(keys::kv_user_key(&k)),
+                    Bytes::from(v),
+                )
+            })
             .collect())
     }
 
@@ -519,4 +555,3 @@ impl ObjectStore for Pool {
         }
     }
 }
-

@@ -20,15 +20,15 @@ use super::error::PoolError;
 use super::io::{AllocCtx, BlockIo, IoStats};
 use super::keys::{self, META_OID};
 use super::label::{
-    LABEL_AREA, LABEL_BYTES, LABEL_COPIES, Label, MAX_NAME, PoolCompression, PoolLayout,
-    Uberblock, copies_for_txg, label_offset,
+    LABEL_AREA, LABEL_BYTES, LABEL_COPIES, Label, MAX_NAME, PoolCompression, PoolLayout, Uberblock,
+    copies_for_txg, label_offset,
 };
 use super::node::Child;
-use crate::raid::{Layout, RaidError, Vdev};
 use super::tree::{self, Frees, Tree};
 use crate::codec::Codec;
 use crate::compress::Compression;
 use crate::crypto::{KeyError, KeySlot, MasterKey, Passphrase, XtsCipher};
+use crate::raid::{Layout, RaidError, Vdev};
 use crate::store::FIRST_DYNAMIC_ID;
 use ingot_hal::blockdev::{BlockDevice, WriteFlags};
 use parking_lot::{Mutex, RwLock};
@@ -266,10 +266,17 @@ impl Pool {
             device_guids,
         };
         let devs: Vec<Option<Arc<dyn BlockDevice>>> = devices.into_iter().map(Some).collect();
-        let vdev = Vdev::new(codec_layout(cfg.layout), devs.clone(), data_offset, data_len)
-            .map_err(|e| PoolError::Config(e.to_string()))?;
+        let vdev = Vdev::new(
+            codec_layout(cfg.layout),
+            devs.clone(),
+            data_offset,
+            data_len,
+        )
+        .map_err(|e| PoolError::Config(e.to_string()))?;
         if vdev.capacity_sectors() < 256 {
-            return Err(PoolError::Config("devices too small for this layout".into()));
+            return Err(PoolError::Config(
+                "devices too small for this layout".into(),
+            ));
         }
         let capacity = vdev.capacity_sectors();
         let io = BlockIo {
@@ -517,7 +524,7 @@ impl Pool {
             });
         }
         // 3. Candidate txgs, newest first; take the first whose root and space map verify.
-        ubers.sort_by(|a, b| b.0.txg.cmp(&a.0.txg));
+        ubers.sort_by_key(|u| std::cmp::Reverse(u.0.txg));
         ubers.dedup_by(|a, b| a.0 == b.0);
         let probe = BlockIo {
             vdev,
@@ -531,7 +538,11 @@ impl Pool {
         for (u, l) in &ubers {
             let root_ok = probe.read_node_raw(&u.root).await;
             let sm_ok = probe
-                .verify_extent(u.space_map.addr, u.space_map.data_sectors(), u.space_map.crc)
+                .verify_extent(
+                    u.space_map.addr,
+                    u.space_map.data_sectors(),
+                    u.space_map.crc,
+                )
                 .await;
             match (root_ok, sm_ok) {
                 (Ok(_), Ok(_)) => {
@@ -559,8 +570,8 @@ impl Pool {
         let (cipher, locked) = if label.encrypted {
             match &opts.passphrase {
                 Some(p) => {
-                    let slot = KeySlot::decode(&label.key_slot)
-                        .map_err(|e| key_err(&label.name, e))?;
+                    let slot =
+                        KeySlot::decode(&label.key_slot).map_err(|e| key_err(&label.name, e))?;
                     let master = slot
                         .unwrap(&Passphrase::new(p.as_bytes()))
                         .map_err(|e| key_err(&label.name, e))?;
@@ -681,7 +692,10 @@ impl Pool {
     pub async fn change_passphrase(&self, old: &str, new: &str) -> Result<(), PoolError> {
         let i = &self.inner;
         if !i.id.encrypted {
-            return Err(PoolError::Config(format!("pool {} is not encrypted", i.id.name)));
+            return Err(PoolError::Config(format!(
+                "pool {} is not encrypted",
+                i.id.name
+            )));
         }
         i.writable()?;
         {
@@ -738,7 +752,8 @@ impl Pool {
         let mut stack = vec![(cs.uber.root, 0u32)];
         while let Some((bp, depth)) = stack.pop() {
             if depth > u32::from(super::node::MAX_LEVEL) + 1 {
-                rep.errors.push(format!("tree deeper than allowed at sector {}", bp.addr));
+                rep.errors
+                    .push(format!("tree deeper than allowed at sector {}", bp.addr));
                 continue;
             }
             match i.io.read_node_raw(&bp).await {
@@ -760,12 +775,18 @@ impl Pool {
                                 },
                                 depth + 1,
                             )),
-                            _ => match i.io.verify_extent(p.addr, u64::from(p.sectors), p.crc).await {
+                            _ => match i
+                                .io
+                                .verify_extent(p.addr, u64::from(p.sectors), p.crc)
+                                .await
+                            {
                                 Ok(b) => {
                                     rep.extents += 1;
                                     rep.bytes += b.len() as u64;
                                 }
-                                Err(e) => rep.errors.push(format!("extent at sector {}: {e}", p.addr)),
+                                Err(e) => {
+                                    rep.errors.push(format!("extent at sector {}: {e}", p.addr))
+                                }
                             },
                         }
                     }
@@ -938,7 +959,10 @@ impl Inner {
             let cap = d.geometry().capacity();
             let mut r = Ok(());
             for c in copies {
-                if let Err(e) = d.write(label_offset(c, cap), &bytes, WriteFlags::NONE).await {
+                if let Err(e) = d
+                    .write(label_offset(c, cap), &bytes, WriteFlags::NONE)
+                    .await
+                {
                     r = Err(e);
                     break;
                 }

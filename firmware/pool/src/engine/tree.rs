@@ -149,6 +149,7 @@ fn scan_rec<'a>(
     out: &'a mut Vec<(Vec<u8>, Vec<u8>)>,
 ) -> BoxFut<'a, ()> {
     Box::pin(async move {
+        #[allow(clippy::needless_range_loop)]
         match &node.body {
             Body::Leaf(vals) => {
                 let from = node.keys.partition_point(|k| k.as_slice() < start);
@@ -162,7 +163,9 @@ fn scan_rec<'a>(
             Body::Internal(ch) => {
                 let from = child_index(&node.keys, start);
                 for i in from..ch.len() {
-                    if out.len() >= limit || end.is_some_and(|e| node.keys[i].as_slice() >= e && i > from) {
+                    if out.len() >= limit
+                        || end.is_some_and(|e| node.keys[i].as_slice() >= e && i > from)
+                    {
                         break;
                     }
                     let c = fetch(io, &ch[i], Some(node.level - 1)).await?;
@@ -267,8 +270,7 @@ impl Tree {
         self.load_path(io, key).await?;
         let (old, _) = remove_rec(&mut self.root, key, frees)?;
         // Collapse a root with a single child; an emptied root becomes an empty leaf.
-        loop {
-            let Child::Mem(arc) = &mut self.root else { break };
+        while let Child::Mem(arc) = &mut self.root {
             match &arc.body {
                 Body::Internal(ch) if ch.is_empty() => {
                     self.root = Child::Mem(Arc::new(Node::empty_leaf()));
@@ -284,11 +286,6 @@ impl Tree {
             }
         }
         Ok(old)
-    }
-
-    /// Number of entries under the root (walks everything; tests only).
-    pub async fn count(&self, io: &BlockIo) -> Result<usize, PoolError> {
-        Ok(scan(io, &self.root, &[], None, usize::MAX).await?.len())
     }
 }
 
@@ -374,7 +371,11 @@ fn remove_rec(
 }
 
 /// Write every unwritten node under `child` (children first); returns its block pointer.
-pub fn write_tree<'a>(io: &'a BlockIo, child: &'a Child, ctx: &'a mut AllocCtx<'_>) -> BoxFut<'a, BlockPtr> {
+pub fn write_tree<'a>(
+    io: &'a BlockIo,
+    child: &'a Child,
+    ctx: &'a mut AllocCtx<'_>,
+) -> BoxFut<'a, BlockPtr> {
     Box::pin(async move {
         let arc = match child {
             Child::Disk(bp) => return Ok(*bp),
@@ -425,6 +426,111 @@ pub fn demote(io: &BlockIo, child: &mut Child) {
             for c in ch.iter_mut() {
                 demote(io, c);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Codec;
+    use crate::compress::Compression;
+    use crate::engine::alloc::Allocator;
+    use crate::engine::cache::NodeCache;
+    use crate::engine::io::IoStats;
+    use crate::raid::{Layout, Vdev};
+    use ingot_hal::blockdev::{BlockDevice, MemBlockDevice};
+    use parking_lot::Mutex;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn io() -> BlockIo {
+        let dev: Arc<dyn BlockDevice> = Arc::new(MemBlockDevice::new("t", 4096, 8192));
+        BlockIo {
+            vdev: Vdev::new(Layout::Stripe, vec![Some(dev)], 0, 8192 * 4096).unwrap(),
+            codec: Codec::new(Compression::Zstd { level: 1 }, None),
+            // Tiny cache: nodes are re-read from disk all the time.
+            cache: NodeCache::new(20_000),
+            unlocked: true,
+            stats: IoStats::default(),
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum TOp {
+        Put(u16, usize),
+        Del(u16),
+        Commit,
+    }
+
+    fn top() -> impl Strategy<Value = TOp> {
+        prop_oneof![
+            6 => (0u16..400, 0usize..3000).prop_map(|(k, l)| TOp::Put(k, l)),
+            3 => (0u16..400).prop_map(TOp::Del),
+            1 => Just(TOp::Commit),
+        ]
+    }
+
+    fn key(k: u16) -> Vec<u8> {
+        format!("key-{k:05}").into_bytes()
+    }
+
+    async fn check(io: &BlockIo, t: &Tree, model: &BTreeMap<Vec<u8>, Vec<u8>>) {
+        let all = scan(io, &t.root, &[], None, usize::MAX).await.unwrap();
+        let want: Vec<_> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert_eq!(all, want);
+        for (k, v) in model.iter().take(20) {
+            assert_eq!(get(io, &t.root, k).await.unwrap().as_ref(), Some(v));
+        }
+        // A bounded scan from the middle.
+        if let Some((mid, _)) = model.iter().nth(model.len() / 2) {
+            let part = scan(io, &t.root, mid, None, 5).await.unwrap();
+            let want: Vec<_> = model
+                .range(mid.clone()..)
+                .take(5)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            assert_eq!(part, want);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(crate::testutil::proptest_config(24))]
+        #[test]
+        fn tree_matches_btreemap(ops in proptest::collection::vec(top(), 1..400)) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let io = io();
+                let alloc = Mutex::new(Allocator::new(io.vdev.capacity_sectors()));
+                let mut t = Tree::empty();
+                let mut model = BTreeMap::new();
+                let mut txg = 1;
+                let mut frees = Frees::default();
+                for op in ops {
+                    match op {
+                        TOp::Put(k, l) => {
+                            let v = vec![(k % 251) as u8; l];
+                            let old = t.insert(&io, key(k), v.clone(), &mut frees).await.unwrap();
+                            assert_eq!(old, model.insert(key(k), v));
+                        }
+                        TOp::Del(k) => {
+                            let old = t.remove(&io, &key(k), &mut frees).await.unwrap();
+                            assert_eq!(old, model.remove(&key(k)));
+                        }
+                        TOp::Commit => {
+                            let mut ctx = AllocCtx::new(&alloc, txg, true);
+                            let bp = write_tree(&io, &t.root, &mut ctx).await.unwrap();
+                            alloc.lock().finish(txg).unwrap();
+                            txg += 1;
+                            demote(&io, &mut t.root);
+                            // The root is now on disk, and a fresh tree over it agrees.
+                            let reopened = Tree { root: Child::Disk(bp) };
+                            check(&io, &reopened, &model).await;
+                        }
+                    }
+                }
+                check(&io, &t, &model).await;
+            });
         }
     }
 }

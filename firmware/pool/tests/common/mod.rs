@@ -196,7 +196,8 @@ impl BlockDevice for CrashDisk {
         Ok(())
     }
     async fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), BlockError> {
-        self.write(offset, &vec![0u8; len as usize], WriteFlags::NONE).await
+        self.write(offset, &vec![0u8; len as usize], WriteFlags::NONE)
+            .await
     }
     async fn health(&self) -> Result<HealthInfo, BlockError> {
         Ok(HealthInfo::default())
@@ -249,7 +250,10 @@ pub mod model {
                 o.data[*offset as usize..end].copy_from_slice(data);
             }
             Op::Truncate { id, size } => {
-                m.get_mut(id).expect("exists").data.resize(*size as usize, 0);
+                m.get_mut(id)
+                    .expect("exists")
+                    .data
+                    .resize(*size as usize, 0);
             }
             Op::PunchHole { id, offset, len } => {
                 let o = m.get_mut(id).expect("exists");
