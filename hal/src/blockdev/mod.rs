@@ -10,6 +10,11 @@ pub mod faulty;
 pub mod file;
 mod mem;
 
+pub use faulty::{
+    CrashPolicy, CrashReport, FaultKind, FaultRule, FaultyBlockDevice, FaultyConfig, FaultyStats,
+    Op, OpSet, PowerRail, RuleId, power_cycle,
+};
+pub use file::FileBlockDevice;
 pub use mem::MemBlockDevice;
 
 use async_trait::async_trait;
