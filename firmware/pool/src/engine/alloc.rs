@@ -254,7 +254,7 @@ impl Allocator {
             pending_frees: BTreeMap::new(),
             hint: 0,
         };
-        a.release(sm.txg)?;
+        a.release(sm.txg, u64::MAX)?;
         Ok(a)
     }
 
@@ -333,19 +333,25 @@ impl Allocator {
     /// Txg `txg` is durable: fold its allocations and frees into the committed state and
     /// release frees that are now old enough.
     pub fn finish(&mut self, txg: u64) -> Result<(), PoolError> {
+        self.finish_held(txg, u64::MAX)
+    }
+
+    /// [`Allocator::finish`], but frees of txgs `>= hold_from` stay deferred (a reader may
+    /// still be walking a tree that references them); they are released by a later finish.
+    pub fn finish_held(&mut self, txg: u64, hold_from: u64) -> Result<(), PoolError> {
         for (s, l) in self.pending_allocs.remove(&txg).unwrap_or_default() {
             self.committed.insert(s, l).map_err(PoolError::Internal)?;
         }
         for (s, l) in self.pending_frees.remove(&txg).unwrap_or_default() {
             self.deferred.push((txg, s, l));
         }
-        self.release(txg)
+        self.release(txg, hold_from)
     }
 
-    fn release(&mut self, durable: u64) -> Result<(), PoolError> {
+    fn release(&mut self, durable: u64, hold_from: u64) -> Result<(), PoolError> {
         let mut keep = Vec::with_capacity(self.deferred.len());
         for (t, s, l) in std::mem::take(&mut self.deferred) {
-            if t + DEFER_TXGS - 1 <= durable {
+            if t + DEFER_TXGS - 1 <= durable && t < hold_from {
                 self.committed
                     .remove(s, l)
                     .map_err(|e| PoolError::Corrupt {

@@ -86,6 +86,8 @@ pub struct BlockIo {
     pub cache: NodeCache,
     /// Whether the codec can decode (false for a locked encrypted pool).
     pub unlocked: bool,
+    /// Rewrite bad copies found by reads (self-healing); off when imported read-only.
+    pub repair: bool,
     /// Counters.
     pub stats: IoStats,
 }
@@ -108,6 +110,11 @@ impl BlockIo {
                 .checksum_errors
                 .fetch_add(out.bad_columns.len() as u64, Ordering::Relaxed);
             tracing::warn!(addr, bad = ?out.bad_columns, repaired = out.repaired, "checksum errors on read");
+            if self.repair
+                && let Err(e) = self.vdev.repair(addr, &out).await
+            {
+                tracing::warn!(addr, error = %e, "self-healing rewrite failed");
+            }
         }
         Ok(out.data)
     }

@@ -110,7 +110,10 @@ pub(crate) struct Inner {
     pub io: BlockIo,
     pub alloc: Mutex<Allocator>,
     pub open: tokio::sync::Mutex<OpenTxg>,
-    pub readable: RwLock<Child>,
+    /// The root readers see and the open txg it belongs to.
+    pub readable: RwLock<(Child, u64)>,
+    /// Active readers, by the open txg of the root they read.
+    pub readers: Mutex<std::collections::BTreeMap<u64, usize>>,
     pub commit: tokio::sync::Mutex<CommitState>,
     pub next_oid: AtomicU64,
     pub objects: AtomicU64,
@@ -284,6 +287,7 @@ impl Pool {
             codec: Codec::new(codec_compression(cfg.compression), cipher),
             cache: NodeCache::new(cfg.tunables.cache_bytes),
             unlocked: true,
+            repair: true,
             stats: IoStats::default(),
         };
         // Txg 1: an empty tree with the bookkeeping record, and its space map.
@@ -363,7 +367,8 @@ impl Pool {
             device_states,
             io,
             alloc: Mutex::new(alloc),
-            readable: RwLock::new(tree.root.clone()),
+            readable: RwLock::new((tree.root.clone(), uber.txg + 1)),
+            readers: Mutex::new(std::collections::BTreeMap::new()),
             open: tokio::sync::Mutex::new(OpenTxg {
                 tree,
                 txg: uber.txg + 1,
@@ -531,6 +536,7 @@ impl Pool {
             codec: Codec::new(codec_compression(newest.compression), None),
             cache: NodeCache::new(opts.tunables.cache_bytes),
             unlocked: false,
+            repair: false,
             stats: IoStats::default(),
         };
         let mut chosen: Option<(Uberblock, Label)> = None;
@@ -599,6 +605,7 @@ impl Pool {
             codec: Codec::new(codec_compression(label.compression), cipher),
             cache: NodeCache::new(opts.tunables.cache_bytes),
             unlocked: !locked,
+            repair: !(opts.read_only || locked),
             stats: IoStats::default(),
         };
         let capacity = io.vdev.capacity_sectors();
@@ -937,12 +944,25 @@ impl Inner {
         };
         self.write_labels(&uber, &cs.key_slot).await?;
         cs.uber = uber;
-        self.alloc.lock().finish(txg)?;
+        {
+            // Frees of txgs a reader may still walk stay deferred. Taking the readable lock
+            // for writing excludes a reader between reading the root and registering.
+            let rg = self.readable.write();
+            let hold_from = self
+                .readers
+                .lock()
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(u64::MAX)
+                .min(rg.1);
+            self.alloc.lock().finish_held(txg, hold_from)?;
+        }
         self.durable_txg.store(txg, Ordering::Release);
         {
             let mut o = self.open.lock().await;
             tree::demote(&self.io, &mut o.tree.root);
-            *self.readable.write() = o.tree.root.clone();
+            *self.readable.write() = (o.tree.root.clone(), o.txg);
         }
         tracing::debug!(pool = %self.id.name, txg, "txg committed");
         Ok(())

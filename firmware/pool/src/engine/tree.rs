@@ -452,6 +452,7 @@ mod tests {
             // Tiny cache: nodes are re-read from disk all the time.
             cache: NodeCache::new(20_000),
             unlocked: true,
+            repair: false,
             stats: IoStats::default(),
         }
     }
