@@ -275,7 +275,11 @@ async fn bit_rot_on_one_mirror_side_is_reconstructed_and_healed() {
     // Reads healed what they touched: a second import reads it all back without errors.
     let pool = Pool::import(devs, ImportOptions::default()).await.unwrap();
     assert_eq!(model::read_back(&pool, IDS).await.unwrap(), m);
-    assert_eq!(pool.status().checksum_errors, 0, "reads did not heal the bad copies");
+    assert_eq!(
+        pool.status().checksum_errors,
+        0,
+        "reads did not heal the bad copies"
+    );
     let rep = pool.verify_all().await.unwrap();
     assert!(rep.errors.is_empty(), "{:?}", rep.errors);
 }

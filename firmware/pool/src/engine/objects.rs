@@ -419,6 +419,7 @@ impl Inner {
                 }
             }
             o.tree = b.tree;
+            b.dirty += b.frees.dirtied;
             o.frees.append(&mut b.frees);
             o.counters = b.counters;
             o.dirty = true;

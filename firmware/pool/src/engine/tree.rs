@@ -30,6 +30,8 @@ pub struct Frees {
     pub slots: Vec<Arc<OnceLock<BlockPtr>>>,
     /// Extents known to be on disk (data extents).
     pub bps: Vec<BlockPtr>,
+    /// Payload bytes of nodes that became dirty (for the dirty-bytes threshold).
+    pub dirtied: u64,
 }
 
 impl Frees {
@@ -37,6 +39,7 @@ impl Frees {
     pub fn append(&mut self, other: &mut Frees) {
         self.slots.append(&mut other.slots);
         self.bps.append(&mut other.bps);
+        self.dirtied += std::mem::take(&mut other.dirtied);
     }
 }
 
@@ -59,6 +62,7 @@ fn node_mut<'a>(arc: &'a mut Arc<Node>, frees: &mut Frees) -> &'a mut Node {
     if n.slot.get().is_some() || Arc::strong_count(&n.slot) > 1 {
         let old = std::mem::replace(&mut n.slot, Arc::new(OnceLock::new()));
         frees.slots.push(old);
+        frees.dirtied += n.bytes as u64;
     }
     n
 }
