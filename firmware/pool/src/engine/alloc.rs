@@ -413,6 +413,37 @@ mod tests {
         assert!(SpaceMap::decode(&[1, 2, 3]).is_err());
     }
 
+    proptest::proptest! {
+        #![proptest_config(crate::testutil::proptest_config(128))]
+        #[test]
+        fn space_map_decode_arbitrary_never_panics(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = SpaceMap::decode(&b);
+        }
+
+        #[test]
+        fn allocator_never_double_allocates(ops in proptest::collection::vec((1u64..40, proptest::prelude::any::<bool>()), 1..200)) {
+            let mut a = Allocator::new(2000);
+            let mut live: Vec<(u64, u64)> = Vec::new();
+            for (txg, (len, free)) in (1u64..).zip(ops) {
+                if free && !live.is_empty() {
+                    let (s, l) = live.remove(0);
+                    a.free(s, l, txg);
+                } else if let Ok(s) = a.alloc(len, txg, true) {
+                    for &(ls, ll) in &live {
+                        proptest::prop_assert!(s + len <= ls || ls + ll <= s, "overlap");
+                    }
+                    live.push((s, len));
+                }
+                // The protocol: the space map of txg is written, then txg is durable.
+                let sm = a.space_map(txg).unwrap();
+                a.finish(txg).unwrap();
+                let back = Allocator::from_space_map(2000, &sm, (0, 0)).unwrap();
+                proptest::prop_assert_eq!(back.used(), a.used());
+                proptest::prop_assert_eq!(&back.free, &a.free);
+            }
+        }
+    }
+
     #[test]
     fn reserve_and_nospace() {
         let mut a = Allocator::new(1000);

@@ -313,7 +313,7 @@ impl Pool {
             root,
             space_map,
         };
-        // Wipe the other pair first (old labels of a previous pool), then write both pairs.
+        // Txg 1 goes to all four copies (overwriting any labels of a previous pool).
         for (i, d) in devs.iter().enumerate() {
             let Some(d) = d else { continue };
             let label = make_label(&id, i, &uber, &key_slot);
@@ -566,9 +566,15 @@ impl Pool {
                 detail: tried.join("; "),
             });
         };
-        for st in states.iter_mut() {
+        for (k, st) in states.iter_mut().enumerate() {
             if st.0 == DeviceState::Online && st.1 + 1 < uber.txg {
                 st.0 = DeviceState::Stale;
+                tracing::warn!(
+                    column = k,
+                    label_txg = st.1,
+                    pool_txg = uber.txg,
+                    "device is stale (missed commits); reads repair it through redundancy"
+                );
             }
         }
         let BlockIo { vdev, .. } = probe;
