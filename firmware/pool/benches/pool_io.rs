@@ -3,7 +3,7 @@
 //! `cargo bench -p ingot-pool --bench pool_io` (harness = false). Prints one line per case:
 //! throughput or IOPS, and process CPU time per byte (user + system, from /proc/self/stat),
 //! plus the node cache size and the process peak RSS (which includes the RAM devices).
-//! `POOL_BENCH_MIB` sets the sequential size (default 256).
+//! `POOL_BENCH_MIB` sets the sequential size (default 128).
 
 use bytes::Bytes;
 use ingot_hal::blockdev::{BlockDevice, MemBlockDevice};
@@ -69,14 +69,20 @@ async fn case(label: &str, compression: PoolCompression, encrypted: bool, seq_mi
     let mut cfg = PoolConfig::new("bench", PoolLayout::Stripe);
     cfg.compression = compression;
     cfg.kdf = KdfParams::FAST_INSECURE;
+    cfg.tunables.dirty_limit_bytes = 32 << 20;
     if encrypted {
         cfg.passphrase = Some("bench".into());
     }
     let pool = Pool::create(vec![dev], cfg).await.expect("create");
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    // Half-compressible 1 MiB buffers: random halves, zero halves.
+    // Half-compressible 1 MiB buffers: 512 KiB random, then 512 KiB of text-like bytes
+    // (no all-zero records, which the pool would store as holes).
     let mut chunk = vec![0u8; 1 << 20];
     rng.fill_bytes(&mut chunk[..1 << 19]);
+    for (i, b) in chunk[1 << 19..].iter_mut().enumerate() {
+        *b = b"the quick brown fox jumps over the lazy dog 0123456789\n"[i % 55]
+            ^ ((i >> 12) as u8 & 7);
+    }
     let chunk = Bytes::from(chunk);
     pool.apply(vec![Op::Create { id: 64 }])
         .await
@@ -107,7 +113,7 @@ async fn case(label: &str, compression: PoolCompression, encrypted: bool, seq_mi
     m.report(&format!("{label} seq read 1 MiB"), seq_mib << 20, seq_mib);
 
     let span = seq_mib << 20;
-    let n = 20_000u64;
+    let n = 10_000u64;
     let m = Meter::start();
     let small = Bytes::from(vec![7u8; 4096]);
     for _ in 0..n {
@@ -146,7 +152,7 @@ fn main() {
     let mib: u64 = std::env::var("POOL_BENCH_MIB")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(256);
+        .unwrap_or(128);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
