@@ -271,6 +271,18 @@ async fn bit_rot_on_one_mirror_side_is_reconstructed_and_healed() {
         .unwrap();
     assert_eq!(model::read_back(&pool, IDS).await.unwrap(), m);
     assert!(pool.status().checksum_errors > 0, "rot not detected");
+    assert!(pool.status().devices[0].errors.checksum > 0);
+    drop(pool);
+    // Rot device 1 now, and let a scrub (not reads) find and heal it.
+    faulty[1].corrupt(start, end - start, 6).await.unwrap();
+    let pool = Pool::import(devs.clone(), ImportOptions::default())
+        .await
+        .unwrap();
+    let rep = pool.scrub().await.unwrap();
+    assert!(rep.errors.is_empty(), "{:?}", rep.errors);
+    assert!(rep.bad_columns > 0, "scrub found nothing: {rep:?}");
+    let rep = pool.scrub().await.unwrap();
+    assert_eq!(rep.bad_columns, 0, "scrub did not heal: {rep:?}");
     drop(pool);
     // Reads healed what they touched: a second import reads it all back without errors.
     let pool = Pool::import(devs, ImportOptions::default()).await.unwrap();

@@ -21,7 +21,8 @@ pub mod pool;
 pub mod tree;
 
 pub use config::{
-    DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolStatus, Tunables, VerifyReport,
+    DeviceErrors, DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolStatus, Tunables,
+    VerifyReport,
 };
 pub use error::PoolError;
 pub use label::{Label, PoolCompression, PoolLayout};

@@ -14,7 +14,8 @@ use super::bptr::{BlockKind, BlockPtr};
 use super::bytes::Reader;
 use super::cache::NodeCache;
 use super::config::{
-    DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolStatus, Tunables, VerifyReport,
+    DeviceErrors, DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolStatus, Tunables,
+    VerifyReport,
 };
 use super::error::PoolError;
 use super::io::{AllocCtx, BlockIo, IoStats};
@@ -671,6 +672,17 @@ impl Pool {
                 identity: i.devices[k].as_ref().map(|d| d.identity()),
                 state: i.device_states[k].0,
                 label_txg: i.device_states[k].1,
+                errors: i
+                    .io
+                    .vdev
+                    .error_counts()
+                    .get(k)
+                    .map(|c| DeviceErrors {
+                        read: c.read,
+                        write: c.write,
+                        checksum: c.checksum,
+                    })
+                    .unwrap_or_default(),
             })
             .collect();
         let l = i.lbytes.load(Ordering::Relaxed);
@@ -749,16 +761,46 @@ impl Pool {
     }
 
     /// Walk the durable tree without keys: verify every node's and every data extent's
-    /// stored bytes against the checksums in their parents.
+    /// stored bytes against the checksums in their parents (reads reconstruct and, unless
+    /// read-only, heal bad copies on the way).
     pub async fn verify_all(&self) -> Result<VerifyReport, PoolError> {
+        self.walk(false).await
+    }
+
+    /// Scrub: [`Pool::verify_all`] reading every column and copy of every block (parity
+    /// included), rewriting bad ones from redundancy unless the pool is read-only. Needs no
+    /// keys. `VerifyReport::bad_columns` counts what was found.
+    pub async fn scrub(&self) -> Result<VerifyReport, PoolError> {
+        self.walk(true).await
+    }
+
+    async fn check_extent(
+        &self,
+        scrub: bool,
+        addr: u64,
+        sectors: u64,
+        crc: u32,
+    ) -> Result<Vec<u8>, PoolError> {
+        if scrub {
+            self.inner.io.scrub_extent(addr, sectors, crc).await
+        } else {
+            self.inner.io.verify_extent(addr, sectors, crc).await
+        }
+    }
+
+    async fn walk(&self, scrub: bool) -> Result<VerifyReport, PoolError> {
         let i = &self.inner;
         let cs = i.commit.lock().await;
+        let bad_before = i.io.stats.checksum_errors.load(Ordering::Relaxed);
         let mut rep = VerifyReport {
             txg: cs.uber.txg,
             ..VerifyReport::default()
         };
         let sm = cs.uber.space_map;
-        match i.io.verify_extent(sm.addr, sm.data_sectors(), sm.crc).await {
+        match self
+            .check_extent(scrub, sm.addr, sm.data_sectors(), sm.crc)
+            .await
+        {
             Ok(b) => rep.bytes += b.len() as u64,
             Err(e) => rep.errors.push(format!("space map: {e}")),
         }
@@ -769,13 +811,13 @@ impl Pool {
                     .push(format!("tree deeper than allowed at sector {}", bp.addr));
                 continue;
             }
-            match i.io.read_node_raw(&bp).await {
+            match i.io.read_node_checked(&bp, scrub).await {
                 Ok((stored, hdr, _)) => {
                     rep.nodes += 1;
                     rep.bytes += stored.len() as u64;
                     for p in hdr.ptrs {
-                        match p.kind {
-                            BlockKind::Node => stack.push((
+                        if p.kind == BlockKind::Node {
+                            stack.push((
                                 BlockPtr {
                                     addr: p.addr,
                                     birth: 0,
@@ -787,26 +829,25 @@ impl Pool {
                                     kind: BlockKind::Node,
                                 },
                                 depth + 1,
-                            )),
-                            _ => match i
-                                .io
-                                .verify_extent(p.addr, u64::from(p.sectors), p.crc)
-                                .await
-                            {
-                                Ok(b) => {
-                                    rep.extents += 1;
-                                    rep.bytes += b.len() as u64;
-                                }
-                                Err(e) => {
-                                    rep.errors.push(format!("extent at sector {}: {e}", p.addr))
-                                }
-                            },
+                            ));
+                            continue;
+                        }
+                        match self
+                            .check_extent(scrub, p.addr, u64::from(p.sectors), p.crc)
+                            .await
+                        {
+                            Ok(b) => {
+                                rep.extents += 1;
+                                rep.bytes += b.len() as u64;
+                            }
+                            Err(e) => rep.errors.push(format!("extent at sector {}: {e}", p.addr)),
                         }
                     }
                 }
                 Err(e) => rep.errors.push(format!("node at sector {}: {e}", bp.addr)),
             }
         }
+        rep.bad_columns = i.io.stats.checksum_errors.load(Ordering::Relaxed) - bad_before;
         Ok(rep)
     }
 }
