@@ -84,7 +84,8 @@ pub enum KeyError {
 /// The pool's random master key (XTS data key + tweak key). Zeroized on drop.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct MasterKey {
-    bytes: Box<[u8; MASTER_KEY_LEN]>,
+    /// The XTS data key and tweak key.
+    halves: Box<[[u8; 32]; 2]>,
 }
 
 impl fmt::Debug for MasterKey {
@@ -96,33 +97,28 @@ impl fmt::Debug for MasterKey {
 impl MasterKey {
     /// A fresh key from the OS random source.
     pub fn generate() -> Result<Self, KeyError> {
-        let mut bytes = Box::new([0u8; MASTER_KEY_LEN]);
-        getrandom::fill(&mut bytes[..]).map_err(|e| KeyError::Random(e.to_string()))?;
-        Ok(MasterKey { bytes })
+        let mut halves = Box::new([[0u8; 32]; 2]);
+        getrandom::fill(halves.as_flattened_mut()).map_err(|e| KeyError::Random(e.to_string()))?;
+        Ok(MasterKey { halves })
     }
 
     /// A key from its 64 bytes (tests, benchmarks, unwrapping). The source array is
     /// zeroized.
     pub fn from_bytes(mut bytes: [u8; MASTER_KEY_LEN]) -> Self {
-        let key = MasterKey {
-            bytes: Box::new(bytes),
-        };
+        let mut halves = Box::new([[0u8; 32]; 2]);
+        halves.as_flattened_mut().copy_from_slice(&bytes);
         bytes.zeroize();
-        key
+        MasterKey { halves }
     }
 
     /// The XTS data key and tweak key.
     pub(crate) fn xts_halves(&self) -> (&[u8; 32], &[u8; 32]) {
-        let (a, b) = self.bytes.split_at(32);
-        // Both halves of a 64-byte array are exactly 32 bytes.
-        (
-            a.try_into().unwrap_or(&[0; 32]),
-            b.try_into().unwrap_or(&[0; 32]),
-        )
+        (&self.halves[0], &self.halves[1])
     }
 
-    fn as_bytes(&self) -> &[u8; MASTER_KEY_LEN] {
-        &self.bytes
+    /// The 64 key bytes (data key, then tweak key).
+    fn as_bytes(&self) -> &[u8] {
+        self.halves.as_flattened()
     }
 }
 
@@ -255,14 +251,19 @@ impl KeySlot {
             params,
             salt,
             nonce,
-            wrapped: *master.as_bytes(),
+            wrapped: [0; MASTER_KEY_LEN],
             tag: [0; TAG_LEN],
         };
+        slot.wrapped.copy_from_slice(master.as_bytes());
         let kek = derive(passphrase, &params, &salt)?;
         let aad = slot.header();
-        let tag = kek
-            .encrypt_inout_detached(&nonce.into(), &aad, (&mut slot.wrapped[..]).into())
-            .map_err(|_| KeyError::Kdf("AES-GCM refused the key wrap".into()))?;
+        let Ok(tag) =
+            kek.encrypt_inout_detached(&nonce.into(), &aad, (&mut slot.wrapped[..]).into())
+        else {
+            // Never leave the clear key behind.
+            slot.wrapped.zeroize();
+            return Err(KeyError::Kdf("AES-GCM refused the key wrap".into()));
+        };
         slot.tag = tag.0;
         Ok(slot)
     }
@@ -407,6 +408,7 @@ mod tests {
         assert_eq!(&bytes[0..4], b"IKSL");
         // The clear key never appears in the slot.
         assert!(!bytes.windows(32).any(|w| w == &mk.as_bytes()[..32]));
+        assert!(!bytes.windows(32).any(|w| w == &mk.as_bytes()[32..]));
         let back = KeySlot::decode(&bytes).unwrap();
         assert_eq!(back, slot);
         assert_eq!(back.unwrap(&pass).unwrap().as_bytes(), mk.as_bytes());

@@ -220,7 +220,10 @@ impl Label {
             return Err(r.bad(format!("{} bytes, need {n}", buf.len())));
         }
         if buf[..8] != LABEL_MAGIC {
-            return Err(r.bad("no Ingot label magic"));
+            // Not a damaged label but none at all: callers tell blank drives apart by this.
+            return Err(PoolError::NotAPool {
+                detail: "no Ingot label magic".into(),
+            });
         }
         let stored = u32::from_le_bytes([buf[n - 4], buf[n - 3], buf[n - 2], buf[n - 1]]);
         if crc32c::crc32c(&buf[..n - 4]) != stored {

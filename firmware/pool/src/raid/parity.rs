@@ -65,15 +65,9 @@ pub fn gen_parity(data: &[&[u8]], parity: &mut [Vec<u8>]) -> Result<(), ParityEr
     }
 }
 
-/// `dst ^= src` over the common length.
+/// `dst ^= src` over the common length (a plain byte loop the compiler vectorizes).
 pub fn xor_into(dst: &mut [u8], src: &[u8]) {
-    let n = dst.len().min(src.len());
-    let (d8, dt) = dst[..n].as_chunks_mut::<8>();
-    let (s8, st) = src[..n].as_chunks::<8>();
-    for (d, s) in d8.iter_mut().zip(s8) {
-        *d = (u64::from_ne_bytes(*d) ^ u64::from_ne_bytes(*s)).to_ne_bytes();
-    }
-    for (d, s) in dt.iter_mut().zip(st) {
+    for (d, s) in dst.iter_mut().zip(src) {
         *d ^= *s;
     }
 }

@@ -483,3 +483,23 @@ async fn zero_length_extent_is_a_noop() {
     let o = vdev.read(0, 0, &|b: &[u8]| b.is_empty()).await.unwrap();
     assert!(o.data.is_empty());
 }
+
+fn assert_send<T: Send>(_: &T) {}
+
+#[test]
+fn vdev_futures_are_send() {
+    // The engine spawns reads and writes on a multi-threaded runtime.
+    let devs = mem_devices(3);
+    let vdev = vdev_over(Layout::Raidz1, &devs, &[]);
+    let verify = |_: &[u8]| true;
+    assert_send(&vdev.read(0, 1, &verify));
+    assert_send(&vdev.scrub(0, 1, &verify));
+    assert_send(&vdev.write(0, &[]));
+    assert_send(&vdev.flush());
+    let outcome = ReadOutcome {
+        data: Vec::new(),
+        bad_columns: Vec::new(),
+        repaired: false,
+    };
+    assert_send(&vdev.repair(0, &outcome));
+}

@@ -1,0 +1,379 @@
+//! The simulated IOMMU: the only way the simulated controller reaches host memory.
+//!
+//! [`SimIommu`] implements [`DmaMapper`]. IOVAs are handed out from
+//! [`IOVA_BASE`] upwards, far from any host address, with an unmapped guard page
+//! after every mapping and no reuse of freed IOVAs, so identity-mapping bugs,
+//! use-after-unmap and overruns past a buffer's end all fault instead of
+//! silently touching memory. Every device access goes through
+//! `SimIommu::translate`; an access that is not wholly inside one live mapping
+//! is refused and recorded as a [`DmaFault`].
+//!
+//! This module holds all of the simulator's raw host-memory access. The mapping
+//! table's read lock is held for the whole of every copy, and `unmap` takes the
+//! write lock, so once `unmap` returns the device can no longer touch the memory.
+
+use crate::dma::{DmaError, DmaMapper, PAGE_SIZE};
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering, fence};
+
+/// First IOVA handed out (4 GiB: never a plausible host heap address on its own).
+pub const IOVA_BASE: u64 = 0x1_0000_0000;
+/// End of the simulated IOVA space (48-bit).
+pub const IOVA_LIMIT: u64 = 1 << 48;
+/// How many DMA fault records are kept (the counter counts all).
+const FAULT_LOG_CAP: usize = 256;
+
+/// Why an access was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmaFaultReason {
+    /// No mapping contains the start address.
+    Unmapped,
+    /// The access starts inside a mapping but runs past its end.
+    CrossesMappingEnd,
+    /// Zero-length or overflowing access.
+    BadLength,
+}
+
+/// One refused device access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmaFault {
+    /// IOVA the device tried to reach.
+    pub iova: u64,
+    /// Length of the access in bytes.
+    pub len: usize,
+    /// Whether it was a device write (to host memory).
+    pub write: bool,
+    /// What the device was doing ("SQE fetch", "PRP list", "write data"...).
+    pub what: &'static str,
+    /// Why it was refused.
+    pub reason: DmaFaultReason,
+}
+
+impl fmt::Display for DmaFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "DMA {} of {} bytes at IOVA {:#x} ({}) refused: {:?}",
+            if self.write { "write" } else { "read" },
+            self.len,
+            self.iova,
+            self.what,
+            self.reason
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Mapping {
+    host: usize,
+    len: usize,
+}
+
+#[derive(Debug)]
+struct Table {
+    maps: BTreeMap<u64, Mapping>,
+    next: u64,
+}
+
+impl Table {
+    /// First-fit search for `span` free bytes (mapping plus guard page) between mappings.
+    fn find_gap(&self, span: u64) -> Option<u64> {
+        let mut start = IOVA_BASE;
+        for (&iova, m) in &self.maps {
+            if iova.saturating_sub(start) >= span {
+                return Some(start);
+            }
+            start = iova + m.len as u64 + PAGE_SIZE as u64;
+        }
+        (IOVA_LIMIT.saturating_sub(start) >= span).then_some(start)
+    }
+}
+
+/// A host span the device may touch, valid only while the table's read guard lives.
+struct HostSpan<'g> {
+    ptr: *mut u8,
+    len: usize,
+    _table: std::marker::PhantomData<&'g Table>,
+}
+
+/// The simulated IOMMU. Share it as `Arc<SimIommu>` (it is the controller's [`DmaMapper`]).
+pub struct SimIommu {
+    table: RwLock<Table>,
+    faults: Mutex<VecDeque<DmaFault>>,
+    fault_count: AtomicU64,
+}
+
+impl fmt::Debug for SimIommu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.table.read();
+        f.debug_struct("SimIommu")
+            .field("mappings", &t.maps.len())
+            .field("next_iova", &format_args!("{:#x}", t.next))
+            .field("dma_faults", &self.fault_count.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Default for SimIommu {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SimIommu {
+    /// An empty IOMMU.
+    pub fn new() -> SimIommu {
+        SimIommu {
+            table: RwLock::new(Table {
+                maps: BTreeMap::new(),
+                next: IOVA_BASE,
+            }),
+            faults: Mutex::new(VecDeque::new()),
+            fault_count: AtomicU64::new(0),
+        }
+    }
+
+    /// Number of refused device accesses since creation.
+    pub fn fault_count(&self) -> u64 {
+        self.fault_count.load(Ordering::Relaxed)
+    }
+
+    /// The most recent refused accesses (up to 256), oldest first.
+    pub fn faults(&self) -> Vec<DmaFault> {
+        self.faults.lock().iter().cloned().collect()
+    }
+
+    /// Number of live mappings.
+    pub fn mapping_count(&self) -> usize {
+        self.table.read().maps.len()
+    }
+
+    /// Check that `iova..iova+len` lies wholly inside one live mapping.
+    pub fn check(&self, iova: u64, len: usize) -> Result<(), DmaFaultReason> {
+        let t = self.table.read();
+        Self::translate(&t, iova, len).map(|_| ())
+    }
+
+    /// Translate a device range to host memory. The result borrows the read guard, so the
+    /// mapping cannot be removed while the span is in use.
+    fn translate<'g>(t: &'g Table, iova: u64, len: usize) -> Result<HostSpan<'g>, DmaFaultReason> {
+        let end = iova
+            .checked_add(len as u64)
+            .filter(|_| len > 0)
+            .ok_or(DmaFaultReason::BadLength)?;
+        let (&start, m) = t
+            .maps
+            .range(..=iova)
+            .next_back()
+            .ok_or(DmaFaultReason::Unmapped)?;
+        let map_end = start + m.len as u64;
+        if iova >= map_end {
+            return Err(DmaFaultReason::Unmapped);
+        }
+        if end > map_end {
+            return Err(DmaFaultReason::CrossesMappingEnd);
+        }
+        Ok(HostSpan {
+            ptr: (m.host + (iova - start) as usize) as *mut u8,
+            len,
+            _table: std::marker::PhantomData,
+        })
+    }
+
+    fn record(&self, fault: DmaFault) {
+        tracing::warn!(fault = %fault, "simulated IOMMU refused a device access");
+        self.fault_count.fetch_add(1, Ordering::Relaxed);
+        let mut log = self.faults.lock();
+        if log.len() == FAULT_LOG_CAP {
+            log.pop_front();
+        }
+        log.push_back(fault);
+    }
+
+    /// Device read from host memory into `out`.
+    pub fn read(&self, iova: u64, out: &mut [u8], what: &'static str) -> Result<(), DmaFault> {
+        let t = self.table.read();
+        match Self::translate(&t, iova, out.len()) {
+            Ok(span) => {
+                // SAFETY: `span` lies inside a live mapping (checked by `translate`), whose
+                // owner promised in `map` that the memory stays valid until `unmap`, and
+                // `unmap` cannot run while we hold the read guard `span` borrows. `out` is
+                // a distinct Rust allocation, so the ranges do not overlap. The host does
+                // not write a range while a command transfers from it (DMA contract).
+                unsafe { std::ptr::copy_nonoverlapping(span.ptr, out.as_mut_ptr(), span.len) };
+                Ok(())
+            }
+            Err(reason) => {
+                let fault = DmaFault {
+                    iova,
+                    len: out.len(),
+                    write: false,
+                    what,
+                    reason,
+                };
+                drop(t);
+                self.record(fault.clone());
+                Err(fault)
+            }
+        }
+    }
+
+    /// Device write of `data` into host memory.
+    pub fn write(&self, iova: u64, data: &[u8], what: &'static str) -> Result<(), DmaFault> {
+        let t = self.table.read();
+        match Self::translate(&t, iova, data.len()) {
+            Ok(span) => {
+                // SAFETY: as in `read`: the span is inside a live mapping kept alive by the
+                // read guard; `data` is a separate allocation; the host does not read or
+                // write the range while the command that fills it is in flight.
+                unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), span.ptr, span.len) };
+                Ok(())
+            }
+            Err(reason) => {
+                let fault = DmaFault {
+                    iova,
+                    len: data.len(),
+                    write: true,
+                    what,
+                    reason,
+                };
+                drop(t);
+                self.record(fault.clone());
+                Err(fault)
+            }
+        }
+    }
+
+    /// Post a 16-byte completion entry: dwords 0..2 first, then a release fence, then
+    /// dword 3 (which holds the phase tag), each as a volatile 32-bit store, so a host
+    /// that sees the new phase also sees the rest of the entry.
+    pub fn write_cqe(&self, iova: u64, cqe: &[u8; 16]) -> Result<(), DmaFault> {
+        let t = self.table.read();
+        let span = match Self::translate(&t, iova, 16) {
+            Ok(span) if iova.is_multiple_of(4) => span,
+            other => {
+                let reason = other.err().unwrap_or(DmaFaultReason::BadLength);
+                let fault = DmaFault {
+                    iova,
+                    len: 16,
+                    write: true,
+                    what: "CQE post",
+                    reason,
+                };
+                drop(t);
+                self.record(fault.clone());
+                return Err(fault);
+            }
+        };
+        let dw = |i: usize| {
+            u32::from_le_bytes([cqe[4 * i], cqe[4 * i + 1], cqe[4 * i + 2], cqe[4 * i + 3]])
+        };
+        for i in 0..3 {
+            // SAFETY: the 16-byte span is inside a live mapping held by the read guard and
+            // 4-byte aligned (host mappings are page-aligned, `iova` checked above); the host
+            // only reads completion entries, with volatile 32-bit loads.
+            unsafe { std::ptr::write_volatile(span.ptr.add(4 * i).cast::<u32>(), dw(i)) };
+        }
+        fence(Ordering::Release);
+        // SAFETY: as above, last dword of the same span.
+        unsafe { std::ptr::write_volatile(span.ptr.add(12).cast::<u32>(), dw(3)) };
+        Ok(())
+    }
+}
+
+impl DmaMapper for SimIommu {
+    unsafe fn map(&self, vaddr: NonNull<u8>, len: usize) -> Result<u64, DmaError> {
+        let host = vaddr.as_ptr() as usize;
+        if len == 0 || !len.is_multiple_of(PAGE_SIZE) || !host.is_multiple_of(PAGE_SIZE) {
+            return Err(DmaError::Map {
+                iova: 0,
+                len,
+                reason: format!("host range {host:#x}+{len} is not page-aligned"),
+            });
+        }
+        let mut t = self.table.write();
+        // One unmapped guard page after every mapping. Freed IOVAs are not reused until the
+        // space above the last mapping runs out (so stale IOVAs fault), then gaps are reused.
+        let span = len as u64 + PAGE_SIZE as u64;
+        let iova = match t.next.checked_add(span).filter(|&n| n <= IOVA_LIMIT) {
+            Some(next) => {
+                let iova = t.next;
+                t.next = next;
+                iova
+            }
+            None => t.find_gap(span).ok_or(DmaError::IovaExhausted { len })?,
+        };
+        t.maps.insert(iova, Mapping { host, len });
+        tracing::trace!(iova = format_args!("{iova:#x}"), len, "sim IOMMU map");
+        Ok(iova)
+    }
+
+    fn unmap(&self, iova: u64, len: usize) {
+        let mut t = self.table.write();
+        match t.maps.get(&iova) {
+            Some(m) if m.len == len => {
+                t.maps.remove(&iova);
+                tracing::trace!(iova = format_args!("{iova:#x}"), len, "sim IOMMU unmap");
+            }
+            other => tracing::warn!(
+                iova = format_args!("{iova:#x}"),
+                len,
+                mapped_len = other.map(|m| m.len),
+                "sim IOMMU: unmap of a range that is not one mapping; ignored"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dma::DmaBuffer;
+    use std::sync::Arc;
+
+    #[test]
+    fn iovas_are_not_host_addresses_and_bounds_are_enforced() {
+        let iommu = Arc::new(SimIommu::new());
+        let mut buf = DmaBuffer::alloc(iommu.clone(), 8192).unwrap();
+        assert!(buf.iova() >= IOVA_BASE);
+        assert_ne!(buf.iova(), buf.host_ptr().as_ptr() as u64);
+        buf.write_at(4090, b"abcdefgh");
+        let mut out = [0u8; 8];
+        iommu.read(buf.iova() + 4090, &mut out, "test").unwrap();
+        assert_eq!(&out, b"abcdefgh");
+        iommu.write(buf.iova() + 8, b"xy", "test").unwrap();
+        let mut back = [0u8; 2];
+        buf.read_at(8, &mut back);
+        assert_eq!(&back, b"xy");
+        assert_eq!(iommu.fault_count(), 0);
+
+        // Past the end, in the guard page, before the base, and host-address identity.
+        let e = iommu.read(buf.iova() + 8190, &mut out, "test").unwrap_err();
+        assert_eq!(e.reason, DmaFaultReason::CrossesMappingEnd);
+        let e = iommu.read(buf.iova() + 8192, &mut out, "test").unwrap_err();
+        assert_eq!(e.reason, DmaFaultReason::Unmapped);
+        let host = buf.host_ptr().as_ptr() as u64;
+        assert!(iommu.read(host, &mut out, "test").is_err());
+        assert!(iommu.read(0, &mut out, "test").is_err());
+        assert_eq!(iommu.fault_count(), 4);
+
+        // When the space above the last mapping is used up, freed gaps are reused.
+        {
+            let mut t = iommu.table.write();
+            t.next = IOVA_LIMIT - 4096;
+        }
+        let reused = DmaBuffer::alloc(iommu.clone(), 4096).unwrap();
+        assert_eq!(buf.iova(), IOVA_BASE);
+        assert_eq!(reused.iova(), IOVA_BASE + 8192 + 4096);
+        drop(reused);
+
+        let iova = buf.iova();
+        drop(buf);
+        assert!(iommu.read(iova, &mut out, "test").is_err());
+        assert_eq!(iommu.mapping_count(), 0);
+        assert_eq!(iommu.faults().len(), 5);
+    }
+}
