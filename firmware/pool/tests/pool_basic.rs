@@ -517,3 +517,52 @@ async fn concurrent_writers_readers_and_timer_commits() {
     let p = Pool::import(devs, ImportOptions::default()).await.unwrap();
     assert_eq!(model::read_back(&p, 4).await.unwrap(), before);
 }
+
+#[tokio::test]
+async fn read_only_import_reads_and_never_writes() {
+    let mems: Vec<Arc<MemBlockDevice>> = (0..2)
+        .map(|i| Arc::new(MemBlockDevice::new(format!("ro{i}"), 4096, 2048)))
+        .collect();
+    let devs: Vec<Arc<dyn BlockDevice>> = mems
+        .iter()
+        .map(|m| m.clone() as Arc<dyn BlockDevice>)
+        .collect();
+    let pool = Pool::create(devs.clone(), cfg(PoolLayout::Mirror))
+        .await
+        .unwrap();
+    pool.apply(vec![
+        Op::Create { id: 64 },
+        Op::Write {
+            id: 64,
+            offset: 0,
+            data: Bytes::from_static(b"kept"),
+        },
+    ])
+    .await
+    .unwrap();
+    pool.export().await.unwrap();
+    let before: Vec<Vec<u8>> = mems.iter().map(|m| m.snapshot()).collect();
+    let p = Pool::import(
+        devs,
+        ImportOptions {
+            read_only: true,
+            ..ImportOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(p.status().read_only);
+    let mut b = [0u8; 4];
+    p.read(64, 0, &mut b).await.unwrap();
+    assert_eq!(&b, b"kept");
+    assert!(matches!(
+        p.apply(vec![Op::Create { id: 65 }]).await,
+        Err(StoreError::ReadOnly { .. })
+    ));
+    assert!(matches!(p.sync().await, Err(StoreError::ReadOnly { .. })));
+    let rep = p.scrub().await.unwrap();
+    assert!(rep.errors.is_empty());
+    p.export().await.unwrap();
+    let after: Vec<Vec<u8>> = mems.iter().map(|m| m.snapshot()).collect();
+    assert!(before == after, "a read-only import wrote to the devices");
+}
