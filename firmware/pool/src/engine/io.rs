@@ -86,6 +86,8 @@ pub struct BlockIo {
     pub cache: NodeCache,
     /// Whether the codec can decode (false for a locked encrypted pool).
     pub unlocked: bool,
+    /// Rewrite bad copies found by reads (self-healing); off when imported read-only.
+    pub repair: bool,
     /// Counters.
     pub stats: IoStats,
 }
@@ -97,17 +99,35 @@ fn io_err(what: &str, addr: u64, e: impl std::fmt::Display) -> PoolError {
 impl BlockIo {
     /// Read `sectors` data sectors at `addr`, verifying crc32c = `crc`.
     async fn read_verified(&self, addr: u64, sectors: u64, crc: u32) -> Result<Vec<u8>, PoolError> {
+        self.read_checked(addr, sectors, crc, false).await
+    }
+
+    /// Read and verify; `scrub` reads every column and copy (parity included). Bad columns
+    /// are rewritten from the verified data when `self.repair` is on.
+    async fn read_checked(
+        &self,
+        addr: u64,
+        sectors: u64,
+        crc: u32,
+        scrub: bool,
+    ) -> Result<Vec<u8>, PoolError> {
         let verify = move |b: &[u8]| crc32c::crc32c(b) == crc;
-        let out = self
-            .vdev
-            .read(addr, sectors, &verify)
-            .await
-            .map_err(|e| io_err("read", addr, e))?;
+        let r = if scrub {
+            self.vdev.scrub(addr, sectors, &verify).await
+        } else {
+            self.vdev.read(addr, sectors, &verify).await
+        };
+        let out = r.map_err(|e| io_err("read", addr, e))?;
         if !out.bad_columns.is_empty() {
             self.stats
                 .checksum_errors
                 .fetch_add(out.bad_columns.len() as u64, Ordering::Relaxed);
             tracing::warn!(addr, bad = ?out.bad_columns, repaired = out.repaired, "checksum errors on read");
+            if self.repair
+                && let Err(e) = self.vdev.repair(addr, &out).await
+            {
+                tracing::warn!(addr, error = %e, "self-healing rewrite failed");
+            }
         }
         Ok(out.data)
     }
@@ -238,8 +258,17 @@ impl BlockIo {
         &self,
         bp: &BlockPtr,
     ) -> Result<(Vec<u8>, ClearHeader, usize), PoolError> {
+        self.read_node_checked(bp, false).await
+    }
+
+    /// [`BlockIo::read_node_raw`], optionally as a scrub read (every column and copy).
+    pub async fn read_node_checked(
+        &self,
+        bp: &BlockPtr,
+        scrub: bool,
+    ) -> Result<(Vec<u8>, ClearHeader, usize), PoolError> {
         let stored = self
-            .read_verified(bp.addr, bp.data_sectors(), bp.crc)
+            .read_checked(bp.addr, bp.data_sectors(), bp.crc, scrub)
             .await?;
         let (hdr, clear_len) = ClearHeader::decode(&stored)?;
         // birth 0: a keyless walk that only knows the physical pointer.
@@ -322,6 +351,16 @@ impl BlockIo {
         crc: u32,
     ) -> Result<Vec<u8>, PoolError> {
         self.read_verified(addr, sectors, crc).await
+    }
+
+    /// Keylessly scrub one extent: read every column and copy, verify, repair bad ones.
+    pub async fn scrub_extent(
+        &self,
+        addr: u64,
+        sectors: u64,
+        crc: u32,
+    ) -> Result<Vec<u8>, PoolError> {
+        self.read_checked(addr, sectors, crc, true).await
     }
 
     /// Flush every device.

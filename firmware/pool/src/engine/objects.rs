@@ -187,10 +187,10 @@ impl Batch<'_> {
         let last_full = end / rs; // exclusive
         // Partial head and tail records.
         let mut partial = Vec::new();
-        if off % rs != 0 {
+        if !off.is_multiple_of(rs) {
             partial.push(off / rs);
         }
-        if end % rs != 0 && (partial.first() != Some(&(end / rs))) {
+        if !end.is_multiple_of(rs) && (partial.first() != Some(&(end / rs))) {
             partial.push(end / rs);
         }
         for rec in partial {
@@ -337,6 +337,24 @@ impl Batch<'_> {
     }
 }
 
+/// Registers a reader of the tree as of an open txg (see [`Inner::reader_root`]).
+pub(crate) struct ReadGuard<'a> {
+    inner: &'a Inner,
+    txg: u64,
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        let mut r = self.inner.readers.lock();
+        if let Some(n) = r.get_mut(&self.txg) {
+            *n -= 1;
+            if *n == 0 {
+                r.remove(&self.txg);
+            }
+        }
+    }
+}
+
 fn consumes_space(op: &Op) -> bool {
     matches!(
         op,
@@ -345,8 +363,13 @@ fn consumes_space(op: &Op) -> bool {
 }
 
 impl Inner {
-    fn reader_root(&self) -> Child {
-        self.readable.read().clone()
+    /// The root readers use, with a guard that keeps the extents it references from being
+    /// reused while the read runs.
+    fn reader_root(&self) -> (Child, ReadGuard<'_>) {
+        let g = self.readable.read();
+        let txg = g.1;
+        *self.readers.lock().entry(txg).or_insert(0) += 1;
+        (g.0.clone(), ReadGuard { inner: self, txg })
     }
 
     fn check_readable(&self) -> Result<(), StoreError> {
@@ -396,6 +419,7 @@ impl Inner {
                 }
             }
             o.tree = b.tree;
+            b.dirty += b.frees.dirtied;
             o.frees.append(&mut b.frees);
             o.counters = b.counters;
             o.dirty = true;
@@ -403,7 +427,7 @@ impl Inner {
             self.objects.store(b.counters.objects, Ordering::Relaxed);
             self.lbytes.store(b.counters.lbytes, Ordering::Relaxed);
             self.pbytes.store(b.counters.pbytes, Ordering::Relaxed);
-            *self.readable.write() = o.tree.root.clone();
+            *self.readable.write() = (o.tree.root.clone(), o.txg);
             o.dirty_bytes
         };
         let limit = self.tunables.dirty_limit_bytes;
@@ -434,7 +458,7 @@ impl ObjectStore for Pool {
     async fn read(&self, id: ObjectId, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
         let i = &self.inner;
         i.check_readable()?;
-        let root = i.reader_root();
+        let (root, _guard) = i.reader_root();
         let ino = i.read_inode(&root, id).await?;
         if offset >= ino.size || buf.is_empty() {
             return Ok(0);
@@ -479,13 +503,13 @@ impl ObjectStore for Pool {
 
     async fn size(&self, id: ObjectId) -> Result<u64, StoreError> {
         self.inner.check_readable()?;
-        let root = self.inner.reader_root();
+        let (root, _guard) = self.inner.reader_root();
         Ok(self.inner.read_inode(&root, id).await?.size)
     }
 
     async fn get_attr(&self, id: ObjectId) -> Result<Option<Bytes>, StoreError> {
         self.inner.check_readable()?;
-        let root = self.inner.reader_root();
+        let (root, _guard) = self.inner.reader_root();
         Ok(self
             .inner
             .read_inode(&root, id)
@@ -497,7 +521,7 @@ impl ObjectStore for Pool {
     async fn kv_get(&self, id: ObjectId, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
         let i = &self.inner;
         i.check_readable()?;
-        let root = i.reader_root();
+        let (root, _guard) = i.reader_root();
         i.read_inode(&root, id).await?;
         Ok(tree::get(&i.io, &root, &keys::kv(id, key))
             .await?
@@ -512,7 +536,7 @@ impl ObjectStore for Pool {
     ) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
         let i = &self.inner;
         i.check_readable()?;
-        let root = i.reader_root();
+        let (root, _guard) = i.reader_root();
         i.read_inode(&root, id).await?;
         let start = match after {
             Some(a) => {
