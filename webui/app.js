@@ -1,5 +1,5 @@
 // Ingot console: a small single-page app (hash routes), no framework.
-import { h, api, ApiError, bytes, rate, iops, ms, duration, eta, when, pct, toast, badge } from './util.js';
+import { h, api, ApiError, bytes, rate, iops, ms, duration, eta, when, pct, toast, badge, icon } from './util.js';
 import { LineChart } from './charts.js';
 
 const S = {
@@ -86,6 +86,7 @@ async function startShell() {
     h('button', { class: 'link', onclick: logout }, 'Sign out'));
   const main = h('main', { id: 'main' }, h('div', { id: 'banner' }), h('div', { id: 'page' }));
   app().replaceChildren(h('div', { class: 'shell' }, nav, main));
+  S.page = null;
   window.onhashchange = route;
   await refresh();
   route();
@@ -149,16 +150,20 @@ function onStats(st) {
   if (S.page === 'dashboard') updateLive();
 }
 
+function upsertJob(job) {
+  const i = S.jobs.findIndex((j) => j.id === job.id);
+  if (i >= 0) S.jobs[i] = job; else S.jobs.unshift(job);
+}
+
 function onEvent(ev) {
   const d = ev.data;
   if (d.type === 'job_progress') {
-    const i = S.jobs.findIndex((j) => j.id === d.job.id);
-    if (i >= 0) S.jobs[i] = d.job; else S.jobs.unshift(d.job);
+    upsertJob(d.job);
     updateJobs();
     if (d.job.state !== 'running') refreshSoon();
   } else {
     refreshSoon();
-    if (ev.severity !== 'info') toast(ev.message, ev.severity === 'critical' ? 'error' : 'info');
+    if (ev.severity === 'critical') toast(ev.message, 'error');
     if (S.page === 'dashboard') loadRecentAlerts();
   }
 }
@@ -188,21 +193,22 @@ function renderBanner() {
   const p = S.pool;
   const bad = S.pool.members.filter((m) => m.state !== 'ONLINE');
   const resilver = S.jobs.find((j) => j.kind === 'resilver' && (j.state === 'running' || j.state === 'paused'));
-  let cls, icon, title, text;
+  let cls, ic, title, text;
   if (p.state === 'FAULTED') {
-    cls = 'bad'; icon = '⛔'; title = `Pool ${p.name} is FAULTED`; text = `${bad.length} devices have failed. Data is not available.`;
+    cls = 'bad'; ic = 'bad'; title = `Pool ${p.name} is FAULTED`; text = `${bad.length} devices have failed. Data is not available.`;
   } else if (p.state === 'DEGRADED') {
-    cls = 'bad'; icon = '⚠'; title = `Pool ${p.name} is DEGRADED`;
-    text = resilver ? `Resilvering ${resilver.device}: ${pct(resilver.bytes_done, resilver.bytes_total).toFixed(0)}% done, ${eta(resilver.eta_secs)}. Redundancy is reduced until it completes.`
+    cls = 'bad'; ic = 'bad'; title = `Pool ${p.name} is DEGRADED`;
+    const left = resilver && resilver.eta_secs != null ? eta(resilver.eta_secs) : 'estimating time left';
+    text = resilver ? `Resilvering ${resilver.device}: ${pct(resilver.bytes_done, resilver.bytes_total).toFixed(0)}% done, ${left}. Redundancy is reduced until it completes.`
       : `${bad.map((m) => `${m.device} is ${m.state}`).join(', ')}. Redundancy is lost: replace the device now.`;
   } else if (p.locked) {
-    cls = 'warn'; icon = '🔒'; title = `Pool ${p.name} is locked`; text = 'Data is encrypted and not available until the pool is unlocked.';
+    cls = 'warn'; ic = 'lock'; title = `Pool ${p.name} is locked`; text = 'Data is encrypted and not available until the pool is unlocked.';
   } else {
-    cls = 'ok'; icon = '✓'; title = `Pool ${p.name} is healthy`; text = `All ${p.members.length} devices are online.`;
+    cls = 'ok'; ic = 'ok'; title = `Pool ${p.name} is healthy`; text = `All ${p.members.length} devices are online.`;
   }
   const link = cls === 'ok' ? null : p.locked && p.state === 'ONLINE' ? h('a', { href: '#/encryption' }, 'Unlock…') : h('a', { href: '#/pool' }, 'View pool…');
   el.replaceChildren(h('div', { class: 'banner ' + cls, role: cls === 'ok' ? 'status' : 'alert', id: 'health-banner', dataset: { state: p.state } },
-    h('span', { class: 'icon', 'aria-hidden': 'true' }, icon),
+    icon(ic),
     h('div', { class: 'grow' }, h('strong', {}, title), h('div', {}, text)), link));
   const dot = document.querySelector('#nav-pool .dot');
   if (dot) dot.classList.toggle('bad', p.state !== 'ONLINE');
@@ -220,7 +226,7 @@ function jobCard(j) {
   const barBox = h('div', { class: 'bar big' + (j.state === 'completed' ? ' done' : j.state === 'paused' ? ' warn' : ''), role: 'progressbar',
     'aria-label': jobTitle(j) + ' progress', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': p.toFixed(1) }, bar);
   const act = (verb) => async () => {
-    try { const nj = await api.post(`/api/v1/jobs/${encodeURIComponent(j.id)}/${verb}`); Object.assign(j, nj); updateJobs(); }
+    try { const nj = await api.post(`/api/v1/jobs/${encodeURIComponent(j.id)}/${verb}`); upsertJob(nj); updateJobs(); }
     catch (e) { toast(`Cannot ${verb}: ${e.message}`, 'error'); }
   };
   return h('div', { class: 'job', dataset: { job: j.id, kind: j.kind, state: j.state } },
@@ -293,7 +299,7 @@ function setStat(id, value, sub, extra) {
 }
 
 function updateDashboard() {
-  const p = S.pool; if (!p) return;
+  const p = S.pool; if (!p || !document.getElementById('st-pool')) return;
   setStat('st-pool', badge(p.state, p.state + (p.locked ? ' · locked' : '')), `${p.name} · ${p.layout} · ${p.members.length} devices`);
   const used = pct(p.used_bytes, p.capacity_bytes);
   const bar = h('div', { class: 'bar' + (used > 85 ? ' warn' : ''), role: 'progressbar', 'aria-label': 'Capacity used', 'aria-valuenow': used.toFixed(0), 'aria-valuemin': 0, 'aria-valuemax': 100 }, h('div', {}));
@@ -336,7 +342,7 @@ async function loadRecentAlerts() {
     const page = await api.get('/api/v1/events?severity=warning&limit=5');
     if (!page.events.length) { box.replaceChildren(h('div', { class: 'empty' }, 'No warnings or critical events.')); return; }
     box.replaceChildren(h('table', {}, h('tbody', {}, page.events.map((e) => h('tr', {},
-      h('td', {}, badge(e.severity)), h('td', {}, e.message), h('td', { class: 'muted r hide-narrow' }, when(e.time_ms)))))),
+      h('td', {}, badge(e.severity)), h('td', {}, e.message), h('td', { class: 'muted r nw hide-narrow' }, when(e.time_ms)))))),
     h('div', { class: 'pager' }, h('a', { href: '#/events' }, 'All events →')));
   } catch (e) { box.replaceChildren(h('div', { class: 'empty' }, 'Cannot load events: ' + e.message)); }
 }
@@ -355,7 +361,7 @@ function renderPool(page) {
 }
 
 async function startScrub() {
-  try { const j = await api.post('/api/v1/jobs/scrub'); S.jobs.unshift(j); updateJobs(); toast('Scrub started'); }
+  try { const j = await api.post('/api/v1/jobs/scrub'); upsertJob(j); updateJobs(); toast('Scrub started'); }
   catch (e) { toast('Cannot start scrub: ' + e.message, 'error'); }
 }
 
@@ -386,7 +392,7 @@ function replaceDialog() {
       const fd = new FormData(e.target);
       try {
         const j = await api.post('/api/v1/pool/replace', { old: fd.get('old'), new: fd.get('new') });
-        dlg.close(); S.jobs.unshift(j); toast(`Replacing ${fd.get('old')} by ${fd.get('new')}: resilver started`); refresh();
+        dlg.close(); upsertJob(j); toast(`Replacing ${fd.get('old')} by ${fd.get('new')}: resilver started`); refresh();
       } catch (ex) { err.textContent = ex.message; }
     } },
     h('h2', { id: 'replace-title' }, 'Replace a device'),
@@ -414,9 +420,11 @@ function openReplace(old) {
 // ---------- devices ----------
 
 function renderDevices(page) {
+  const cols = [['Device', ''], ['State', ''], ['Model', ''], ['Capacity', 'r'], ['Temp', 'r'], ['Wear', 'r'], ['Media errors', 'r'],
+    ['Errors R/W/C', 'r'], ['Power-on', 'r'], ['Data read', 'r']];
   page.append(h('div', { class: 'topline' }, h('h1', {}, 'Devices'), h('span', { class: 'muted', id: 'dev-count' })),
     h('div', { class: 'card table-wrap' }, h('table', { id: 'devices-table' },
-      h('thead', {}, h('tr', {}, ['Device', 'State', 'Model', 'Serial', 'Firmware', 'Capacity', 'Temp', 'Used', 'Media errors', 'Read / write / checksum errors', 'Power-on', 'Data read / written'].map((t, i) => h('th', { class: i >= 5 ? 'r' : '' }, t)))),
+      h('thead', {}, h('tr', {}, cols.map(([t, c]) => h('th', { class: c, scope: 'col' }, t)))),
       h('tbody', {}))));
 }
 
@@ -426,17 +434,18 @@ function updateDevices() {
   tb.replaceChildren(...S.devices.map((d) => {
     const s = d.smart;
     const errs = d.errors.read + d.errors.write + d.errors.checksum;
+    const hot = s && s.temperature_celsius >= 70;
     return h('tr', { class: d.state === 'FAULTED' || d.state === 'REMOVED' ? 'bad' : '', dataset: { device: d.id } },
-      h('td', {}, h('b', {}, d.id), h('div', { class: 'muted mono' }, d.location)),
-      h('td', {}, badge(d.state), d.in_pool ? null : h('div', {}, badge('spare', 'not in pool'))),
-      h('td', {}, d.model), h('td', { class: 'mono' }, d.serial), h('td', { class: 'mono' }, d.firmware),
-      h('td', { class: 'r num' }, bytes(d.capacity_bytes), h('div', { class: 'muted' }, `${d.lba_size} B LBA`)),
-      h('td', { class: 'r num' }, s ? `${s.temperature_celsius} °C` : '–'),
-      h('td', { class: 'r num' }, s ? `${s.percentage_used}%` : '–'),
-      h('td', { class: 'r num' }, s ? String(s.media_errors) : '–'),
-      h('td', { class: 'r num' + (errs ? ' bad' : '') }, `${d.errors.read} / ${d.errors.write} / ${d.errors.checksum}`),
-      h('td', { class: 'r num' }, s ? `${s.power_on_hours.toLocaleString('en-US')} h` : '–'),
-      h('td', { class: 'r num' }, s ? `${bytes(s.data_read_bytes)} / ${bytes(s.data_written_bytes)}` : '–'));
+      h('td', {}, h('b', {}, d.id), h('div', { class: 'muted mono small' }, d.location)),
+      h('td', { class: 'nw' }, badge(d.state), d.in_pool ? null : h('div', { class: 'sub-badge' }, badge('spare', 'not in pool'))),
+      h('td', { class: 'nw' }, d.model, h('div', { class: 'muted mono small' }, `SN ${d.serial} · FW ${d.firmware}`)),
+      h('td', { class: 'r num nw' }, bytes(d.capacity_bytes), h('div', { class: 'muted small' }, `${bytes(d.lba_size)} LBA`)),
+      h('td', { class: 'r num nw' + (hot ? ' errs' : '') }, s ? `${s.temperature_celsius} °C` : '–'),
+      h('td', { class: 'r num nw' + (s && s.percentage_used >= 90 ? ' errs' : '') }, s ? `${s.percentage_used}%` : '–'),
+      h('td', { class: 'r num nw' + (s && s.media_errors ? ' errs' : '') }, s ? String(s.media_errors) : '–'),
+      h('td', { class: 'r num nw' + (errs ? ' errs' : '') }, `${d.errors.read} / ${d.errors.write} / ${d.errors.checksum}`),
+      h('td', { class: 'r num nw' }, s ? `${s.power_on_hours.toLocaleString('en-US')} h` : '–'),
+      h('td', { class: 'r num nw' }, s ? bytes(s.data_read_bytes) : '–', h('div', { class: 'muted small' }, s ? bytes(s.data_written_bytes) + ' written' : '')));
   }));
 }
 

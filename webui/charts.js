@@ -25,7 +25,7 @@ export class LineChart {
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
     g.clearRect(0, 0, w, hgt);
     const css = getComputedStyle(document.documentElement);
-    const padL = 64, padR = 8, padT = 8, padB = 18;
+    const padL = 74, padR = 8, padT = 8, padB = 18;
     const all = this.read.concat(this.write).filter(Number.isFinite);
     let max = Math.max(1e-9, ...all);
     max = niceMax(max);
@@ -51,8 +51,6 @@ export class LineChart {
         if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
       });
       g.strokeStyle = color; g.lineWidth = 2; g.lineJoin = 'round'; g.stroke();
-      g.lineTo(x0 + (data.length - 1) * step, hgt - padB); g.lineTo(x0, hgt - padB); g.closePath();
-      g.globalAlpha = 0.08; g.fillStyle = color; g.fill(); g.globalAlpha = 1;
     }
   }
 }

@@ -56,12 +56,14 @@ export function bytes(n) {
   if (n === null || n === undefined || !isFinite(n)) return '–';
   let i = 0; let v = n;
   while (v >= 1024 && i < UNITS.length - 1) { v /= 1024; i++; }
-  return (i === 0 ? v.toFixed(0) : v >= 100 ? v.toFixed(0) : v.toFixed(1)) + ' ' + UNITS[i];
+  const txt = i === 0 || v >= 100 || Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1);
+  return txt + ' ' + UNITS[i];
 }
 /** Bytes per second in decimal MB/s (storage convention). */
 export function rate(bps) {
   if (!isFinite(bps)) return '–';
   if (bps >= 1e9) return (bps / 1e9).toFixed(2) + ' GB/s';
+  if (bps >= 1e8) return (bps / 1e6).toFixed(0) + ' MB/s';
   if (bps >= 1e6) return (bps / 1e6).toFixed(1) + ' MB/s';
   if (bps >= 1e3) return (bps / 1e3).toFixed(0) + ' kB/s';
   return bps.toFixed(0) + ' B/s';
@@ -93,6 +95,7 @@ export function eta(s) { return s === null || s === undefined ? 'estimating…' 
 export function when(ms) {
   if (!ms) return '–';
   const d = new Date(ms);
+  if (d.toDateString() === new Date().toDateString()) return d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
   return d.toLocaleString(undefined, { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
 /** Percent with one decimal. */
@@ -101,6 +104,8 @@ export function pct(done, total) { return total > 0 ? Math.min(100, (100 * done)
 /** Shows a transient message. */
 export function toast(msg, kind = 'info') {
   const box = document.getElementById('toasts');
+  for (const old of box.children) if (old.textContent === msg) old.remove();
+  while (box.children.length >= 3) box.firstChild.remove();
   const t = h('div', { class: 'toast ' + kind, role: kind === 'error' ? 'alert' : 'status' }, msg);
   box.append(t);
   setTimeout(() => t.remove(), kind === 'error' ? 7000 : 3500);
@@ -109,4 +114,24 @@ export function toast(msg, kind = 'info') {
 /** A state badge. */
 export function badge(state, text) {
   return h('span', { class: 'badge ' + state }, text ?? state);
+}
+
+const ICONS = {
+  ok: 'M5 12.5l4.5 4.5L19 7.5',
+  warn: 'M12 3.5l9.5 17h-19zM12 10v4.5M12 17.5v.5',
+  bad: 'M12 3.5l9.5 17h-19zM12 10v4.5M12 17.5v.5',
+  lock: 'M6.5 11h11v9h-11zM8.5 11V8a3.5 3.5 0 017 0v3',
+};
+/** A small stroke icon (inline SVG, no font needed). */
+export function icon(name) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24'); svg.setAttribute('width', '30'); svg.setAttribute('height', '30');
+  svg.setAttribute('aria-hidden', 'true'); svg.setAttribute('class', 'icon');
+  const path = document.createElementNS(ns, 'path');
+  path.setAttribute('d', ICONS[name] || ICONS.warn);
+  path.setAttribute('fill', 'none'); path.setAttribute('stroke', 'currentColor');
+  path.setAttribute('stroke-width', '2.2'); path.setAttribute('stroke-linecap', 'round'); path.setAttribute('stroke-linejoin', 'round');
+  svg.append(path);
+  return svg;
 }

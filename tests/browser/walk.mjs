@@ -18,8 +18,10 @@ const browser = await chromium.launch({
 const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
 const page = await context.newPage();
 const problems = [];
+if (process.env.WALK_DEBUG) page.on('response', (r) => console.log('# http', r.status(), r.request().method(), r.url()));
 page.on('pageerror', (e) => problems.push('page error: ' + e.message));
-page.on('console', (m) => { if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) problems.push('console error: ' + m.text()); });
+page.on('console', (m) => { if (process.env.WALK_DEBUG) console.log('# console', m.type(), m.text());
+   if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) problems.push('console error: ' + m.text()); });
 
 let passed = 0, failed = 0;
 const t0 = Date.now();
@@ -195,7 +197,7 @@ try {
     if (!/^ingot_[0-9a-f]{64}$/.test(secret)) throw new Error('token: ' + secret);
     const r = await fetch(`${BASE}/metrics`, { headers: { Authorization: 'Bearer ' + secret } });
     if (r.status !== 200) throw new Error('/metrics with the new token: ' + r.status);
-    await page.getByRole('cell', { name: 'prometheus' }).waitFor();
+    await page.getByRole('cell', { name: 'prometheus', exact: true }).waitFor();
     await shot('17-tokens');
   });
 

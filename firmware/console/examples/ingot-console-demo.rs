@@ -56,7 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         loop {
             tick.tick().await;
             driver.advance_jobs(1 << 30, Duration::from_millis(250));
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 driver.simulate_io();
             }
             n += 1;

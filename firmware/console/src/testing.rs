@@ -188,6 +188,10 @@ impl FakeAppliance {
                 state: state.as_str().into(),
             },
         );
+        self.emit_pool_change(st, before);
+    }
+
+    fn emit_pool_change(&self, st: &mut FakeState, before: PoolState) {
         let after = Self::pool_state(st);
         if after != before {
             let sev = if after == PoolState::Online {
@@ -571,6 +575,7 @@ impl Appliance for FakeAppliance {
         }) {
             return Err(ApplianceError::conflict("a resilver is already running"));
         }
+        let before = Self::pool_state(&st);
         // A running scrub is cancelled by the replacement.
         for j in st
             .jobs
@@ -597,7 +602,20 @@ impl Appliance for FakeAppliance {
                 device: Some(req.old.clone()),
             },
         );
-        self.set_device_state(&mut st, &req.new, DeviceState::Resilvering);
+        if let Some(d) = st.devices.iter_mut().find(|d| d.id == req.new) {
+            d.state = DeviceState::Resilvering;
+        }
+        self.emit(
+            &mut st,
+            Severity::Warning,
+            format!("device {} is RESILVERING", req.new),
+            EventData::StateChange {
+                subject: "device".into(),
+                device: Some(req.new.clone()),
+                state: DeviceState::Resilvering.as_str().into(),
+            },
+        );
+        self.emit_pool_change(&mut st, before);
         let total = st.used_bytes / 3;
         let job = Self::new_job(&mut st, JobKind::Resilver, Some(req.new.clone()), total);
         self.emit(

@@ -472,8 +472,7 @@ async fn unreadable_state_file_makes_console_unavailable_not_panicking() {
         std::sync::Arc::new(ingot_console::testing::FakeAppliance::new()),
         ingot_console::ConsoleConfig::new(&path),
     )
-    .err()
-    .expect("bad state file rejected");
+    .expect_err("bad state file rejected");
     assert!(err.to_string().contains("state.json"), "{err}");
     let bad_hash = ingot_console::try_router(
         std::sync::Arc::new(ingot_console::testing::FakeAppliance::new()),

@@ -78,13 +78,11 @@ async fn graceful_shutdown_closes_open_streams() {
     assert!(rest.is_ok());
 }
 
+/// One parsed sample: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// A strict-enough parser of the Prometheus text format for tests.
-fn parse_exposition(
-    text: &str,
-) -> (
-    HashMap<String, String>,
-    Vec<(String, Vec<(String, String)>, f64)>,
-) {
+fn parse_exposition(text: &str) -> (HashMap<String, String>, Vec<Sample>) {
     let mut types = HashMap::new();
     let mut samples = Vec::new();
     for line in text.lines() {
