@@ -330,10 +330,9 @@ impl AuthStore {
             .map_err(|e| e.to_string())
     }
 
-    /// Seconds until `ip` may try again, if it is rate-limited now.
-    pub fn rate_limited(&self, ip: IpAddr) -> Option<u64> {
-        let mut inner = self.lock();
-        let now = Instant::now();
+    /// Drops failures of `ip` older than the window; returns the seconds
+    /// until it may try again if it is at the limit.
+    fn limit_for(&self, inner: &mut Inner, ip: IpAddr, now: Instant) -> Option<u64> {
         let window = self.cfg.login_window;
         let q = inner.failures.entry(ip).or_default();
         while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
@@ -348,23 +347,39 @@ impl AuthStore {
         }
     }
 
+    /// Seconds until `ip` may try again, if it is rate-limited now.
+    pub fn rate_limited(&self, ip: IpAddr) -> Option<u64> {
+        let mut inner = self.lock();
+        self.limit_for(&mut inner, ip, Instant::now())
+    }
+
+    /// Starts a password check for `ip`: counts it as a failure up front (so
+    /// concurrent attempts cannot exceed the limit) unless `ip` is already
+    /// limited, in which case the seconds to wait are returned.
+    pub fn begin_login(&self, ip: IpAddr) -> Result<(), u64> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        if let Some(secs) = self.limit_for(&mut inner, ip, now) {
+            return Err(secs);
+        }
+        inner.failures.entry(ip).or_default().push_back(now);
+        Ok(())
+    }
+
     /// The stored admin hash, if any.
     pub fn admin_hash(&self) -> Option<String> {
         self.lock().state.admin_password_hash.clone()
     }
 
-    /// Records the result of a password check for `ip` and opens a session on success.
+    /// Finishes a check begun with [`AuthStore::begin_login`] (which already
+    /// counted it as a failure): on success clears the failures of `ip` and
+    /// opens a session.
     pub fn finish_login(&self, ip: IpAddr, ok: bool) -> Result<LoginOutcome, AuthError> {
         let mut inner = self.lock();
         if ok {
             inner.failures.remove(&ip);
             Ok(LoginOutcome::Ok(self.new_session(&mut inner)?))
         } else {
-            inner
-                .failures
-                .entry(ip)
-                .or_default()
-                .push_back(Instant::now());
             tracing::warn!(client = %ip, "failed console login");
             Ok(LoginOutcome::WrongPassword)
         }

@@ -225,6 +225,15 @@ pub async fn login(State(ctx): State<Ctx>, req: Request) -> ApiResult<Response> 
             "no admin password is set yet; set one first",
         ));
     };
+    if let Err(secs) = ctx.auth.begin_login(ip) {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many failed logins; retry in {secs} s"),
+        );
+        e.retry_after = Some(secs);
+        return Err(e);
+    }
     let password = body.password;
     let ok = if password.len() > crate::auth::MAX_PASSWORD_LEN {
         false

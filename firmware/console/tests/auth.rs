@@ -488,3 +488,42 @@ async fn unreadable_state_file_makes_console_unavailable_not_panicking() {
     expect_error(r, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn password_and_tokens_survive_a_restart() {
+    let s1 = start().await;
+    let sess = s1.setup().await;
+    let created = json(
+        s1.with(&sess, Method::POST, "/api/v1/tokens")
+            .json(&serde_json::json!({"name": "backup"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let token = created["token"].as_str().unwrap().to_string();
+    let path = s1.dir.path().join("console-state.json");
+    let s2 = start_with(|c| c.state_file = path.clone()).await;
+    // Sessions are in memory only: the old cookie is not valid on the new console.
+    expect_error(
+        s2.with(&sess, Method::GET, "/api/v1/pool")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(s2.login(PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(
+        s2.bearer(&token, Method::GET, "/api/v1/system")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    s2.stop().await;
+    s1.stop().await;
+}
