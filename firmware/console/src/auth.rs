@@ -114,10 +114,6 @@ pub enum LoginOutcome {
     Ok(NewSession),
     /// Wrong password.
     WrongPassword,
-    /// No admin password is set yet.
-    NotSet,
-    /// Too many failures; retry after this many seconds.
-    RateLimited(u64),
 }
 
 #[derive(Debug)]

@@ -248,16 +248,7 @@ pub async fn login(State(ctx): State<Ctx>, req: Request) -> ApiResult<Response> 
         .map_err(|e| ApiError::internal(e.to_string()))?
     {
         LoginOutcome::Ok(s) => Ok(login_response(&ctx, s)),
-        LoginOutcome::RateLimited(secs) => {
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many failed logins",
-            );
-            e.retry_after = Some(secs);
-            Err(e)
-        }
-        LoginOutcome::WrongPassword | LoginOutcome::NotSet => Err(ApiError::new(
+        LoginOutcome::WrongPassword => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "wrong password",
