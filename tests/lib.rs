@@ -1,1 +1,222 @@
-//! placeholder
+//! Helpers for Ingot's end-to-end tests: find the `ingot` binary, run its subcommands, and
+//! run the appliance (`ingot up`) as a real process with a real FUSE mount.
+//!
+//! The tests wait on what the appliance prints, never on sleeps; timeouts only guard hangs.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::Duration;
+
+/// The `ingot` binary: `$INGOT_BIN`, else `ingot` beside the test binary's `deps/` directory
+/// (cargo builds every workspace binary before running the workspace's tests).
+pub fn ingot_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("INGOT_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary in target/PROFILE/deps");
+    let bin = dir.join("ingot");
+    assert!(
+        bin.is_file(),
+        "{} not built: run the tests with `cargo test --workspace` (or set INGOT_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// Run `ingot ARGS` to completion.
+pub fn ingot(args: &[&str]) -> Output {
+    Command::new(ingot_bin())
+        .args(args)
+        .env("INGOT_LOG", "warn")
+        .output()
+        .expect("run ingot")
+}
+
+/// stdout of a successful `ingot ARGS`, or a panic with its stderr.
+pub fn ingot_ok(args: &[&str]) -> String {
+    let o = ingot(args);
+    assert!(
+        o.status.success(),
+        "ingot {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Write a passphrase file in `dir`.
+pub fn passphrase_file(dir: &Path, pass: &str) -> PathBuf {
+    let p = dir.join(format!("pass-{}", pass.len()));
+    std::fs::write(&p, format!("{pass}\n")).expect("write passphrase file");
+    p
+}
+
+/// A running appliance.
+#[derive(Debug)]
+pub struct Up {
+    child: Option<Child>,
+    lines: Receiver<String>,
+    /// Everything it printed so far.
+    pub log: Vec<String>,
+    /// The data directory.
+    pub data: PathBuf,
+    /// The FUSE mountpoint.
+    pub mnt: PathBuf,
+    /// Leave the mount as the process left it (a crash test checks the next start clears it).
+    leave_mount: bool,
+}
+
+/// How long start-up or shutdown may take before the test calls it a hang.
+const HANG: Duration = Duration::from_secs(120);
+
+impl Up {
+    /// Start `ingot up --data DATA --passphrase-file PASS EXTRA...` and wait until it serves.
+    pub fn start(data: &Path, pass: &Path, extra: &[&str]) -> Up {
+        let mut child = Command::new(ingot_bin())
+            .arg("up")
+            .arg("--data")
+            .arg(data)
+            .arg("--passphrase-file")
+            .arg(pass)
+            .args(extra)
+            .env("INGOT_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ingot up");
+        let (tx, rx) = channel();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let mut up = Up {
+            child: Some(child),
+            lines: rx,
+            log: Vec::new(),
+            data: data.to_path_buf(),
+            mnt: data.join("mnt"),
+            leave_mount: false,
+        };
+        up.wait_for("ingot up: running");
+        up
+    }
+
+    /// Wait for a line containing `needle`; panic with the log if the process ends first.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(HANG) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no {needle:?} from ingot up within {HANG:?}:\n{}",
+                        self.log.join("\n")
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("ingot up ended before {needle:?}:\n{}", self.log.join("\n"))
+                }
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let st = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(st.success(), "kill {sig} failed");
+        }
+    }
+
+    /// SIGTERM, and wait for a clean export.
+    pub fn stop(mut self) -> Vec<String> {
+        self.signal("-TERM");
+        self.wait_for("pool exported, drives shut down cleanly");
+        let st = self
+            .child
+            .take()
+            .expect("child")
+            .wait()
+            .expect("wait ingot up");
+        assert!(
+            st.success(),
+            "ingot up exited with {st}:\n{}",
+            self.log.join("\n")
+        );
+        std::mem::take(&mut self.log)
+    }
+
+    /// SIGKILL (a crash): no sync, no unmount.
+    pub fn kill(mut self) {
+        self.leave_mount = true;
+        self.signal("-KILL");
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if self.leave_mount {
+            return;
+        }
+        // A failed test must not leave a dead mount behind.
+        let _ = Command::new("fusermount3")
+            .args(["-u", "-z"])
+            .arg(&self.mnt)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Run a shell command in `dir`, panicking with its output on failure.
+pub fn sh(dir: &Path, script: &str) -> String {
+    let o = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("run bash");
+    assert!(
+        o.status.success(),
+        "`{script}` failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

@@ -28,6 +28,115 @@ pub enum Command {
     Sim(SimCommand),
     /// List NVMe controllers and namespaces with identify data and SMART/health.
     Devices(DevicesArgs),
+    /// Run the appliance: drives, pool, FUSE export (first run: the embedded default).
+    Up(UpArgs),
+    /// Create, inspect, import and re-key pools.
+    #[command(subcommand)]
+    Pool(PoolCommand),
+}
+
+/// Which drives a pool command works on. Without any, `./ingot-data/drives` (simulated).
+#[derive(Debug, Args, Clone, Default)]
+pub struct DriveSelect {
+    /// Every simulated drive in this directory.
+    #[arg(long)]
+    pub sim: Vec<PathBuf>,
+    /// One drive: `sim:PATH`, `file:PATH`, `vfio:PCI`, or a path (a simulated drive if it
+    /// has a `.json` sidecar, else a plain file).
+    #[arg(long = "device", short = 'd')]
+    pub devices: Vec<String>,
+    /// The drives listed in this `ingot.toml`.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// `ingot pool ...`
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Create a pool (everything on the drives is overwritten).
+    Create(PoolCreateArgs),
+    /// Show layout, devices, capacity, used, compression ratio and txg.
+    Status(PoolStatusArgs),
+    /// Import a pool (unlocking it), verify its tree end to end, and close it cleanly.
+    Import(PoolImportArgs),
+    /// Change the passphrase of an encrypted pool (re-wraps the key; no data is rewritten).
+    ChangePassphrase(PoolPassArgs),
+}
+
+/// `ingot pool create`
+#[derive(Debug, Args)]
+pub struct PoolCreateArgs {
+    /// Pool name.
+    pub name: String,
+    /// stripe, mirror, raid10, raidz1 or raidz2.
+    #[arg(long, default_value = "raidz1")]
+    pub layout: String,
+    /// `zstd:LEVEL` or `off`.
+    #[arg(long, default_value = "zstd:1")]
+    pub compression: String,
+    /// `aes-xts` or `off`.
+    #[arg(long, default_value = "aes-xts")]
+    pub encryption: String,
+    /// Read the passphrase from this file (first line) instead of asking.
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// Record size of file data, e.g. 128K.
+    #[arg(long, default_value = "128K")]
+    pub record_size: ByteSize,
+    /// The drives.
+    #[command(flatten)]
+    pub drives: DriveSelect,
+}
+
+/// `ingot pool status`
+#[derive(Debug, Args)]
+pub struct PoolStatusArgs {
+    /// Pool name (checked against the drives' labels).
+    pub name: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Unlock with the passphrase in this file to report figures kept under encryption.
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// The drives.
+    #[command(flatten)]
+    pub drives: DriveSelect,
+}
+
+/// `ingot pool import`
+#[derive(Debug, Args)]
+pub struct PoolImportArgs {
+    /// Pool name (checked against the drives' labels).
+    pub name: Option<String>,
+    /// Read the passphrase from this file instead of asking.
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// Import locked (no passphrase): keyless verification only.
+    #[arg(long)]
+    pub locked: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The drives.
+    #[command(flatten)]
+    pub drives: DriveSelect,
+}
+
+/// `ingot pool change-passphrase`
+#[derive(Debug, Args)]
+pub struct PoolPassArgs {
+    /// Pool name (checked against the drives' labels).
+    pub name: Option<String>,
+    /// The current passphrase, from a file.
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// The new passphrase, from a file.
+    #[arg(long)]
+    pub new_passphrase_file: Option<PathBuf>,
+    /// The drives.
+    #[command(flatten)]
+    pub drives: DriveSelect,
 }
 
 /// `ingot sim ...`
@@ -65,4 +174,27 @@ pub struct DevicesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ingot up`
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Data directory: simulated drives, `ingot.toml`, default mountpoint.
+    #[arg(long, default_value = crate::DEFAULT_DATA_DIR)]
+    pub data: PathBuf,
+    /// Use this config instead of `DATA/ingot.toml` (or the embedded default).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Read the pool passphrase from this file instead of asking on the terminal.
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// Size of each simulated drive made on first run.
+    #[arg(long, default_value = "8G")]
+    pub drive_size: ByteSize,
+    /// Mount the file system here (default from the config, else `DATA/mnt`).
+    #[arg(long)]
+    pub mountpoint: Option<PathBuf>,
+    /// Let the kernel cache writes (FUSE writeback cache).
+    #[arg(long)]
+    pub writeback_cache: bool,
 }

@@ -13,12 +13,8 @@ use std::sync::Arc;
 /// An open drive.
 #[derive(Debug)]
 pub struct OpenDrive {
-    /// Where it came from.
-    pub spec: DriveSpec,
     /// The NVMe controller, for NVMe drives.
     pub controller: Option<Controller>,
-    /// The simulated controller, for simulated drives (fault injection, stats).
-    pub sim: Option<Arc<SimController>>,
     /// The block device the pool uses.
     pub device: Arc<dyn BlockDevice>,
 }
@@ -34,18 +30,11 @@ impl OpenDrive {
 }
 
 /// Bring up an NVMe controller over `backing` and open namespace `nsid`.
-async fn open_nvme(
-    spec: DriveSpec,
-    backing: Arc<dyn DeviceBacking>,
-    sim: Option<Arc<SimController>>,
-    nsid: u32,
-) -> Result<OpenDrive, CliError> {
+async fn open_nvme(backing: Arc<dyn DeviceBacking>, nsid: u32) -> Result<OpenDrive, CliError> {
     let controller = Controller::init(backing, DriverConfig::default()).await?;
     let ns = controller.namespace(nsid)?;
     Ok(OpenDrive {
-        spec,
         controller: Some(controller),
-        sim,
         device: Arc::new(ns),
     })
 }
@@ -53,22 +42,17 @@ async fn open_nvme(
 /// Open one drive.
 pub async fn open(spec: &DriveSpec) -> Result<OpenDrive, CliError> {
     match spec {
-        DriveSpec::Sim { path } => {
-            let sim = Arc::new(SimController::open(path)?);
-            open_nvme(spec.clone(), sim.clone(), Some(sim), 1).await
-        }
+        DriveSpec::Sim { path } => open_nvme(Arc::new(SimController::open(path)?), 1).await,
         DriveSpec::File { path } => {
             let dev = FileBlockDevice::open(path, 4096)?;
             Ok(OpenDrive {
-                spec: spec.clone(),
                 controller: None,
-                sim: None,
                 device: Arc::new(dev),
             })
         }
         DriveSpec::Vfio { pci, nsid } => {
             let backing = crate::vfio::open(pci)?;
-            open_nvme(spec.clone(), backing, None, *nsid).await
+            open_nvme(backing, *nsid).await
         }
     }
 }

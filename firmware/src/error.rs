@@ -6,6 +6,7 @@ use ingot_hal::nvme::driver::NvmeError;
 use ingot_hal::sim::SimError;
 use ingot_hal::vfio::PciError;
 use ingot_hal::vfio::VfioError;
+use ingot_pool::PoolError;
 
 /// A failed subcommand. Printed as `ingot: error: ...` with its causes; exit status 1.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,9 @@ pub enum CliError {
     /// PCI sysfs trouble (binding to vfio-pci).
     #[error(transparent)]
     Pci(#[from] PciError),
+    /// Pool trouble.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
     /// Block-device trouble.
     #[error(transparent)]
     Block(#[from] BlockError),

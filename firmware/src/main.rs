@@ -8,12 +8,13 @@ mod cmd;
 mod config;
 mod drives;
 mod error;
+mod passphrase;
 mod size;
 mod table;
 mod vfio;
 
 use clap::Parser;
-use cli::{Cli, Command, SimCommand};
+use cli::{Cli, Command, PoolCommand, SimCommand};
 use error::CliError;
 use std::process::ExitCode;
 
@@ -21,7 +22,11 @@ use std::process::ExitCode;
 pub const DEFAULT_DATA_DIR: &str = "ingot-data";
 
 fn init_logging(cli: &Cli) {
-    let default = "warn";
+    let default = if matches!(cli.command, Command::Up(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     let wanted = cli.log.as_deref().unwrap_or(default);
     let filter = tracing_subscriber::EnvFilter::try_new(wanted).unwrap_or_else(|e| {
         eprintln!("ingot: warning: bad --log filter {wanted:?} ({e}); using {default:?}");
@@ -41,6 +46,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Sim(SimCommand::Create(a)) => cmd::sim::create(a),
         Command::Devices(a) => cmd::devices::run(a).await,
+        Command::Up(a) => cmd::up::run(a).await,
+        Command::Pool(PoolCommand::Create(a)) => cmd::pool::create(a).await,
+        Command::Pool(PoolCommand::Status(a)) => cmd::pool::status(a).await,
+        Command::Pool(PoolCommand::Import(a)) => cmd::pool::import(a).await,
+        Command::Pool(PoolCommand::ChangePassphrase(a)) => cmd::pool::change_passphrase(a).await,
     }
 }
 

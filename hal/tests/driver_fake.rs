@@ -116,6 +116,8 @@ struct Fake {
     mdts: u8,
     gone: AtomicBool,
     removal: Arc<EventFd>,
+    /// Identify ONCS (bit 2 DSM, bit 3 Write Zeroes).
+    oncs: std::sync::atomic::AtomicU16,
 }
 
 const BLOCKS: u64 = 2048;
@@ -141,6 +143,7 @@ impl Fake {
             mdts,
             gone: AtomicBool::new(false),
             removal: Arc::new(EventFd::new(EFD_NONBLOCK).unwrap()),
+            oncs: std::sync::atomic::AtomicU16::new(0b1100),
         })
     }
 
@@ -207,7 +210,7 @@ impl Fake {
             acl: 3,
             elpe: 3,
             nn: 1,
-            oncs: 0b1100,
+            oncs: self.oncs.load(Ordering::SeqCst),
             vwc: 1,
         }
     }
@@ -651,4 +654,103 @@ async fn fake_surprise_removal_and_request() {
         }
     }
     assert!(ctrl.lost_reason().is_some());
+}
+
+/// Seeded random workload from 8 concurrent tasks while completions are lost and
+/// transient errors injected at random: every operation must succeed (recovery is
+/// transparent) and every read must match the model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_random_workload_with_random_faults() {
+    let fake = Fake::new(9, 3, 2);
+    let c = DriverConfig {
+        io_queues: 2,
+        queue_depth: 8,
+        command_timeout: Duration::from_millis(100),
+        max_retries: 8,
+        ..DriverConfig::default()
+    };
+    let ctrl = guard(Controller::init(fake.clone(), c)).await.unwrap();
+    let ns = ctrl.namespace(1).unwrap();
+    let region = BLOCKS / 8 * 512;
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..8u64 {
+        let (ns, fake) = (ns.clone(), fake.clone());
+        set.spawn(async move {
+            let mut rng = ChaCha8Rng::seed_from_u64(77 + t);
+            let base = t * region;
+            let mut model = vec![0u8; region as usize];
+            for _ in 0..40 {
+                match rng.random_range(0..10) {
+                    0 => {
+                        let mut st = fake.state.lock();
+                        if st.faults.lose == 0 {
+                            st.faults.lose = 1;
+                        }
+                    }
+                    1 => {
+                        let mut st = fake.state.lock();
+                        if st.faults.error.is_none() {
+                            st.faults.error = Some((0, spec::sc::INTERNAL_ERROR, false, 1));
+                        }
+                    }
+                    _ => {}
+                }
+                let blocks = rng.random_range(1..=32u64);
+                let at = rng.random_range(0..=region / 512 - blocks) * 512;
+                let len = (blocks * 512) as usize;
+                if rng.random_bool(0.5) {
+                    let mut data = vec![0u8; len];
+                    rng.fill(&mut data[..]);
+                    ns.write(base + at, &data, WriteFlags::NONE).await.unwrap();
+                    model[at as usize..at as usize + len].copy_from_slice(&data);
+                } else {
+                    let mut back = vec![0u8; len];
+                    ns.read(base + at, &mut back).await.unwrap();
+                    assert!(back == model[at as usize..at as usize + len], "task {t}");
+                }
+            }
+        });
+    }
+    guard(async {
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+    })
+    .await;
+    let s = ctrl.stats();
+    assert!(
+        s[0].resets >= 1,
+        "faults were injected and recovered: {s:?}"
+    );
+    guard(ctrl.shutdown()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_without_optional_commands() {
+    // No Dataset Management, no Write Zeroes: deallocate is refused, write_zeroes writes
+    // zeroed buffers (more than a queue depth of them, through the in-flight window).
+    let fake = Fake::new(9, 3, 1);
+    fake.oncs.store(0, Ordering::SeqCst);
+    let ctrl = guard(Controller::init(fake.clone(), cfg())).await.unwrap();
+    let ns = ctrl.namespace(1).unwrap();
+    let data = vec![0xeeu8; (BLOCKS * 512) as usize];
+    guard(ns.write(0, &data, WriteFlags::NONE)).await.unwrap();
+    let e = guard(ns.deallocate(0, 512)).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BlockError::Unsupported {
+                op: "deallocate",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    guard(ns.write_zeroes(512 * 7, 512 * 1000)).await.unwrap();
+    let mut back = vec![0u8; data.len()];
+    guard(ns.read(0, &mut back)).await.unwrap();
+    let mut want = data.clone();
+    want[512 * 7..512 * 1007].fill(0);
+    assert!(back == want);
+    guard(ctrl.shutdown()).await.unwrap();
 }

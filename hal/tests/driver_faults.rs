@@ -19,7 +19,9 @@ use std::time::Duration;
 use vmm_sys_util::eventfd::EventFd;
 
 const MIB: u64 = 1 << 20;
-const TIMEOUT: Duration = Duration::from_millis(300);
+/// Command timeout for these tests: long enough that a loaded machine never times out a
+/// command the simulator did complete (tests assert exact timeout and reset counts).
+const TIMEOUT: Duration = Duration::from_secs(1);
 
 fn sim(name: &str, lba: u32) -> Arc<SimController> {
     let mut cfg = SimConfig::ram(name, 4 * MIB, lba);
@@ -102,6 +104,20 @@ async fn error_status_on_matching_commands() {
         other => panic!("{other}"),
     }
     assert_eq!(s.faults().counters().status_injected, 1, "DNR: no retry");
+    // The device logged it: the error log and SMART show it through the admin queue.
+    let log = guard(ctrl.error_log()).await.unwrap();
+    let entry = log.first().expect("an error log entry");
+    assert_eq!(
+        (entry.status >> 1) & 0xff,
+        u16::from(sc::MEDIA_UNRECOVERED_READ)
+    );
+    assert_eq!((entry.status >> 9) & 0b111, u16::from(sct::MEDIA));
+    assert!((1..=2).contains(&entry.sqid), "an I/O queue: {entry:?}");
+    let health = guard(ns.health()).await.unwrap();
+    assert!(
+        health.media_errors >= 1 && health.error_log_entries >= 1,
+        "{health:?}"
+    );
     guard(ns.read(0, &mut buf)).await.unwrap();
     assert_eq!(buf, data[..512]);
     s.faults().clear();
@@ -358,6 +374,8 @@ impl DmaMapper for LyingMapper {
 struct Lying {
     sim: Arc<SimController>,
     mapper: Arc<LyingMapper>,
+    /// Offer no MSI-X vectors (the driver must poll).
+    no_msix: bool,
 }
 
 impl DeviceBacking for Lying {
@@ -377,7 +395,11 @@ impl DeviceBacking for Lying {
         self.mapper.clone()
     }
     fn msix_count(&self) -> u32 {
-        self.sim.msix_count()
+        if self.no_msix {
+            0
+        } else {
+            self.sim.msix_count()
+        }
     }
     fn enable_msix(&self, count: u32) -> Result<Vec<Arc<EventFd>>, BackingError> {
         self.sim.enable_msix(count)
@@ -398,6 +420,7 @@ async fn dma_to_unmapped_iova_is_rejected() {
     let backing = Arc::new(Lying {
         sim: s.clone(),
         mapper: mapper.clone(),
+        no_msix: false,
     });
     let (ctrl, ns) = up(backing).await;
     // Bounce buffers are allocated on first use: from now on they carry bad IOVAs.
@@ -412,4 +435,144 @@ async fn dma_to_unmapped_iova_is_rejected() {
     assert!(s.iommu().fault_count() > 0);
     assert!(s.iommu().faults().iter().all(|f| f.iova >= SHIFT));
     guard(ctrl.shutdown()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_msix_vectors_falls_back_to_polling_and_still_recovers() {
+    let s = sim("novec", 4096);
+    let backing = Arc::new(Lying {
+        sim: s.clone(),
+        mapper: Arc::new(LyingMapper {
+            inner: s.dma_mapper(),
+            lie: AtomicBool::new(false),
+            shifted: Mutex::new(HashSet::new()),
+        }),
+        no_msix: true,
+    });
+    let (ctrl, ns) = up(backing).await;
+    s.faults()
+        .lose_completions(CommandMatch::io(io::READ), FaultCount::Times(1));
+    let data = pattern(6, 16 * 1024);
+    guard(ns.write(4096, &data, WriteFlags::NONE))
+        .await
+        .unwrap();
+    let mut back = vec![0u8; data.len()];
+    guard(ns.read(4096, &mut back)).await.unwrap();
+    assert!(back == data);
+    assert_eq!(s.stats().interrupts, 0);
+    assert_eq!(ctrl.stats()[0].resets, 1);
+    guard(ctrl.shutdown()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_stuck_io_is_bounded() {
+    let s = sim("stuck", 4096);
+    let (ctrl, ns) = up(s.clone()).await;
+    s.faults().delay(
+        CommandMatch::io(io::READ),
+        Duration::from_secs(600),
+        FaultCount::Always,
+    );
+    let ns2 = ns.clone();
+    let stuck = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        ns2.read(0, &mut buf).await
+    });
+    let faults = s.faults();
+    until(|| faults.counters().delayed >= 1).await;
+    // Shutdown drains: the stuck read goes through abort/reissue until it times out.
+    guard(ctrl.shutdown()).await.unwrap();
+    let e = guard(stuck).await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BlockError::Timeout { .. } | BlockError::DeviceLost { .. }
+        ),
+        "{e}"
+    );
+    let csts_v = s.read32(ingot_hal::nvme::spec::reg::CSTS);
+    assert_eq!(
+        csts_v & ingot_hal::nvme::spec::csts::SHST_MASK,
+        ingot_hal::nvme::spec::csts::SHST_COMPLETE
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_controller_notices_fatal_status() {
+    let s = sim("idlecfs", 4096);
+    let c = DriverConfig {
+        health_interval: Duration::from_millis(20),
+        ..cfg()
+    };
+    let ctrl = guard(Controller::init(s.clone(), c)).await.unwrap();
+    s.faults().controller_fatal();
+    // No command is issued: the supervisor's periodic CSTS read finds CFS.
+    until(|| ctrl.lost_reason().is_some()).await;
+    assert!(ctrl.lost_reason().is_some_and(|r| r.contains("CFS")));
+}
+
+/// Seeded concurrent workload while the simulator loses completions, delays commands past
+/// the timeout and returns transient errors at random: every operation succeeds and every
+/// read matches the model (recovery is transparent to callers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_workload_with_random_recoverable_faults() {
+    let s = sim("random", 512);
+    let c = DriverConfig {
+        command_timeout: Duration::from_millis(300),
+        max_retries: 8,
+        queue_depth: 8,
+        ..cfg()
+    };
+    let ctrl = guard(Controller::init(s.clone(), c)).await.unwrap();
+    let ns = ctrl.namespace(1).unwrap();
+    let region = 4 * MIB / 8;
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..8u64 {
+        let (ns, faults) = (ns.clone(), s.faults());
+        set.spawn(async move {
+            let mut rng = ChaCha8Rng::seed_from_u64(500 + t);
+            let base = t * region;
+            let mut model = vec![0u8; region as usize];
+            for _ in 0..25 {
+                let any = CommandMatch::any_io();
+                match rng.random_range(0..20) {
+                    0 => faults.lose_completions(any, FaultCount::Times(1)),
+                    1 => faults.delay(any, Duration::from_secs(5), FaultCount::Times(1)),
+                    2 | 3 => faults.error_status(
+                        any,
+                        sct::GENERIC,
+                        sc::INTERNAL_ERROR,
+                        FaultCount::Times(1),
+                    ),
+                    _ => {}
+                }
+                let blocks = rng.random_range(1..=512u64);
+                let at = rng.random_range(0..=region / 512 - blocks) * 512;
+                let len = (blocks * 512) as usize;
+                if rng.random_bool(0.5) {
+                    let mut data = vec![0u8; len];
+                    rng.fill(&mut data[..]);
+                    ns.write(base + at, &data, WriteFlags::NONE).await.unwrap();
+                    model[at as usize..at as usize + len].copy_from_slice(&data);
+                } else {
+                    let mut back = vec![0u8; len];
+                    ns.read(base + at, &mut back).await.unwrap();
+                    assert!(back == model[at as usize..at as usize + len], "task {t}");
+                }
+            }
+        });
+    }
+    guard(async {
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+    })
+    .await;
+    let f = s.faults().counters();
+    assert!(
+        f.lost_completions + f.delayed + f.status_injected > 0,
+        "{f:?}"
+    );
+    guard(ctrl.shutdown()).await.unwrap();
+    assert_eq!(s.iommu().fault_count(), 0);
 }

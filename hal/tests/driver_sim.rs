@@ -3,8 +3,10 @@
 //! lists, polled and interrupt modes, many concurrent commands across queue pairs, admin
 //! log pages and clean shutdown. The simulated IOMMU must never see a bad DMA address.
 
+use ingot_hal::backing::DeviceBacking;
 use ingot_hal::blockdev::{BlockDevice, BlockError, DeviceKind, WriteFlags};
 use ingot_hal::nvme::driver::{Controller, DriverConfig, Namespace};
+use ingot_hal::nvme::spec::{csts, reg};
 use ingot_hal::sim::{SimConfig, SimController, SimTuning};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -115,6 +117,15 @@ async fn lba_format(lba: u32) {
     assert!(stats[1..].iter().all(|q| q.commands > 0), "{stats:?}");
     assert_eq!(stats.iter().map(|q| q.timeouts + q.resets).sum::<u64>(), 0);
     guard(ctrl.shutdown()).await.unwrap();
+    guard(ctrl.shutdown())
+        .await
+        .expect("a second shutdown is a no-op");
+    let csts_v = s.read32(reg::CSTS);
+    assert_eq!(
+        csts_v & csts::SHST_MASK,
+        csts::SHST_COMPLETE,
+        "CSTS {csts_v:#x}"
+    );
     assert_eq!(s.iommu().fault_count(), 0, "{:?}", s.iommu().faults());
     let e = guard(ns.read(0, &mut small)).await.unwrap_err();
     assert!(
@@ -270,4 +281,37 @@ async fn dropping_the_controller_releases_dma_memory() {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_queues_wrap_many_times() {
+    // Depth 2 (3-entry rings): 200 concurrent requests wait in the channel, and the
+    // rings wrap (and the CQ phase flips) dozens of times.
+    let s = sim("tiny", 4 * MIB, 4096, SimTuning::default());
+    let c = DriverConfig {
+        io_queues: 1,
+        queue_depth: 2,
+        ..cfg()
+    };
+    let (ctrl, ns) = up(&s, c).await;
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..200u64 {
+        let ns = ns.clone();
+        set.spawn(async move {
+            let mut data = vec![0u8; 4096];
+            ChaCha8Rng::seed_from_u64(t).fill(&mut data[..]);
+            ns.write(t * 4096, &data, WriteFlags::NONE).await.unwrap();
+            let mut back = vec![0u8; 4096];
+            ns.read(t * 4096, &mut back).await.unwrap();
+            assert!(back == data, "block {t}");
+        });
+    }
+    guard(async {
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+    })
+    .await;
+    assert_eq!(ctrl.stats()[1].commands, 400);
+    guard(ctrl.shutdown()).await.unwrap();
 }

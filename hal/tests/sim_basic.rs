@@ -671,3 +671,21 @@ fn a_full_completion_queue_holds_back_completions_until_the_head_moves() {
     }
     assert_eq!(seen, cids);
 }
+
+#[test]
+fn log_pages_read_past_their_end_as_zeroes() {
+    let mut h = Host::ram(SimConfig::ram("pad", 4 * MIB, 512));
+    let mut buf = DmaBuffer::alloc(h.mapper.clone(), 8192).unwrap();
+    buf.as_mut_slice().fill(0xee);
+    // 6 KiB of the 512-byte SMART log from offset 4, starting mid-page (PRP1 + PRP2).
+    let mut c = cmd(admin::GET_LOG_PAGE, 0, ((6144 / 4 - 1) << 16) | 2, 0);
+    c.cdw12 = 4;
+    c.prp1 = buf.iova() + 1024;
+    c.prp2 = buf.iova() + 4096;
+    assert!(h.admin_cmd(c).is_success());
+    let b = buf.as_slice();
+    assert!(b[..1024].iter().all(|&x| x == 0xee));
+    assert_eq!(b[1024], 10, "available spare threshold (byte 4 of the log)");
+    assert!(b[1024 + 508..1024 + 6144].iter().all(|&x| x == 0));
+    assert!(b[1024 + 6144..].iter().all(|&x| x == 0xee));
+}

@@ -273,6 +273,15 @@ fn async_event_requests_are_held_and_abortable() {
     assert_eq!(ev.result & 0x7, 0);
     assert_eq!((ev.result >> 16) & 0xff, 1);
     dev.write32(reg::sq_tail_doorbell(1, 0), u32::from(h.io().sq_tail));
+    // Over-temperature raises a SMART/health event (type 1, info 01h, log page 02h), once.
+    let aer = h
+        .admin
+        .submit(dev, cmd(admin::ASYNC_EVENT_REQUEST, 0, 0, 0));
+    h.ctrl.set_temperature(330);
+    h.ctrl.set_temperature(350);
+    h.ctrl.set_temperature(355);
+    let ev = h.admin.wait(dev);
+    assert_eq!((ev.cid, ev.result), (aer, 1 | (1 << 8) | (2 << 16)));
     let aer = h
         .admin
         .submit(dev, cmd(admin::ASYNC_EVENT_REQUEST, 0, 0, 0));

@@ -5,4 +5,16 @@
 
 #![forbid(unsafe_code)]
 
+pub mod checksum;
+pub mod codec;
+pub mod compress;
+pub mod crypto;
+pub mod engine;
+pub mod raid;
 pub mod store;
+
+pub use engine::{
+    ImportOptions, Pool, PoolCompression, PoolConfig, PoolError, PoolLayout, PoolStatus, Tunables,
+};
+#[cfg(test)]
+mod testutil;

@@ -1,4 +1,6 @@
 //! One module per subcommand.
 
 pub mod devices;
+pub mod pool;
 pub mod sim;
+pub mod up;

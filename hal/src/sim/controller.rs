@@ -25,6 +25,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
+/// Asynchronous event: SMART/health status, temperature threshold, log page 02h.
+const SMART_TEMPERATURE_EVENT: u32 = 0b001 | (0x01 << 8) | (0x02 << 16);
 /// NVMe version the simulator reports: 1.4.0.
 pub const SIM_VERSION: u32 = 0x0001_0400;
 /// Size of BAR0's register page before the doorbells.
@@ -33,7 +35,7 @@ const DOORBELL_BASE: u64 = reg::DOORBELL_BASE;
 /// Controller limits; the defaults suit tests and the appliance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimTuning {
-    /// Identify MDTS: largest transfer is 2^mdts pages of 4 KiB (5 = 128 KiB; 1..=15).
+    /// Identify MDTS: largest transfer is 2^mdts pages of 4 KiB (5 = 128 KiB; 0 = no limit; at most 15).
     pub mdts: u8,
     /// CAP.MQES (0-based largest queue size): 1023 means 1024 entries (1..=16383).
     pub mqes: u16,
@@ -80,11 +82,16 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// A RAM drive config with the default model, firmware and limits.
+    /// A RAM drive config with the default model, firmware and limits; the serial is
+    /// `SIM-NAME` (printable ASCII, cut to 20 characters).
     pub fn ram(name: &str, size_bytes: u64, lba_size: u32) -> SimConfig {
         SimConfig {
             name: name.to_string(),
-            serial: format!("SIM-{name}"),
+            serial: format!("SIM-{name}")
+                .chars()
+                .filter(char::is_ascii_graphic)
+                .take(20)
+                .collect(),
             model: drive::SIM_MODEL.to_string(),
             firmware: drive::SIM_FIRMWARE.to_string(),
             lba_size,
@@ -98,9 +105,13 @@ impl SimConfig {
         self.size_bytes / u64::from(self.lba_size)
     }
 
-    /// Largest data transfer in bytes: 2^MDTS pages of 4 KiB.
+    /// Largest data transfer in bytes: 2^MDTS pages of 4 KiB (`u64::MAX` for MDTS 0, no
+    /// limit: a Read or Write then moves at most 65536 blocks).
     pub fn max_transfer(&self) -> u64 {
-        4096u64 << self.tuning.mdts.min(15)
+        match self.tuning.mdts {
+            0 => u64::MAX,
+            m => 4096u64 << m.min(15),
+        }
     }
 
     fn validate(&self) -> Result<(), SimError> {
@@ -118,9 +129,12 @@ impl SimConfig {
                 ),
             });
         }
-        if !(1..=15).contains(&t.mdts) {
+        if t.mdts > 15 {
             return Err(SimError::Config {
-                reason: format!("{what}: MDTS {} must be 1-15 (8 KiB to 128 MiB)", t.mdts),
+                reason: format!(
+                    "{what}: MDTS {} must be 0 (no limit) or 1-15 (8 KiB to 128 MiB)",
+                    t.mdts
+                ),
             });
         }
         Ok(())
@@ -143,6 +157,8 @@ pub struct SimStats {
 #[derive(Debug, Default)]
 pub(super) struct WakeState {
     pub(super) pending: bool,
+    /// Asynchronous events raised outside the controller thread.
+    pub(super) events: Vec<u32>,
     pub(super) cc_writes: VecDeque<u32>,
     pub(super) stop: bool,
 }
@@ -181,6 +197,14 @@ pub(super) struct Shared {
 impl Shared {
     pub(super) fn notify(&self) {
         let mut w = self.wake.lock();
+        w.pending = true;
+        self.wake_cv.notify_one();
+    }
+
+    /// Queue an asynchronous event for the controller thread to report.
+    pub(super) fn raise_event(&self, dw0: u32) {
+        let mut w = self.wake.lock();
+        w.events.push(dw0);
         w.pending = true;
         self.wake_cv.notify_one();
     }
@@ -387,8 +411,14 @@ impl SimController {
     }
 
     /// Set the composite temperature the SMART log reports (kelvin).
+    ///
+    /// Crossing the over-temperature threshold (343 K) upwards raises an asynchronous
+    /// event (SMART/health status, temperature threshold, log page 02h).
     pub fn set_temperature(&self, kelvin: u16) {
-        self.shared.health.set_temperature(kelvin);
+        if self.shared.health.set_temperature(kelvin) {
+            tracing::warn!(device = %self.shared.id, kelvin, "sim: temperature above threshold");
+            self.shared.raise_event(SMART_TEMPERATURE_EVENT);
+        }
     }
 }
 

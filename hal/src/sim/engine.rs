@@ -170,7 +170,7 @@ pub(super) struct Engine {
     held: Vec<Held>,
     aers: VecDeque<u16>,
     events: VecDeque<u32>,
-    /// MSI-X vectors the host has enabled (read at the start of each processing pass).
+    /// MSI-X vectors the host has enabled (read each time the thread wakes).
     vectors_enabled: usize,
 }
 
@@ -205,9 +205,15 @@ impl Engine {
 
     /// The thread body: wait for work, handle CC writes, process queues; until stopped.
     pub(super) fn run(mut self) {
-        while let Some(cc_writes) = self.wait() {
+        while let Some((cc_writes, events)) = self.wait() {
             for v in cc_writes {
                 self.on_cc(v);
+            }
+            self.vectors_enabled = self.sh.msix.lock().len();
+            if !self.halted() {
+                for ev in events {
+                    self.async_event(ev);
+                }
             }
             self.process();
         }
@@ -215,8 +221,9 @@ impl Engine {
         tracing::debug!(device = %self.sh.id, "sim: controller thread stopped");
     }
 
-    /// Park until woken, a held command is due, or stop (`None`).
-    fn wait(&mut self) -> Option<VecDeque<u32>> {
+    /// Park until woken, a held command is due, or stop (`None`). Returns the CC writes
+    /// and asynchronous events that arrived meanwhile.
+    fn wait(&mut self) -> Option<(VecDeque<u32>, Vec<u32>)> {
         let mut w = self.sh.wake.lock();
         loop {
             if w.stop {
@@ -224,10 +231,13 @@ impl Engine {
             }
             if w.pending || !w.cc_writes.is_empty() {
                 w.pending = false;
-                return Some(std::mem::take(&mut w.cc_writes));
+                return Some((
+                    std::mem::take(&mut w.cc_writes),
+                    std::mem::take(&mut w.events),
+                ));
             }
             match self.next_deadline() {
-                Some(d) if d <= Instant::now() => return Some(VecDeque::new()),
+                Some(d) if d <= Instant::now() => return Some((VecDeque::new(), Vec::new())),
                 Some(d) => {
                     self.sh.wake_cv.wait_until(&mut w, d);
                 }
@@ -397,7 +407,6 @@ impl Engine {
         if self.halted() {
             return;
         }
-        self.vectors_enabled = self.sh.msix.lock().len();
         self.release_held(Instant::now());
         loop {
             self.read_cq_heads();
@@ -688,6 +697,40 @@ impl Engine {
             None if self.events.len() < MAX_PENDING_EVENTS => self.events.push_back(dw0),
             None => {}
         }
+    }
+
+    /// Device-to-host transfer of `len` bytes: `data`, then zeroes past its end (or only
+    /// the first `len` bytes of `data`).
+    pub(super) fn dma_to_host_padded(
+        &self,
+        cmd: &Command,
+        data: &[u8],
+        len: u64,
+    ) -> Result<(), Status> {
+        let len = usize::try_from(len).map_err(|_| Status::invalid(sc::INVALID_FIELD))?;
+        static ZEROES: [u8; PAGE] = [0u8; PAGE];
+        for (iova, off, n) in self.plan(cmd, len)? {
+            // Segments never exceed a page, so a page of zeroes pads any of them.
+            let have = data.len().saturating_sub(off).min(n);
+            let result = if have == n {
+                self.sh
+                    .iommu
+                    .write(iova, &data[off..off + n], "data to host")
+            } else if have == 0 {
+                self.sh.iommu.write(iova, &ZEROES[..n], "data to host")
+            } else {
+                self.sh
+                    .iommu
+                    .write(iova, &data[off..off + have], "data to host")
+                    .and_then(|()| {
+                        self.sh
+                            .iommu
+                            .write(iova + have as u64, &ZEROES[..n - have], "data to host")
+                    })
+            };
+            result.map_err(|_| Status::transient(sc::DATA_TRANSFER_ERROR))?;
+        }
+        Ok(())
     }
 
     /// Device-to-host transfer of `data` through the command's PRPs.

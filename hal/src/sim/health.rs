@@ -94,8 +94,10 @@ impl Health {
     }
 
     /// Set the reported composite temperature.
-    pub(super) fn set_temperature(&self, kelvin: u16) {
-        self.temperature_k.store(kelvin, Ordering::Relaxed);
+    /// Returns true when this crosses the temperature threshold upwards.
+    pub(super) fn set_temperature(&self, kelvin: u16) -> bool {
+        let old = self.temperature_k.swap(kelvin, Ordering::Relaxed);
+        old <= TEMPERATURE_THRESHOLD_K && kelvin > TEMPERATURE_THRESHOLD_K
     }
 
     /// Record a failed command in the error log (and the media error count for SCT 2).

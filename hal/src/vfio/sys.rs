@@ -513,6 +513,57 @@ mod tests {
     }
 
     #[test]
+    fn real_syscalls_on_ordinary_files() {
+        // What LinuxVfio does that needs no /dev/vfio: open, pread/pwrite, mmap, and ioctls
+        // failing cleanly on a file that is not a VFIO node.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("region");
+        std::fs::write(&path, vec![0u8; 8192]).unwrap();
+        let sys = LinuxVfio;
+        let fd = sys.open(&path).unwrap();
+        sys.pwrite(fd, 4100, &0xdead_beefu32.to_le_bytes()).unwrap();
+        let mut b = [0u8; 4];
+        sys.pread(fd, 4100, &mut b).unwrap();
+        assert_eq!(u32::from_le_bytes(b), 0xdead_beef);
+        let short = sys.pread(fd, 8190, &mut b).unwrap_err();
+        assert_eq!(short.kind(), io::ErrorKind::UnexpectedEof);
+        let p = sys.mmap(fd, 4096, 4096).unwrap();
+        // SAFETY: 4096 bytes mapped read-write just above; offset 4 is in range and aligned.
+        let v = unsafe { p.as_ptr().add(4).cast::<u32>().read_volatile() };
+        assert_eq!(v, 0xdead_beef);
+        // SAFETY: the mapping above, not used afterwards.
+        unsafe { sys.munmap(p, 4096) };
+        let e = sys.api_version(fd).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTTY));
+        assert!(sys.group_status(fd).is_err());
+        assert!(sys.set_irq_eventfds(fd, 2, &[]).is_err());
+        sys.close(fd);
+        let e = sys.open(&dir.path().join("missing")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn container_on_a_non_vfio_node_fails_with_the_ioctl_named() {
+        use crate::vfio::{VfioContainer, VfioError};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let e = VfioContainer::open(Arc::new(LinuxVfio), dir.path(), "t").unwrap_err();
+        assert!(matches!(e, VfioError::NodeMissing { .. }), "{e}");
+        std::fs::write(dir.path().join("vfio"), b"").unwrap();
+        let e = VfioContainer::open(Arc::new(LinuxVfio), dir.path(), "t").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                VfioError::Syscall {
+                    op: "VFIO_GET_API_VERSION",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn ioctl_numbers_match_linux_uapi() {
         // From <linux/vfio.h>: _IO(';', 100) = 0x3b64 ... _IO(';', 114) = 0x3b72.
         assert_eq!(VFIO_GET_API_VERSION, 0x3b64);

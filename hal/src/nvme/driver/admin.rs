@@ -4,10 +4,10 @@
 
 use super::config::DriverConfig;
 use super::error::NvmeError;
+use super::handle::WorkerCtl;
 use super::msg::Ctl;
 use super::queue::QueuePair;
 use super::shared::Shared;
-use super::worker::WorkerCtl;
 use super::{cmd, regs, wait};
 use crate::backing::DeviceBacking;
 use crate::blockdev::NvmeStatus;

@@ -26,6 +26,9 @@ pub struct DriverConfig {
     pub min_sleep: Duration,
     /// Use MSI-X interrupts when the device offers them.
     pub use_interrupts: bool,
+    /// How often an otherwise idle controller's CSTS is read to notice fatal status or
+    /// surprise removal before the next command does.
+    pub health_interval: Duration,
 }
 
 impl Default for DriverConfig {
@@ -41,6 +44,7 @@ impl Default for DriverConfig {
             max_sleep: Duration::from_millis(10),
             min_sleep: Duration::from_micros(50),
             use_interrupts: true,
+            health_interval: Duration::from_secs(1),
         }
     }
 }

@@ -5,11 +5,12 @@
 use super::bringup::{self, NamespaceInfo};
 use super::config::DriverConfig;
 use super::error::NvmeError;
+use super::handle::{QueueHandle, SupervisorLink};
 use super::msg::AdminMsg;
 use super::namespace::Namespace;
 use super::pool::BufPool;
-use super::shared::{QueueStats, Shared};
-use super::worker::{self, QueueHandle, SupervisorLink};
+use super::shared::{QueueStats, SHUT_DOWN, Shared};
+use super::worker;
 use super::{cmd, supervisor};
 use crate::backing::DeviceBacking;
 use crate::blockdev::DeviceKind;
@@ -249,9 +250,12 @@ impl Controller {
 
     /// Clean shutdown: drain in-flight commands, delete the I/O queues, CC.SHN normal and
     /// wait for CSTS.SHST complete (bounded). Later commands fail with `DeviceLost`.
+    /// Shutting down again is a no-op.
     pub async fn shutdown(&self) -> Result<(), NvmeError> {
-        if self.inner.shared.is_lost() {
-            return Err(self.inner.lost());
+        match self.inner.shared.lost_reason() {
+            Some(r) if r == SHUT_DOWN => return Ok(()),
+            Some(_) => return Err(self.inner.lost()),
+            None => {}
         }
         let (reply, rx) = oneshot::channel();
         self.inner

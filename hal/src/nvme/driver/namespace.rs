@@ -6,15 +6,16 @@ use super::bringup::NamespaceInfo;
 use super::cmd;
 use super::controller::Inner;
 use super::error::NvmeError;
+use super::handle::QueueHandle;
 use super::msg::{IoFailure, IoReply, IoRequest};
 use super::split::{self, MAX_NLB};
-use super::worker::QueueHandle;
 use crate::blockdev::{
     BlockDevice, BlockError, DeviceIdentity, Geometry, HealthInfo, WriteFlags, check_range,
 };
 use crate::dma::DmaBuffer;
 use crate::nvme::spec::{Command, DsmRange, SMART_LOG_SIZE, SmartLog, log};
 use async_trait::async_trait;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::oneshot;
@@ -142,28 +143,64 @@ impl Namespace {
         Ok(b)
     }
 
-    /// Submit data commands for `[offset, offset+len)` in chunks; `fill` copies a chunk's
-    /// data into its bounce buffer (writes), then wait for all in order.
-    fn data_commands(
-        &self,
-        q: &QueueHandle,
-        op: &'static str,
-        offset: u64,
-        len: usize,
-        mut make: impl FnMut(u64, u32) -> Command,
-        mut fill: impl FnMut(usize, &mut DmaBuffer, usize),
-    ) -> Result<Vec<(usize, usize, oneshot::Receiver<IoReply>)>, BlockError> {
+    /// Move `data` to or from `[offset, offset+len)` in commands of at most `self.chunk`
+    /// bytes, with at most the queue depth of them (and so of bounce buffers) in flight.
+    async fn transfer(&self, offset: u64, mut data: Data<'_>) -> Result<(), BlockError> {
+        let (op, len) = match &data {
+            Data::Read(b) => ("read", b.len()),
+            Data::Write(b, _) => ("write", b.len()),
+            Data::Zero(n) => ("write zeroes", *n),
+        };
+        let nsid = self.info.nsid;
         let bs = u64::from(self.info.block_size);
-        let mut pending = Vec::new();
-        for (done, n) in split::split(len, self.chunk) {
-            let at = offset + done as u64;
-            let mut c = make(at / bs, (n as u64 / bs) as u32);
+        let q = self.queue();
+        let mut pending: VecDeque<(usize, usize, oneshot::Receiver<IoReply>)> = VecDeque::new();
+        let mut chunks = split::split(len, self.chunk);
+        loop {
+            let next = if pending.len() < q.depth {
+                chunks.next()
+            } else {
+                None
+            };
+            let Some((done, n)) = next else {
+                // Window full or nothing left to submit: retire the oldest command.
+                let Some((at, n, rx)) = pending.pop_front() else {
+                    return Ok(());
+                };
+                if let Some(b) = self.wait(op, offset + at as u64, rx).await? {
+                    if let Data::Read(out) = &mut data {
+                        b.read_at(0, &mut out[at..at + n]);
+                    }
+                    q.pool.put(b);
+                }
+                continue;
+            };
+            let slba = (offset + done as u64) / bs;
+            let nlb = (n as u64 / bs) as u32;
+            let mut c = match &data {
+                Data::Read(_) => cmd::read(nsid, slba, nlb),
+                Data::Write(_, flags) => cmd::write(nsid, slba, nlb, flags.fua),
+                Data::Zero(_) => cmd::write(nsid, slba, nlb, false),
+            };
             let mut b = self.buffer(q, op, n, &mut c)?;
-            fill(done, &mut b, n);
-            pending.push((done, n, self.send(q, c, Some(b))?));
+            match &data {
+                Data::Read(_) => {}
+                Data::Write(src, _) => b.write_at(0, &src[done..done + n]),
+                Data::Zero(_) => b.zero(0, n),
+            }
+            pending.push_back((done, n, self.send(q, c, Some(b))?));
         }
-        Ok(pending)
     }
+}
+
+/// What a data transfer moves.
+enum Data<'a> {
+    /// Into the caller's buffer.
+    Read(&'a mut [u8]),
+    /// From the caller's buffer.
+    Write(&'a [u8], WriteFlags),
+    /// Zeroes, this many bytes (Write Zeroes fallback).
+    Zero(usize),
 }
 
 #[async_trait]
@@ -189,46 +226,12 @@ impl BlockDevice for Namespace {
 
     async fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), BlockError> {
         check_range(&self.location, &self.geometry(), offset, buf.len() as u64)?;
-        let nsid = self.info.nsid;
-        let q = self.queue();
-        let pending = self.data_commands(
-            q,
-            "read",
-            offset,
-            buf.len(),
-            |slba, nlb| cmd::read(nsid, slba, nlb),
-            |_, _, _| {},
-        )?;
-        let pool = &q.pool;
-        for (at, n, rx) in pending {
-            let b = self.wait("read", offset + at as u64, rx).await?;
-            if let Some(b) = b {
-                b.read_at(0, &mut buf[at..at + n]);
-                pool.put(b);
-            }
-        }
-        Ok(())
+        self.transfer(offset, Data::Read(buf)).await
     }
 
     async fn write(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> Result<(), BlockError> {
         check_range(&self.location, &self.geometry(), offset, buf.len() as u64)?;
-        let nsid = self.info.nsid;
-        let q = self.queue();
-        let pending = self.data_commands(
-            q,
-            "write",
-            offset,
-            buf.len(),
-            |slba, nlb| cmd::write(nsid, slba, nlb, flags.fua),
-            |at, b, n| b.write_at(0, &buf[at..at + n]),
-        )?;
-        let pool = &q.pool;
-        for (at, _, rx) in pending {
-            if let Some(b) = self.wait("write", offset + at as u64, rx).await? {
-                pool.put(b);
-            }
-        }
-        Ok(())
+        self.transfer(offset, Data::Write(buf, flags)).await
     }
 
     async fn flush(&self) -> Result<(), BlockError> {
@@ -281,23 +284,7 @@ impl BlockDevice for Namespace {
         if !self.inner.identify.supports_write_zeroes() {
             // No Write Zeroes: write zeroed bounce buffers instead.
             let len = usize::try_from(len).map_err(|e| self.host_error("write zeroes", e))?;
-            let nsid = self.info.nsid;
-            let q = self.queue();
-            let pending = self.data_commands(
-                q,
-                "write zeroes",
-                offset,
-                len,
-                |slba, nlb| cmd::write(nsid, slba, nlb, false),
-                |_, b, n| b.zero(0, n),
-            )?;
-            let pool = &q.pool;
-            for (at, _, rx) in pending {
-                if let Some(b) = self.wait("write zeroes", offset + at as u64, rx).await? {
-                    pool.put(b);
-                }
-            }
-            return Ok(());
+            return self.transfer(offset, Data::Zero(len)).await;
         }
         let q = self.queue();
         let mut pending = Vec::new();

@@ -72,7 +72,13 @@ impl BufPool {
         len: usize,
         cmd: &mut crate::nvme::spec::Command,
     ) -> Result<(), prp::PrpError> {
-        let layout = prp::build(b.iova(), len, &self.list_iovas(b))?;
+        // Most commands fit PRP1/PRP2: no list pages to compute.
+        let lists = if prp::list_pages_needed(b.iova(), len) == 0 {
+            Vec::new()
+        } else {
+            self.list_iovas(b)
+        };
+        let layout = prp::build(b.iova(), len, &lists)?;
         cmd.prp1 = layout.prp1;
         cmd.prp2 = layout.prp2;
         for list in &layout.lists {

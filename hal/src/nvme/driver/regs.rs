@@ -76,6 +76,14 @@ pub(crate) fn disable(backing: &dyn DeviceBacking, cap: Cap) -> Result<(), NvmeE
         });
     }
     if cc_v & cc::EN != 0 {
+        let csts_v = backing.read32(reg::CSTS);
+        if csts_v != u32::MAX && csts_v & (csts::RDY | csts::CFS) == 0 {
+            // Enabling is in progress: the spec wants RDY=1 before EN is cleared. A
+            // controller that never gets there is disabled anyway after CAP.TO.
+            let _ = wait_csts(backing, "ready", cap.timeout_ms(), true, |v| {
+                v & csts::RDY != 0
+            });
+        }
         backing.write32(reg::CC, cc_v & !cc::EN);
     }
     wait_csts(backing, "disabled", cap.timeout_ms(), true, |v| {

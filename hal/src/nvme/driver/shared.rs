@@ -7,8 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use vmm_sys_util::eventfd::EventFd;
 
-/// Counters of one queue (index 0 is the admin queue).
+/// The reason commands fail with after a clean shutdown.
+pub(crate) const SHUT_DOWN: &str = "controller shut down";
+
+/// Counters of one queue (index 0 is the admin queue), a cache line each so queue
+/// owners on different cores do not share one.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub(crate) struct QueueCounters {
     pub commands: AtomicU64,
     pub errors: AtomicU64,

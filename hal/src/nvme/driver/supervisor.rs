@@ -4,7 +4,9 @@
 use super::admin::Admin;
 use super::error::NvmeError;
 use super::msg::{AdminMsg, Ctl};
+use super::shared::SHUT_DOWN;
 use super::{cmd, regs, wait};
+use crate::nvme::spec::{cc, reg};
 use crossbeam_channel::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,8 +24,12 @@ pub(crate) fn serve(
 ) {
     loop {
         if admin.shared.is_lost() {
-            // Device lost (or closed): stop the owners and release every DMA mapping
-            // and reference to the device.
+            // Device lost: stop DMA where the device still answers (one CC write, no
+            // wait), stop the owners and release every mapping and reference to it.
+            let cc_v = admin.backing.read32(reg::CC);
+            if cc_v != u32::MAX && cc_v & cc::EN != 0 {
+                admin.backing.write32(reg::CC, cc_v & !cc::EN);
+            }
             return finish(admin, threads);
         }
         match rx.try_recv() {
@@ -58,7 +64,13 @@ pub(crate) fn serve(
                 if let Some(r) = &removal {
                     fds.push(r);
                 }
-                let ready = wait::wait(&fds, None);
+                let ready = wait::wait(&fds, Some(admin.cfg.health_interval));
+                if ready == 0 {
+                    if let Err(why) = regs::check(&*admin.backing) {
+                        admin.shared.mark_lost(why);
+                    }
+                    continue;
+                }
                 if ready & 1 != 0 {
                     wait::drain(&kick);
                 }
@@ -137,7 +149,7 @@ fn shutdown(admin: &mut Admin, rx: &Receiver<AdminMsg>) -> Result<(), NvmeError>
         }
     }
     let r = regs::shutdown(&*admin.backing, admin.cap);
-    admin.shared.mark_closed("controller shut down");
+    admin.shared.mark_closed(SHUT_DOWN);
     match &r {
         Ok(()) => tracing::info!(device = %admin.device, "NVMe controller shut down cleanly"),
         Err(e) => tracing::warn!(device = %admin.device, error = %e, "NVMe shutdown incomplete"),

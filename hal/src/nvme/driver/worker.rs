@@ -1,151 +1,67 @@
 //! The owner of one I/O queue pair: a dedicated thread that takes requests from a
-//! channel, submits them, polls completions and runs per-command recovery (timeout ->
-//! Abort -> controller reset -> reissue, bounded). Only this thread touches its rings,
-//! so the hot path takes no locks. It spins briefly while commands are outstanding, then
-//! sleeps on its MSI-X eventfd (or a polling backoff) and on a submission kick.
+//! channel, submits them and polls completions (recovery lives in `recovery`). Only
+//! this thread touches its rings, so the hot path takes no locks. It spins briefly while
+//! commands are outstanding, then sleeps on its MSI-X eventfd (or a polling backoff)
+//! and on a submission kick.
 
 use super::cid::CidTable;
 use super::config::DriverConfig;
+use super::handle::{QueueHandle, SupervisorLink};
 use super::msg::{AdminMsg, Ctl, IoFailure, IoReply, IoRequest};
 use super::pool::BufPool;
 use super::queue::QueuePair;
+use super::recovery::retryable;
 use super::shared::Shared;
 use super::{cmd, regs, wait};
 use crate::backing::DeviceBacking;
 use crate::blockdev::NvmeStatus;
 use crate::dma::DmaBuffer;
 use crate::nvme::spec::{Command, Completion, sc, sct};
-use crossbeam_channel::{Receiver, Sender, TryRecvError, unbounded};
+use crossbeam_channel::{Receiver, TryRecvError, unbounded};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
-
-/// The submitting side of a queue pair, held by namespaces.
-#[derive(Debug)]
-pub(crate) struct QueueHandle {
-    tx: Sender<IoRequest>,
-    ctl: Sender<Ctl>,
-    kick: Arc<EventFd>,
-    sleeping: Arc<AtomicBool>,
-    /// Bounce buffers of this queue pair.
-    pub pool: BufPool,
-}
-
-impl QueueHandle {
-    /// Hand a request to the owner, waking it only if it sleeps.
-    pub fn submit(&self, req: IoRequest) -> Result<(), IoRequest> {
-        self.tx.send(req).map_err(|e| e.0)?;
-        // Pairs with the owner's store of `sleeping` then its emptiness check.
-        fence(Ordering::SeqCst);
-        if self.sleeping.load(Ordering::SeqCst) {
-            let _ = self.kick.write(1);
-        }
-        Ok(())
-    }
-
-    /// The owner's wake-up eventfd.
-    pub fn kick(&self) -> Arc<EventFd> {
-        self.kick.clone()
-    }
-
-    /// A control-only link to the owner, for the supervisor.
-    pub fn ctl_link(&self) -> WorkerCtl {
-        WorkerCtl {
-            ctl: self.ctl.clone(),
-            kick: self.kick.clone(),
-        }
-    }
-}
-
-/// The supervisor's control link to one queue owner.
-#[derive(Debug, Clone)]
-pub(crate) struct WorkerCtl {
-    ctl: Sender<Ctl>,
-    kick: Arc<EventFd>,
-}
-
-impl WorkerCtl {
-    /// Send a control message and wake the owner.
-    pub fn control(&self, c: Ctl) {
-        let _ = self.ctl.send(c);
-        let _ = self.kick.write(1);
-    }
-}
-
-/// Links from a queue owner to the admin supervisor.
-#[derive(Debug, Clone)]
-pub(crate) struct SupervisorLink {
-    pub tx: Sender<AdminMsg>,
-    pub kick: Arc<EventFd>,
-    pub acks: Sender<u16>,
-}
-
-impl SupervisorLink {
-    fn send(&self, m: AdminMsg) {
-        let _ = self.tx.send(m);
-        let _ = self.kick.write(1);
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
+pub(super) enum Stage {
     Issued,
     AbortSent,
     ResetWanted,
 }
 
 #[derive(Debug)]
-struct Slot {
-    cmd: Command,
-    buf: Option<DmaBuffer>,
-    reply: oneshot::Sender<IoReply>,
-    attempts: u32,
-    deadline: Instant,
-    stage: Stage,
+pub(super) struct Slot {
+    pub(super) cmd: Command,
+    pub(super) buf: Option<DmaBuffer>,
+    pub(super) reply: oneshot::Sender<IoReply>,
+    pub(super) attempts: u32,
+    pub(super) deadline: Instant,
+    pub(super) stage: Stage,
 }
-
-/// Statuses worth reissuing when DNR is clear: not the ones that say the command is malformed.
-fn retryable(status: NvmeStatus) -> bool {
-    if status.dnr || status.sct == sct::COMMAND_SPECIFIC {
-        return false;
-    }
-    !(status.sct == sct::GENERIC
-        && matches!(
-            status.sc,
-            sc::INVALID_OPCODE
-                | sc::INVALID_FIELD
-                | sc::INVALID_NAMESPACE
-                | sc::INVALID_PRP_OFFSET
-                | sc::LBA_OUT_OF_RANGE
-                | sc::CAPACITY_EXCEEDED
-        ))
-}
-
-struct Worker {
-    qid: u16,
-    device: String,
-    backing: Arc<dyn DeviceBacking>,
-    qp: Option<QueuePair>,
-    irq: Option<Arc<EventFd>>,
-    table: CidTable<Slot>,
-    backlog: VecDeque<u16>,
-    doorbell_due: bool,
-    rx: Receiver<IoRequest>,
-    ctl: Receiver<Ctl>,
-    kick: Arc<EventFd>,
-    sleeping: Arc<AtomicBool>,
-    sup: SupervisorLink,
-    shared: Arc<Shared>,
-    cfg: DriverConfig,
-    pool: BufPool,
-    lost: Option<String>,
-    closing: bool,
-    drained_sent: bool,
-    next_check: Instant,
-    backoff: Duration,
+pub(super) struct Worker {
+    pub(super) qid: u16,
+    pub(super) device: String,
+    pub(super) backing: Arc<dyn DeviceBacking>,
+    pub(super) qp: Option<QueuePair>,
+    pub(super) irq: Option<Arc<EventFd>>,
+    pub(super) table: CidTable<Slot>,
+    pub(super) backlog: VecDeque<u16>,
+    pub(super) doorbell_due: bool,
+    pub(super) rx: Receiver<IoRequest>,
+    pub(super) ctl: Receiver<Ctl>,
+    pub(super) kick: Arc<EventFd>,
+    pub(super) sleeping: Arc<AtomicBool>,
+    pub(super) sup: SupervisorLink,
+    pub(super) shared: Arc<Shared>,
+    pub(super) cfg: DriverConfig,
+    pub(super) pool: BufPool,
+    pub(super) lost: Option<String>,
+    pub(super) closing: bool,
+    pub(super) drained_sent: bool,
+    pub(super) next_check: Instant,
+    pub(super) backoff: Duration,
 }
 
 /// Start the owner thread of `qp`; returns the submitting handle and the thread.
@@ -192,6 +108,7 @@ pub(crate) fn spawn(
         .spawn(move || w.run())?;
     Ok((
         QueueHandle {
+            depth: usize::from(depth),
             tx,
             ctl: ctl_tx,
             kick,
@@ -287,7 +204,7 @@ impl Worker {
     }
 
     /// Put command `cid` on the ring (or the backlog if the ring is full); doorbell later.
-    fn issue(&mut self, cid: u16) {
+    pub(super) fn issue(&mut self, cid: u16) {
         let timeout = self.cfg.command_timeout;
         let Some(slot) = self.table.get_mut(cid) else {
             return;
@@ -321,7 +238,7 @@ impl Worker {
         }
     }
 
-    fn ring(&mut self) {
+    pub(super) fn ring(&mut self) {
         if self.doorbell_due {
             if let Some(qp) = &self.qp {
                 qp.ring_sq();
@@ -386,151 +303,6 @@ impl Worker {
             reply(&self.pool, s.reply, Err(failure), s.buf);
         }
     }
-
-    /// Escalate commands past their deadline: first Abort, then a controller reset.
-    fn check_deadlines(&mut self, now: Instant) {
-        if now < self.next_check || self.qp.is_none() {
-            return;
-        }
-        let mut next = now + self.cfg.command_timeout;
-        let mut expired = Vec::new();
-        for cid in self.table.cids() {
-            if let Some(s) = self.table.get_mut(cid) {
-                if s.deadline <= now {
-                    expired.push(cid);
-                } else {
-                    next = next.min(s.deadline);
-                }
-            }
-        }
-        self.next_check = next;
-        if expired.is_empty() {
-            return;
-        }
-        if let Err(why) = regs::check(&*self.backing) {
-            self.shared.mark_lost(why);
-            return;
-        }
-        let generation = self.shared.generation.load(Ordering::SeqCst);
-        for cid in expired {
-            let Some(s) = self.table.get_mut(cid) else {
-                continue;
-            };
-            let op = cmd::io_name(s.cmd.opcode());
-            s.deadline = now + self.cfg.command_timeout;
-            match s.stage {
-                Stage::Issued => {
-                    s.stage = Stage::AbortSent;
-                    self.shared.bump(self.qid, |c| &c.timeouts);
-                    tracing::warn!(device = %self.device, qid = self.qid, cid, op, timeout = ?self.cfg.command_timeout, "command timed out; sending Abort");
-                    self.sup.send(AdminMsg::Abort {
-                        sqid: self.qid,
-                        cid,
-                    });
-                }
-                Stage::AbortSent | Stage::ResetWanted => {
-                    s.stage = Stage::ResetWanted;
-                    tracing::warn!(device = %self.device, qid = self.qid, cid, op, "no completion after Abort; requesting controller reset");
-                    self.sup.send(AdminMsg::Reset {
-                        generation,
-                        reason: format!(
-                            "{op} cid {cid} on queue {} not completed after Abort",
-                            self.qid
-                        ),
-                    });
-                }
-            }
-        }
-    }
-
-    /// Acknowledge a pause and block until the supervisor says how to continue.
-    /// Returns false when the thread should end.
-    fn pause(&mut self) -> bool {
-        let _ = self.sup.acks.send(self.qid);
-        loop {
-            match self.ctl.recv() {
-                Ok(Ctl::Resume) => {
-                    if self.shared.is_lost() {
-                        let why = self.shared.lost_reason().unwrap_or_default();
-                        self.enter_lost(why);
-                    } else {
-                        self.resume();
-                    }
-                    return true;
-                }
-                Ok(Ctl::Pause) => {
-                    let _ = self.sup.acks.send(self.qid);
-                }
-                Ok(Ctl::Quiesce) => self.closing = true,
-                Ok(Ctl::Exit) | Err(_) => return false,
-            }
-        }
-    }
-
-    /// After a controller reset: fresh rings, then reissue what was in flight.
-    fn resume(&mut self) {
-        let Some(qp) = self.qp.as_mut() else { return };
-        qp.reset();
-        self.backlog.clear();
-        self.shared.bump(self.qid, |c| &c.resets);
-        let max = self.cfg.max_retries;
-        for cid in self.table.cids() {
-            let Some(s) = self.table.get_mut(cid) else {
-                continue;
-            };
-            if s.stage != Stage::Issued {
-                s.attempts += 1;
-                s.stage = Stage::Issued;
-                if s.attempts > max {
-                    let op = cmd::io_name(s.cmd.opcode());
-                    tracing::error!(device = %self.device, qid = self.qid, cid, op, "command failed: timed out after {max} reissues");
-                    if let Some(s) = self.table.remove(cid) {
-                        reply(&self.pool, s.reply, Err(IoFailure::Timeout), s.buf);
-                    }
-                    continue;
-                }
-            }
-            self.issue(cid);
-        }
-        self.next_check = Instant::now();
-        self.ring();
-        tracing::info!(device = %self.device, qid = self.qid, reissued = self.table.in_use(), "queue resumed after controller reset");
-    }
-
-    /// Fail everything in flight and release the rings; later requests fail at once.
-    fn enter_lost(&mut self, why: String) {
-        for cid in self.table.cids() {
-            if let Some(s) = self.table.remove(cid) {
-                // The buffer is dropped (unmapped) here rather than reused: the device may
-                // still write it.
-                let _ = s.reply.send(IoReply {
-                    outcome: Err(IoFailure::Lost(why.clone())),
-                    buf: None,
-                });
-            }
-        }
-        self.backlog.clear();
-        self.qp = None;
-        self.pool.close();
-        self.lost = Some(why);
-    }
-
-    fn exit(mut self) {
-        let why = self
-            .shared
-            .lost_reason()
-            .unwrap_or_else(|| "controller shut down".into());
-        self.enter_lost(why.clone());
-        while let Ok(req) = self.rx.try_recv() {
-            reply(
-                &self.pool,
-                req.reply,
-                Err(IoFailure::Lost(why.clone())),
-                None,
-            );
-        }
-    }
-
     fn sleep(&mut self) {
         let busy = self.table.in_use() > 0 && self.qp.is_some();
         self.sleeping.store(true, Ordering::SeqCst);
@@ -557,7 +329,9 @@ impl Worker {
         }
         let ready = wait::wait(&fds, timeout);
         self.sleeping.store(false, Ordering::SeqCst);
-        wait::drain(&self.kick);
+        if ready & 1 != 0 {
+            wait::drain(&self.kick);
+        }
         if let Some(i) = irq.as_ref().filter(|_| ready & 0b10 != 0) {
             wait::drain(i);
         }
@@ -571,7 +345,7 @@ impl Worker {
 }
 
 /// Answer a caller; if it has gone away, keep the bounce buffer for reuse.
-fn reply(
+pub(super) fn reply(
     pool: &BufPool,
     to: oneshot::Sender<IoReply>,
     outcome: Result<Completion, IoFailure>,
@@ -579,24 +353,5 @@ fn reply(
 ) {
     if let Err(IoReply { buf: Some(b), .. }) = to.send(IoReply { outcome, buf }) {
         pool.put(b);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_policy() {
-        let s = |sct, sc, dnr| NvmeStatus { sct, sc, dnr };
-        assert!(retryable(s(0, sc::INTERNAL_ERROR, false)));
-        assert!(
-            !retryable(s(0, sc::INTERNAL_ERROR, true)),
-            "DNR is honoured"
-        );
-        assert!(!retryable(s(0, sc::LBA_OUT_OF_RANGE, false)));
-        assert!(!retryable(s(1, sc::CS_INVALID_QID, false)));
-        assert!(retryable(s(2, sc::MEDIA_UNRECOVERED_READ, false)));
-        assert!(!retryable(s(2, sc::MEDIA_UNRECOVERED_READ, true)));
     }
 }

@@ -1,0 +1,640 @@
+//! The async adapter: a [`fuser::Filesystem`] whose callbacks move their `Reply*` objects into
+//! tokio tasks that call the async [`Fs`], so many requests are in flight at once. A callback
+//! never blocks and never panics; a task that fails replies with the fs error's errno (a
+//! task that panicked drops its reply, which fuser answers with `EIO`).
+
+use bytes::Bytes;
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use ingot_fs::superblock::ROOT_ID;
+use ingot_fs::{Ctx, FileKind, Fs, FsError, Inode, SetAttr, TimeSet, Timestamp};
+use std::ffi::OsStr;
+use std::future::Future;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Block size reported in `st_blksize`: programs size their I/O buffers by it.
+const BLKSIZE: u32 = 1 << 20;
+/// Directory entries fetched per `readdir` request (a reply holds about a page).
+const READDIR_BATCH: usize = 128;
+/// Entries fetched per `readdirplus` request (larger records).
+const READDIRPLUS_BATCH: usize = 40;
+
+/// Settings the adapter needs from the mount options.
+#[derive(Debug, Clone)]
+pub(crate) struct AdapterConfig {
+    pub attr_ttl: Duration,
+    pub entry_ttl: Duration,
+    pub writeback_cache: bool,
+    pub max_write: u32,
+    pub max_background: u16,
+}
+
+/// The `fuser::Filesystem` serving an [`Fs`].
+#[derive(Debug)]
+pub(crate) struct Adapter {
+    fs: Arc<Fs>,
+    rt: tokio::runtime::Handle,
+    cfg: AdapterConfig,
+}
+
+/// The fs inode of a FUSE node id (FUSE's root is 1).
+fn fs_ino(ino: INodeNo) -> u64 {
+    if ino.0 == 1 { ROOT_ID } else { ino.0 }
+}
+
+/// The FUSE node id of an fs inode.
+fn fuse_ino(ino: u64) -> INodeNo {
+    if ino == ROOT_ID {
+        INodeNo(1)
+    } else {
+        INodeNo(ino)
+    }
+}
+
+/// The errno of an fs error.
+pub(crate) fn errno(e: &FsError) -> Errno {
+    match e {
+        FsError::Corrupt { .. } | FsError::Io(_) => {
+            tracing::error!(error = %e, "fs request failed");
+        }
+        _ => tracing::debug!(error = %e, "fs request failed"),
+    }
+    Errno::from_i32(e.errno())
+}
+
+fn kind(k: FileKind) -> FileType {
+    match k {
+        FileKind::File => FileType::RegularFile,
+        FileKind::Dir => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::Socket => FileType::Socket,
+        FileKind::CharDev => FileType::CharDevice,
+        FileKind::BlockDev => FileType::BlockDevice,
+    }
+}
+
+/// FUSE attributes of an inode.
+pub(crate) fn attr(i: &Inode) -> FileAttr {
+    FileAttr {
+        ino: fuse_ino(i.ino),
+        size: i.size,
+        blocks: i.blocks(),
+        atime: i.atime.to_system(),
+        mtime: i.mtime.to_system(),
+        ctime: i.ctime.to_system(),
+        crtime: i.crtime.to_system(),
+        kind: kind(i.kind()),
+        perm: (i.mode & 0o7777) as u16,
+        nlink: i.nlink,
+        uid: i.uid,
+        gid: i.gid,
+        rdev: i.rdev as u32,
+        blksize: BLKSIZE,
+        flags: 0,
+    }
+}
+
+fn ctx(req: &Request) -> Ctx {
+    Ctx {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+fn time_set(t: TimeOrNow) -> TimeSet {
+    match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(s) => TimeSet::At(Timestamp::from_system(s)),
+    }
+}
+
+fn name(n: &OsStr) -> Vec<u8> {
+    n.as_bytes().to_vec()
+}
+
+impl Adapter {
+    pub(crate) fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle, cfg: AdapterConfig) -> Self {
+        Adapter { fs, rt, cfg }
+    }
+
+    /// Runs one request as a task.
+    fn spawn<F, Fut>(&self, f: F)
+    where
+        F: FnOnce(Arc<Fs>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.rt.spawn(f(self.fs.clone()));
+    }
+
+    fn reply_entry(ttl: Duration, r: Result<Inode, FsError>, reply: ReplyEntry) {
+        match r {
+            Ok(i) => reply.entry(&ttl, &attr(&i), Generation(0)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn reply_empty(r: Result<(), FsError>, reply: ReplyEmpty) {
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+}
+
+fn reply_xattr(r: Result<Vec<u8>, FsError>, size: u32, reply: ReplyXattr) {
+    match r {
+        Ok(v) if size == 0 => match u32::try_from(v.len()) {
+            Ok(n) => reply.size(n),
+            Err(_) => reply.error(Errno::from_i32(libc::E2BIG)),
+        },
+        Ok(v) if v.len() > size as usize => reply.error(Errno::from_i32(libc::ERANGE)),
+        Ok(v) => reply.data(&v),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+impl fuser::Filesystem for Adapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let mut wanted = InitFlags::FUSE_BIG_WRITES
+            | InitFlags::FUSE_ASYNC_READ
+            | InitFlags::FUSE_ASYNC_DIO
+            | InitFlags::FUSE_MAX_PAGES
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_ATOMIC_O_TRUNC
+            | InitFlags::FUSE_CACHE_SYMLINKS;
+        if self.cfg.writeback_cache {
+            wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
+        }
+        let caps = config.capabilities();
+        if let Err(missing) = config.add_capabilities(wanted & caps) {
+            tracing::warn!(?missing, "kernel refused FUSE capabilities");
+        }
+        if self.cfg.writeback_cache && !caps.contains(InitFlags::FUSE_WRITEBACK_CACHE) {
+            tracing::warn!("kernel lacks FUSE_WRITEBACK_CACHE; running write-through");
+        }
+        let mw = match config.set_max_write(self.cfg.max_write) {
+            Ok(_) => self.cfg.max_write,
+            Err(max) => {
+                let _ = config.set_max_write(max);
+                max
+            }
+        };
+        if let Err(max) = config.set_max_readahead(self.cfg.max_write) {
+            let _ = config.set_max_readahead(max);
+        }
+        let _ = config.set_max_background(self.cfg.max_background);
+        let _ = config.set_congestion_threshold(self.cfg.max_background.saturating_mul(3) / 4);
+        tracing::info!(
+            abi = %config.kernel_abi(),
+            max_write = mw,
+            writeback = self.cfg.writeback_cache,
+            "FUSE session initialised"
+        );
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
+        let (p, n, ttl) = (fs_ino(parent), name(n), self.cfg.entry_ttl);
+        self.spawn(move |fs| async move { Self::reply_entry(ttl, fs.lookup(p, &n).await, reply) });
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let (ino, ttl) = (fs_ino(ino), self.cfg.attr_ttl);
+        self.spawn(move |fs| async move {
+            match fs.getattr(ino).await {
+                Ok(i) => reply.attr(&ttl, &attr(&i)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let (c, ino, ttl) = (ctx(req), fs_ino(ino), self.cfg.attr_ttl);
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time_set),
+            mtime: mtime.map(time_set),
+            ctime: ctime.map(Timestamp::from_system),
+        };
+        self.spawn(move |fs| async move {
+            match fs.setattr(c, ino, set).await {
+                Ok(i) => reply.attr(&ttl, &attr(&i)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let ino = fs_ino(ino);
+        self.spawn(move |fs| async move {
+            match fs.readlink(ino).await {
+                Ok(t) => reply.data(&t),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let (c, p, n, ttl) = (ctx(req), fs_ino(parent), name(n), self.cfg.entry_ttl);
+        let mode = mode & !(umask & 0o777);
+        self.spawn(move |fs| async move {
+            Self::reply_entry(ttl, fs.mknod(c, p, &n, mode, u64::from(rdev)).await, reply)
+        });
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let (c, p, n, ttl) = (ctx(req), fs_ino(parent), name(n), self.cfg.entry_ttl);
+        let mode = mode & !(umask & 0o777);
+        self.spawn(move |fs| async move {
+            Self::reply_entry(ttl, fs.mkdir(c, p, &n, mode).await, reply)
+        });
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        let (p, n) = (fs_ino(parent), name(n));
+        self.spawn(move |fs| async move { Self::reply_empty(fs.unlink(p, &n).await, reply) });
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        let (p, n) = (fs_ino(parent), name(n));
+        self.spawn(move |fs| async move { Self::reply_empty(fs.rmdir(p, &n).await, reply) });
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let (c, p, n, ttl) = (
+            ctx(req),
+            fs_ino(parent),
+            name(link_name),
+            self.cfg.entry_ttl,
+        );
+        let t = target.as_os_str().as_bytes().to_vec();
+        self.spawn(move |fs| async move {
+            Self::reply_entry(ttl, fs.symlink(c, p, &n, &t).await, reply)
+        });
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let (p, n, np, nn) = (fs_ino(parent), name(n), fs_ino(newparent), name(newname));
+        let flags = flags.bits();
+        self.spawn(move |fs| async move {
+            Self::reply_empty(fs.rename(p, &n, np, &nn, flags).await, reply)
+        });
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let (ino, np, nn, ttl) = (
+            fs_ino(ino),
+            fs_ino(newparent),
+            name(newname),
+            self.cfg.entry_ttl,
+        );
+        self.spawn(
+            move |fs| async move { Self::reply_entry(ttl, fs.link(ino, np, &nn).await, reply) },
+        );
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let (c, ino) = (ctx(req), fs_ino(ino));
+        let mut flags = flags.0;
+        if self.cfg.writeback_cache {
+            // With the writeback cache the kernel positions appends itself.
+            flags &= !libc::O_APPEND;
+        }
+        self.spawn(move |fs| async move {
+            match fs.open(c, ino, flags).await {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let ino = fs_ino(ino);
+        self.spawn(move |fs| async move {
+            match fs.read(ino, offset, size).await {
+                Ok(d) => reply.data(&d),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let (c, ino) = (ctx(req), fs_ino(ino));
+        let data = Bytes::copy_from_slice(data);
+        self.spawn(move |fs| async move {
+            match fs.write(c, ino, fh.0, offset, data).await {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Data is in the store already; timestamps are written at release.
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.spawn(move |fs| async move { Self::reply_empty(fs.release(fh.0).await, reply) });
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let ino = fs_ino(ino);
+        self.spawn(
+            move |fs| async move { Self::reply_empty(fs.fsync(ino, datasync).await, reply) },
+        );
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let ino = fs_ino(ino);
+        self.spawn(move |fs| async move {
+            match fs.readdir(ino, offset, READDIR_BATCH).await {
+                Ok(ents) => {
+                    for e in ents {
+                        if reply.add(
+                            fuse_ino(e.ino),
+                            e.offset,
+                            kind(e.kind),
+                            OsStr::from_bytes(&e.name),
+                        ) {
+                            break;
+                        }
+                    }
+                    reply.ok();
+                }
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let (ino, ttl) = (fs_ino(ino), self.cfg.entry_ttl);
+        self.spawn(move |fs| async move {
+            match fs.readdirplus(ino, offset, READDIRPLUS_BATCH).await {
+                Ok(ents) => {
+                    for (e, i) in ents {
+                        let a = attr(&i);
+                        if reply.add(
+                            fuse_ino(e.ino),
+                            e.offset,
+                            OsStr::from_bytes(&e.name),
+                            &ttl,
+                            &a,
+                            Generation(0),
+                        ) {
+                            break;
+                        }
+                    }
+                    reply.ok();
+                }
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let ino = fs_ino(ino);
+        self.spawn(
+            move |fs| async move { Self::reply_empty(fs.fsync(ino, datasync).await, reply) },
+        );
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let s = self.fs.statfs();
+        reply.statfs(
+            s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+        );
+    }
+
+    fn setxattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        n: &OsStr,
+        value: &[u8],
+        flags: i32,
+        position: u32,
+        reply: ReplyEmpty,
+    ) {
+        if position != 0 {
+            reply.error(Errno::from_i32(libc::EINVAL));
+            return;
+        }
+        let (c, ino, n, v) = (ctx(req), fs_ino(ino), name(n), value.to_vec());
+        self.spawn(move |fs| async move {
+            Self::reply_empty(fs.setxattr(c, ino, &n, &v, flags).await, reply)
+        });
+    }
+
+    fn getxattr(&self, req: &Request, ino: INodeNo, n: &OsStr, size: u32, reply: ReplyXattr) {
+        let (c, ino, n) = (ctx(req), fs_ino(ino), name(n));
+        self.spawn(move |fs| async move {
+            reply_xattr(
+                fs.getxattr(c, ino, &n).await.map(|b| b.to_vec()),
+                size,
+                reply,
+            )
+        });
+    }
+
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let (c, ino) = (ctx(req), fs_ino(ino));
+        self.spawn(move |fs| async move { reply_xattr(fs.listxattr(c, ino).await, size, reply) });
+    }
+
+    fn removexattr(&self, req: &Request, ino: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        let (c, ino, n) = (ctx(req), fs_ino(ino), name(n));
+        self.spawn(
+            move |fs| async move { Self::reply_empty(fs.removexattr(c, ino, &n).await, reply) },
+        );
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // Permissions are checked by the kernel (default_permissions); only existence here.
+        let ino = fs_ino(ino);
+        self.spawn(
+            move |fs| async move { Self::reply_empty(fs.getattr(ino).await.map(|_| ()), reply) },
+        );
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let (c, p, n, ttl) = (ctx(req), fs_ino(parent), name(n), self.cfg.entry_ttl);
+        let mode = mode & !(umask & 0o777);
+        let mut flags = flags;
+        if self.cfg.writeback_cache {
+            flags &= !libc::O_APPEND;
+        }
+        self.spawn(move |fs| async move {
+            match fs.create(c, p, &n, mode, flags).await {
+                Ok((i, fh)) => reply.created(
+                    &ttl,
+                    &attr(&i),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::FOPEN_KEEP_CACHE,
+                ),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let ino = fs_ino(ino);
+        self.spawn(move |fs| async move {
+            Self::reply_empty(fs.fallocate(ino, offset, length, mode).await, reply)
+        });
+    }
+}

@@ -1,0 +1,115 @@
+//! The in-memory inode cache: one [`Node`] per inode in use, holding its decoded attributes,
+//! its open count and its I/O lock.
+//!
+//! Locking: `io` is an async RwLock held across store I/O for ordering on *that inode only*.
+//! Writes inside the current size take it shared (so many run at once); anything that changes
+//! the attribute record, the size or the namespace takes it exclusive. Multi-inode operations
+//! lock in ascending inode order. `state` is a short synchronous mutex never held across I/O.
+
+use crate::inode::Inode;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Number of cache shards.
+const SHARDS: usize = 64;
+
+/// Cached state of one inode.
+#[derive(Debug, Default)]
+pub(crate) struct NodeState {
+    /// The attributes, once loaded.
+    pub inode: Option<Inode>,
+    /// `inode` has mtime/ctime changes not yet written to the store.
+    pub dirty: bool,
+    /// Open file handles.
+    pub open: u32,
+    /// The object was deleted.
+    pub gone: bool,
+}
+
+/// One cached inode.
+#[derive(Debug)]
+pub(crate) struct Node {
+    /// Inode number.
+    pub ino: u64,
+    /// Orders I/O on this inode (see the module doc).
+    pub io: tokio::sync::RwLock<()>,
+    /// Attributes and counters.
+    pub state: Mutex<NodeState>,
+}
+
+/// A sharded map of cached nodes with a soft size limit.
+#[derive(Debug)]
+pub(crate) struct NodeCache {
+    shards: Vec<Mutex<Shard>>,
+    per_shard_limit: usize,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    map: HashMap<u64, Arc<Node>>,
+    sweep_at: usize,
+}
+
+impl NodeCache {
+    /// A cache that tries to keep at most about `limit` idle nodes.
+    pub fn new(limit: usize) -> Self {
+        let per = (limit / SHARDS).max(16);
+        NodeCache {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        map: HashMap::new(),
+                        sweep_at: per,
+                    })
+                })
+                .collect(),
+            per_shard_limit: per,
+        }
+    }
+
+    fn shard(&self, ino: u64) -> &Mutex<Shard> {
+        &self.shards[(ino.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS]
+    }
+
+    /// The node of `ino`, created empty if not cached.
+    pub fn get(&self, ino: u64) -> Arc<Node> {
+        let mut s = self.shard(ino).lock();
+        if let Some(n) = s.map.get(&ino) {
+            return n.clone();
+        }
+        if s.map.len() >= s.sweep_at {
+            // Drop idle nodes: nobody holds them, none open, nothing unwritten.
+            s.map.retain(|_, n| {
+                if Arc::strong_count(n) > 1 {
+                    return true;
+                }
+                let st = n.state.lock();
+                st.open > 0 || st.dirty
+            });
+            s.sweep_at = (s.map.len() * 2).max(self.per_shard_limit);
+        }
+        let n = Arc::new(Node {
+            ino,
+            io: tokio::sync::RwLock::new(()),
+            state: Mutex::new(NodeState::default()),
+        });
+        s.map.insert(ino, n.clone());
+        n
+    }
+
+    /// Forgets `ino` (after its object was deleted).
+    pub fn remove(&self, ino: u64) {
+        self.shard(ino).lock().map.remove(&ino);
+    }
+
+    /// Nodes with unwritten attribute changes.
+    pub fn dirty_nodes(&self) -> Vec<Arc<Node>> {
+        let mut out = Vec::new();
+        for s in &self.shards {
+            let s = s.lock();
+            out.extend(s.map.values().filter(|n| n.state.lock().dirty).cloned());
+        }
+        out
+    }
+}

@@ -1,0 +1,184 @@
+//! File data operations of [`Fs`]: read, write (with `O_APPEND`) and fallocate.
+//!
+//! Writes inside the current size take the inode's I/O lock shared, so they run in parallel;
+//! they update mtime/ctime in the cache only (written with the next attribute change, at last
+//! close, fsync or sync). Writes that extend the file, appends and anything touching set-id
+//! bits take it exclusive and write data and attributes in one batch.
+
+use crate::error::{FsError, FsResult};
+use crate::fs::{Ctx, Fh, Fs, MAX_FILE_SIZE};
+use crate::inode::{FileKind, Timestamp};
+use bytes::Bytes;
+use ingot_pool::store::Op;
+
+/// `fallocate` mode: keep the file size.
+pub const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
+/// `fallocate` mode: deallocate the range (needs `KEEP_SIZE`).
+pub const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
+
+impl Fs {
+    /// Reads up to `size` bytes at `offset` from regular file `ino`; short at end of file.
+    pub async fn read(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let node = self.cache.get(ino);
+        let _g = node.io.read().await;
+        let i = self.load(&node).await?;
+        match i.kind() {
+            FileKind::File => {}
+            FileKind::Dir => return Err(FsError::IsDir(ino)),
+            _ => return Err(FsError::Invalid(format!("read of non-regular inode {ino}"))),
+        }
+        if offset >= i.size {
+            return Ok(Vec::new());
+        }
+        let n = (i.size - offset).min(u64::from(size)) as usize;
+        let mut buf = vec![0u8; n];
+        let got = self.store.read(ino, offset, &mut buf).await?;
+        // Bytes past the object's data but inside the inode size read as zeroes.
+        buf[got..].fill(0);
+        Ok(buf)
+    }
+
+    /// Writes `data` at `offset` (or at the end for a handle opened with `O_APPEND`) and
+    /// returns the bytes written. A write by a non-root caller clears suid (and sgid when
+    /// group-executable), as ext4 does.
+    pub async fn write(
+        &self,
+        ctx: Ctx,
+        ino: u64,
+        fh: Fh,
+        offset: u64,
+        data: Bytes,
+    ) -> FsResult<u32> {
+        self.check_rw()?;
+        let h = self.handle(fh)?;
+        if h.ino != ino {
+            return Err(FsError::BadHandle(fh));
+        }
+        let len = data.len() as u64;
+        let written =
+            u32::try_from(len).map_err(|_| FsError::Invalid("write over 4 GiB".into()))?;
+        let node = self.cache.get(ino);
+        if !h.append {
+            let end = offset
+                .checked_add(len)
+                .ok_or(FsError::FileTooBig(u64::MAX))?;
+            let g = node.io.read().await;
+            let i = self.load(&node).await?;
+            if i.kind() != FileKind::File {
+                return Err(FsError::Invalid(format!(
+                    "write to non-regular inode {ino}"
+                )));
+            }
+            let setid = i.mode & (libc::S_ISUID | libc::S_ISGID) != 0 && !ctx.is_root();
+            if len == 0 {
+                return Ok(0);
+            }
+            if end <= i.size && !setid {
+                self.store
+                    .apply(vec![Op::Write {
+                        id: ino,
+                        offset,
+                        data,
+                    }])
+                    .await?;
+                let now = Timestamp::now();
+                let mut st = node.state.lock();
+                if let Some(c) = st.inode.as_mut() {
+                    c.mtime = now;
+                    c.ctime = now;
+                    st.dirty = true;
+                }
+                drop(st);
+                drop(g);
+                return Ok(written);
+            }
+        }
+        let _g = node.io.write().await;
+        let mut i = self.load(&node).await?;
+        if i.kind() != FileKind::File {
+            return Err(FsError::Invalid(format!(
+                "write to non-regular inode {ino}"
+            )));
+        }
+        if len == 0 {
+            return Ok(0);
+        }
+        let offset = if h.append { i.size } else { offset };
+        let end = offset
+            .checked_add(len)
+            .ok_or(FsError::FileTooBig(u64::MAX))?;
+        if end > MAX_FILE_SIZE {
+            return Err(FsError::FileTooBig(end));
+        }
+        let now = Timestamp::now();
+        i.size = i.size.max(end);
+        i.mtime = now;
+        i.ctime = now;
+        if !ctx.is_root() {
+            i.mode &= !libc::S_ISUID;
+            if i.mode & libc::S_IXGRP != 0 {
+                i.mode &= !libc::S_ISGID;
+            }
+        }
+        self.commit(
+            vec![Op::Write {
+                id: ino,
+                offset,
+                data,
+            }],
+            &[&i],
+            &[],
+        )
+        .await?;
+        Ok(written)
+    }
+
+    /// `fallocate(2)`: mode 0 (extend the size), `KEEP_SIZE`, or `PUNCH_HOLE | KEEP_SIZE`.
+    /// Other modes give `EOPNOTSUPP`. Space is not reserved (the pool is copy-on-write).
+    pub async fn fallocate(&self, ino: u64, offset: u64, len: u64, mode: i32) -> FsResult<()> {
+        self.check_rw()?;
+        if len == 0 {
+            return Err(FsError::Invalid("fallocate of length 0".into()));
+        }
+        let punch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+        if mode != 0 && mode != FALLOC_FL_KEEP_SIZE && mode != punch {
+            return Err(FsError::NotSupported(format!("fallocate mode {mode:#x}")));
+        }
+        let end = offset
+            .checked_add(len)
+            .ok_or(FsError::FileTooBig(u64::MAX))?;
+        if end > MAX_FILE_SIZE {
+            return Err(FsError::FileTooBig(end));
+        }
+        let node = self.cache.get(ino);
+        let _g = node.io.write().await;
+        let mut i = self.load(&node).await?;
+        match i.kind() {
+            FileKind::File => {}
+            FileKind::Dir => return Err(FsError::IsDir(ino)),
+            _ => return Err(FsError::NoDevice(ino)),
+        }
+        let now = Timestamp::now();
+        let mut ops = Vec::new();
+        if mode == punch {
+            if offset < i.size {
+                let l = end.min(i.size) - offset;
+                ops.push(Op::PunchHole {
+                    id: ino,
+                    offset,
+                    len: l,
+                });
+            }
+            i.mtime = now;
+            i.ctime = now;
+        } else if mode == 0 && end > i.size {
+            ops.push(Op::Truncate { id: ino, size: end });
+            i.size = end;
+            i.mtime = now;
+            i.ctime = now;
+        } else {
+            return Ok(());
+        }
+        self.commit(ops, &[&i], &[]).await
+    }
+}

@@ -1,0 +1,387 @@
+//! Extent pipeline benchmark: per core, on three kinds of data, the write pipeline
+//! (zstd-1 + AES-256-XTS + crc32c + RAID-Z1 parity over 4 columns) and the read
+//! pipeline (crc32c verify + decrypt + decompress) against their dominant stage
+//! alone; batched XTS against the `xts-mode` crate; crc32c against memcpy.
+//!
+//! Run: `cargo bench -p ingot-pool --bench pipeline` (about 15 s after the build).
+//! Method: 128 KiB records (one fs record), single thread. The variants of one
+//! comparison are timed in turn, round after round (101 rounds of ~5 ms samples),
+//! so each round's samples saw the same load on this shared machine; time is the
+//! thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), so preemption by other processes
+//! does not count. The tables show
+//! the median GB/s of each variant (logical bytes per second) and, for ratios, the
+//! median over rounds of the paired per-round ratio.
+
+use ingot_pool::checksum::crc32c;
+use ingot_pool::codec::Codec;
+use ingot_pool::compress::Compression;
+use ingot_pool::crypto::{KdfParams, KeySlot, MasterKey, Passphrase, XtsCipher};
+use ingot_pool::raid::Layout;
+use ingot_pool::raid::parity;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const RECORD: usize = 128 << 10;
+const ROUNDS: usize = 101;
+const SAMPLE_TIME: Duration = Duration::from_millis(5);
+
+fn random(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut v);
+    v
+}
+
+/// Random bytes from a 16-letter alphabet: about half the size under zstd-1.
+fn half_compressible(len: usize) -> Vec<u8> {
+    const ALPHABET: &[u8; 16] = b"etaoinshrdlucmfw";
+    random(len, 2)
+        .into_iter()
+        .map(|b| ALPHABET[usize::from(b & 15)])
+        .collect()
+}
+
+/// English-like text: words from a small vocabulary, spaces and line breaks.
+fn text_like(len: usize) -> Vec<u8> {
+    const WORDS: &[&str] = &[
+        "the",
+        "pool",
+        "writes",
+        "every",
+        "extent",
+        "with",
+        "its",
+        "own",
+        "parity",
+        "and",
+        "checksum",
+        "a",
+        "transaction",
+        "group",
+        "commits",
+        "when",
+        "label",
+        "is",
+        "durable",
+        "of",
+        "to",
+        "in",
+        "data",
+        "block",
+        "pointer",
+        "tree",
+        "scrub",
+        "reads",
+        "all",
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut v = Vec::with_capacity(len + 16);
+    let mut col = 0;
+    while v.len() < len {
+        let w = WORDS[(rng.next_u32() as usize) % WORDS.len()];
+        v.extend_from_slice(w.as_bytes());
+        col += w.len() + 1;
+        if col > 72 {
+            v.push(b'\n');
+            col = 0;
+        } else {
+            v.push(b' ');
+        }
+    }
+    v.truncate(len);
+    v
+}
+
+/// Medians of interleaved samples of several variants.
+struct Comparison {
+    /// GB/s samples per variant, round by round.
+    samples: Vec<Vec<f64>>,
+}
+
+impl Comparison {
+    /// Median GB/s of variant `i`.
+    fn median(&self, i: usize) -> f64 {
+        median(self.samples[i].clone())
+    }
+
+    /// Median over rounds of the paired ratio variant `a` / variant `b` (both measured
+    /// back to back in each round, so they saw the same machine load).
+    fn ratio(&self, a: usize, b: usize) -> f64 {
+        median(
+            self.samples[a]
+                .iter()
+                .zip(&self.samples[b])
+                .map(|(x, y)| x / y)
+                .collect(),
+        )
+    }
+}
+
+/// CPU time of this thread: time other processes take on this shared machine is
+/// not counted against the code measured.
+fn thread_cpu_secs() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Time each variant in turn for ROUNDS rounds (A/B interleaving).
+fn compare(bytes_per_call: usize, variants: &mut [&mut dyn FnMut()]) -> Comparison {
+    // Calibrate calls per sample (also the warm-up).
+    let mut calls = Vec::new();
+    for f in variants.iter_mut() {
+        let start = Instant::now();
+        let mut n = 0u32;
+        while start.elapsed() < SAMPLE_TIME * 4 {
+            f();
+            n += 1;
+        }
+        calls.push((n / 4).max(1));
+    }
+    let mut samples = vec![Vec::with_capacity(ROUNDS); variants.len()];
+    for _ in 0..ROUNDS {
+        for (i, f) in variants.iter_mut().enumerate() {
+            let start = thread_cpu_secs();
+            for _ in 0..calls[i] {
+                f();
+            }
+            let secs = thread_cpu_secs() - start;
+            samples[i].push(bytes_per_call as f64 * f64::from(calls[i]) / secs / 1e9);
+        }
+    }
+    Comparison { samples }
+}
+
+/// What `Vdev::write` computes before the device writes: RAID-Z1 P over 4 columns.
+fn raidz1_parity(buf: &[u8], p: &mut Vec<u8>) {
+    let sectors = (buf.len() / 4096) as u64;
+    let map = Layout::Raidz1.map(4, 0, sectors);
+    let cols: Vec<&[u8]> = map
+        .data_columns()
+        .map(|c| match c.role {
+            ingot_pool::raid::layout::Role::Data { first } => {
+                let s = first as usize * 4096;
+                &buf[s..s + c.sectors as usize * 4096]
+            }
+            ingot_pool::raid::layout::Role::Parity(_) => &buf[..0],
+        })
+        .collect();
+    p.resize(map.width as usize * 4096, 0);
+    parity::gen_p(&cols, p);
+}
+
+fn main() {
+    #[cfg(target_arch = "x86_64")]
+    println!(
+        "cpu features: aes={} vaes={} avx512f={} sse4.2={} (aes 0.9 picks AES-NI/VAES at run time via cpufeatures)",
+        std::is_x86_feature_detected!("aes"),
+        std::is_x86_feature_detected!("vaes"),
+        std::is_x86_feature_detected!("avx512f"),
+        std::is_x86_feature_detected!("sse4.2"),
+    );
+    let key = MasterKey::from_bytes([0x5c; 64]);
+    let xts = XtsCipher::new(&key);
+    let codec = Codec::new(Compression::Zstd { level: 1 }, Some(XtsCipher::new(&key)));
+    let oracle = {
+        use aes::cipher::{Array, KeyInit};
+        xts_mode::Xts128::<aes::Aes256>::new(
+            aes::Aes256::new(&Array([0x5c; 32])),
+            aes::Aes256::new(&Array([0x5c; 32])),
+        )
+    };
+
+    let kinds: [(&str, Vec<u8>); 3] = [
+        ("random", random(RECORD, 1)),
+        ("50% compressible", half_compressible(RECORD)),
+        ("text-like", text_like(RECORD)),
+    ];
+    println!();
+    println!(
+        "| data | zstd-1 size | zstd-1 GB/s | write pipeline GB/s | write / zstd-1 | XTS GB/s | write / XTS | zstd -d GB/s | read pipeline GB/s | read / zstd -d | read / XTS decrypt |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (name, record) in &kinds {
+        let mut zc = zstd::bulk::Compressor::new(1).expect("zstd context");
+        let frame = zc.compress(record).expect("zstd");
+        let ratio = frame.len() as f64 / record.len() as f64;
+        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(RECORD));
+        let mut scratch = record.clone();
+        let mut pbuf = Vec::new();
+        let mut sector = 0u64;
+        let w = compare(
+            RECORD,
+            &mut [
+                /* zstd-1 */
+                &mut || {
+                    out.clear();
+                    black_box(zc.compress_to_buffer(black_box(record), &mut out).ok());
+                },
+                /* write pipeline */
+                &mut || {
+                    let mut c = codec.compress(black_box(record));
+                    sector = sector.wrapping_add(32) & 0xffff_ffff;
+                    let crc = codec.seal(&mut c.buf, sector);
+                    raidz1_parity(&c.buf, &mut pbuf);
+                    black_box((crc, &pbuf));
+                },
+                /* xts */
+                &mut || {
+                    xts.encrypt_sectors(black_box(&mut scratch), 1234);
+                },
+            ],
+        );
+        // Read side: what the write pipeline stored, opened again and again.
+        let compressed = codec.compress(record);
+        let mut stored = compressed.buf.clone();
+        let crc = codec.seal(&mut stored, 777);
+        let mut zd = zstd::bulk::Decompressor::new().expect("zstd context");
+        let mut dout = Vec::with_capacity(RECORD);
+        let mut work = stored.clone();
+        let mut scratch2 = stored.clone();
+        let r = compare(
+            RECORD,
+            &mut [
+                /* zstd -d */
+                &mut || {
+                    dout.clear();
+                    black_box(zd.decompress_to_buffer(black_box(&frame), &mut dout).ok());
+                },
+                /* read pipeline */
+                &mut || {
+                    work.copy_from_slice(&stored);
+                    let data = codec
+                        .open(
+                            &mut work,
+                            777,
+                            crc,
+                            compressed.kind,
+                            compressed.psize,
+                            RECORD as u32,
+                        )
+                        .expect("open");
+                    black_box(data);
+                },
+                /* xts decrypt */
+                &mut || {
+                    xts.decrypt_sectors(black_box(&mut scratch2), 777);
+                },
+            ],
+        );
+        println!(
+            "| {name} | {ratio:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            w.median(0),
+            w.median(1),
+            w.ratio(1, 0),
+            w.median(2),
+            w.ratio(1, 2),
+            r.median(0),
+            r.median(1),
+            r.ratio(1, 0),
+            r.ratio(1, 2),
+        );
+    }
+
+    // Batched XTS against xts-mode, and crc32c against memcpy (128 KiB, in cache).
+    let mut a = random(RECORD, 9);
+    let mut b = a.clone();
+    let x = compare(
+        RECORD,
+        &mut [
+            /* batched xts */ &mut || xts.encrypt_sectors(black_box(&mut a), 42),
+            /* xts-mode */
+            &mut || oracle.encrypt_area(black_box(&mut b), 4096, 42, xts_mode::get_tweak_default),
+        ],
+    );
+    let raw_aes = {
+        use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
+        let aes = aes::Aes256::new(&Array([0x11; 32]));
+        let mut c = random(RECORD, 11);
+        let mut d = c.clone();
+        let mut e = c.clone();
+        compare(
+            RECORD,
+            &mut [
+                /* aes-256 ecb */
+                &mut || {
+                    let (blocks, _) = Array::slice_as_chunks_mut(black_box(&mut c[..]));
+                    aes.encrypt_blocks(blocks);
+                },
+                /* batched xts */ &mut || xts.encrypt_sectors(black_box(&mut d), 42),
+                /* aes-256 ecb, one call per 4 KiB */
+                &mut || {
+                    for unit in black_box(&mut e[..]).chunks_mut(4096) {
+                        let (blocks, _) = Array::slice_as_chunks_mut(unit);
+                        aes.encrypt_blocks(blocks);
+                    }
+                },
+            ],
+        )
+    };
+    let src = random(RECORD, 10);
+    let mut dst = vec![0u8; RECORD];
+    let c = compare(
+        RECORD,
+        &mut [
+            /* crc32c */
+            &mut || {
+                black_box(crc32c(black_box(&src)));
+            },
+            /* memcpy */
+            &mut || {
+                dst.copy_from_slice(black_box(&src));
+                black_box(&dst);
+            },
+        ],
+    );
+    println!();
+    println!("| stage | GB/s | ratio |");
+    println!("|---|---|---|");
+    println!(
+        "| batched XTS (ours) | {:.2} | {:.1}x xts-mode |",
+        x.median(0),
+        x.ratio(0, 1)
+    );
+    println!("| xts-mode 0.6 | {:.2} | |", x.median(1));
+    println!(
+        "| raw AES-256 (ECB, `encrypt_blocks`) | {:.2} | batched XTS reaches {:.2} of it |",
+        raw_aes.median(0),
+        raw_aes.ratio(1, 0)
+    );
+    println!(
+        "| raw AES-256, one call per 4 KiB | {:.2} | {:.2} of one call |",
+        raw_aes.median(2),
+        raw_aes.ratio(2, 0)
+    );
+    println!(
+        "| crc32c | {:.2} | {:.2}x memcpy |",
+        c.median(0),
+        c.ratio(0, 1)
+    );
+    println!("| memcpy | {:.2} | |", c.median(1));
+
+    // Unlock cost of a key slot with the appliance's default Argon2id parameters
+    // (wall time, median of 3: this is what a user waits for at import).
+    let pass = Passphrase::from("benchmark passphrase");
+    let slot = KeySlot::create(&key, &pass, KdfParams::DEFAULT).expect("key slot");
+    let mut times: Vec<f64> = (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(slot.unwrap(&pass).expect("unwrap"));
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    println!();
+    println!(
+        "key slot unwrap, Argon2id m={} KiB t={} p={}: {:.0} ms (median of 3, wall time)",
+        KdfParams::DEFAULT.m_cost_kib,
+        KdfParams::DEFAULT.t_cost,
+        KdfParams::DEFAULT.p_cost,
+        times[1]
+    );
+}

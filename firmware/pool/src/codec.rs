@@ -1,0 +1,329 @@
+//! The extent pipeline the engine calls for every extent it writes or reads.
+//!
+//! Write: [`Codec::compress`] (zstd if it pays, zero-padded to 4 KiB) -> the engine
+//! allocates a pool address -> [`Codec::seal`] (AES-256-XTS in place with the pool
+//! sector as tweak, then crc32c of the stored bytes). Read: [`Codec::open`] (verify the
+//! crc32c, decrypt, decompress to exactly the logical size). [`verify`] checks stored
+//! bytes without keys, for scrub, resilver and RAID reconstruction.
+
+use crate::checksum::crc32c;
+use crate::compress::{
+    self, CompressError, Compression, CompressionKind, MAX_EXTENT_BYTES, SECTOR_SIZE,
+    looks_incompressible, round_up_sector,
+};
+use crate::crypto::XtsCipher;
+
+/// Why stored bytes could not be turned back into the logical extent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The stored bytes do not match the checksum in the block pointer.
+    #[error(
+        "checksum mismatch: expected crc32c {expected:#010x}, stored bytes have {actual:#010x}"
+    )]
+    Checksum {
+        /// crc32c from the block pointer.
+        expected: u32,
+        /// crc32c of the bytes read.
+        actual: u32,
+    },
+    /// Sizes in the block pointer do not fit the stored buffer.
+    #[error("bad extent geometry: {0}")]
+    Geometry(String),
+    /// The payload does not decompress to the logical size.
+    #[error(transparent)]
+    Decompress(#[from] CompressError),
+}
+
+/// The result of [`Codec::compress`]: what will be encrypted and stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compressed {
+    /// How the payload is encoded.
+    pub kind: CompressionKind,
+    /// Exact payload bytes (the zstd frame, or the logical length when raw).
+    pub psize: u32,
+    /// The payload, zero-padded to a multiple of 4096 bytes (length = allocated data size).
+    pub buf: Vec<u8>,
+}
+
+/// The per-pool extent transform: compression policy and (optional) XTS cipher.
+#[derive(Debug, Clone)]
+pub struct Codec {
+    compression: Compression,
+    cipher: Option<XtsCipher>,
+}
+
+/// True if `stored` has crc32c `expected_crc`. Needs no keys.
+pub fn verify(stored: &[u8], expected_crc: u32) -> bool {
+    crc32c(stored) == expected_crc
+}
+
+impl Codec {
+    /// A codec with a compression policy and, for an encrypted pool, its cipher.
+    pub fn new(compression: Compression, cipher: Option<XtsCipher>) -> Self {
+        Codec {
+            compression,
+            cipher,
+        }
+    }
+
+    /// The compression policy.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// Whether extents are encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.cipher.is_some()
+    }
+
+    /// Compress one logical extent (or keep it raw), padded to whole sectors.
+    ///
+    /// zstd output is kept only if it is at most 7/8 of the input and needs fewer
+    /// sectors; random-looking data skips zstd (see [`crate::compress`]).
+    ///
+    /// # Panics
+    /// If `logical` is longer than [`MAX_EXTENT_BYTES`] (the engine bounds records).
+    pub fn compress(&self, logical: &[u8]) -> Compressed {
+        assert!(
+            logical.len() <= MAX_EXTENT_BYTES,
+            "extent of {} bytes exceeds {MAX_EXTENT_BYTES}",
+            logical.len()
+        );
+        if let Compression::Zstd { level } = self.compression {
+            let raw_sectors = round_up_sector(logical.len());
+            // Must save 1/8 and at least one whole sector.
+            let max_len = (logical.len() / 8 * 7).min(raw_sectors.saturating_sub(SECTOR_SIZE));
+            if max_len > 0
+                && !looks_incompressible(logical)
+                && let Some(mut frame) = compress::zstd_bounded(logical, level, max_len)
+            {
+                let psize = frame.len();
+                frame.resize(round_up_sector(psize), 0);
+                return Compressed {
+                    kind: CompressionKind::Zstd,
+                    psize: psize as u32,
+                    buf: frame,
+                };
+            }
+        }
+        let mut buf = Vec::with_capacity(round_up_sector(logical.len()));
+        buf.extend_from_slice(logical);
+        buf.resize(round_up_sector(logical.len()), 0);
+        Compressed {
+            kind: CompressionKind::None,
+            psize: logical.len() as u32,
+            buf,
+        }
+    }
+
+    /// Encrypt `buf` in place (if the pool is encrypted) with tweaks starting at
+    /// `pool_sector`, and return the crc32c of the stored bytes.
+    ///
+    /// # Panics
+    /// On an encrypted pool, if `buf.len()` is not a multiple of 4096.
+    pub fn seal(&self, buf: &mut [u8], pool_sector: u64) -> u32 {
+        if let Some(c) = &self.cipher {
+            c.encrypt_sectors(buf, pool_sector);
+        }
+        crc32c(buf)
+    }
+
+    /// Verify, decrypt and decompress stored bytes back into the `lsize` logical bytes.
+    ///
+    /// `stored` is the extent as read from `pool_sector` (sector-padded); it is
+    /// decrypted in place. Every inconsistency is an error, never a panic.
+    pub fn open(
+        &self,
+        stored: &mut [u8],
+        pool_sector: u64,
+        expected_crc: u32,
+        kind: CompressionKind,
+        psize: u32,
+        lsize: u32,
+    ) -> Result<Vec<u8>, CodecError> {
+        let actual = crc32c(stored);
+        if actual != expected_crc {
+            return Err(CodecError::Checksum {
+                expected: expected_crc,
+                actual,
+            });
+        }
+        let psize = psize as usize;
+        if psize > stored.len() {
+            return Err(CodecError::Geometry(format!(
+                "payload size {psize} exceeds the {} stored bytes",
+                stored.len()
+            )));
+        }
+        if let Some(c) = &self.cipher {
+            if !stored.len().is_multiple_of(SECTOR_SIZE) {
+                return Err(CodecError::Geometry(format!(
+                    "encrypted extent of {} bytes is not whole 4 KiB sectors",
+                    stored.len()
+                )));
+            }
+            c.decrypt_sectors(stored, pool_sector);
+        }
+        Ok(compress::decompress(
+            kind,
+            &stored[..psize],
+            lsize as usize,
+        )?)
+    }
+
+    /// True if `stored` has crc32c `expected_crc` (no keys needed).
+    pub fn verify(stored: &[u8], expected_crc: u32) -> bool {
+        verify(stored, expected_crc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+    use proptest::prelude::*;
+    use rand::{RngCore, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn cipher() -> XtsCipher {
+        XtsCipher::new(&MasterKey::from_bytes([0x42; 64]))
+    }
+
+    fn random(len: usize, seed: u64) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut v);
+        v
+    }
+
+    fn text(len: usize) -> Vec<u8> {
+        (0..len).map(|i| b"the quick brown fox "[i % 20]).collect()
+    }
+
+    fn roundtrip(codec: &Codec, data: &[u8], sector: u64) -> Compressed {
+        let c = codec.compress(data);
+        assert!(c.buf.len().is_multiple_of(SECTOR_SIZE));
+        let mut stored = c.buf.clone();
+        let crc = codec.seal(&mut stored, sector);
+        assert!(verify(&stored, crc));
+        let out = codec
+            .open(&mut stored, sector, crc, c.kind, c.psize, data.len() as u32)
+            .unwrap();
+        assert_eq!(out, data);
+        c
+    }
+
+    #[test]
+    fn compressible_data_is_compressed_random_is_not() {
+        let codec = Codec::new(Compression::default(), Some(cipher()));
+        let c = roundtrip(&codec, &text(128 << 10), 1000);
+        assert_eq!(c.kind, CompressionKind::Zstd);
+        assert!(c.buf.len() < 16 << 10);
+        let c = roundtrip(&codec, &random(128 << 10, 1), 5);
+        assert_eq!(c.kind, CompressionKind::None);
+        assert_eq!(c.psize, 128 << 10);
+    }
+
+    #[test]
+    fn compression_must_save_a_sector() {
+        let codec = Codec::new(Compression::default(), None);
+        // 4 KiB that compresses well still needs one sector: stored raw.
+        let c = roundtrip(&codec, &text(4096), 0);
+        assert_eq!(c.kind, CompressionKind::None);
+        // Odd sizes are padded.
+        let c = roundtrip(&codec, &random(5000, 2), 0);
+        assert_eq!(c.buf.len(), 8192);
+        assert_eq!(c.psize, 5000);
+        let c = Codec::new(Compression::Off, None).compress(&text(1 << 16));
+        assert_eq!(c.kind, CompressionKind::None);
+    }
+
+    #[test]
+    fn ciphertext_depends_on_sector_and_crc_needs_no_key() {
+        let codec = Codec::new(Compression::Off, Some(cipher()));
+        let data = vec![0u8; 8192];
+        let mut a = data.clone();
+        let mut b = data.clone();
+        let crc_a = codec.seal(&mut a, 10);
+        let crc_b = codec.seal(&mut b, 11);
+        assert_ne!(a, data);
+        assert_ne!(a, b);
+        // Second sector at 10 equals first sector at 11: the tweak is the pool sector.
+        assert_eq!(a[4096..], b[..4096]);
+        assert!(Codec::verify(&a, crc_a) && Codec::verify(&b, crc_b));
+        assert!(!Codec::verify(&a, crc_b));
+    }
+
+    #[test]
+    fn corruption_and_bad_geometry_are_errors() {
+        let codec = Codec::new(Compression::default(), Some(cipher()));
+        let data = text(64 << 10);
+        let c = codec.compress(&data);
+        let mut stored = c.buf.clone();
+        let crc = codec.seal(&mut stored, 77);
+        let mut bad = stored.clone();
+        bad[3] ^= 0x10;
+        assert!(matches!(
+            codec.open(&mut bad, 77, crc, c.kind, c.psize, data.len() as u32),
+            Err(CodecError::Checksum { expected, .. }) if expected == crc
+        ));
+        // Right crc, wrong address: decrypts to garbage, which must not decompress.
+        let mut s = stored.clone();
+        assert!(
+            codec
+                .open(&mut s, 78, crc, c.kind, c.psize, data.len() as u32)
+                .is_err()
+        );
+        let mut s = stored.clone();
+        assert!(matches!(
+            codec.open(
+                &mut s,
+                77,
+                crc,
+                c.kind,
+                stored.len() as u32 + 1,
+                data.len() as u32
+            ),
+            Err(CodecError::Geometry(_))
+        ));
+        let mut s = stored.clone();
+        assert!(matches!(
+            codec.open(&mut s, 77, crc, c.kind, c.psize, data.len() as u32 - 1),
+            Err(CodecError::Decompress(_))
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(crate::testutil::proptest_config(64))]
+        #[test]
+        fn open_never_panics_on_garbage(
+            sectors in 0usize..3,
+            seed in any::<u64>(),
+            psize in 0u32..20000,
+            lsize in 0u32..40000,
+            zstd in any::<bool>(),
+            encrypted in any::<bool>(),
+        ) {
+            let codec = Codec::new(Compression::default(), encrypted.then(cipher));
+            let mut stored = random(sectors * SECTOR_SIZE, seed);
+            let crc = crc32c(&stored);
+            let kind = if zstd { CompressionKind::Zstd } else { CompressionKind::None };
+            let _ = codec.open(&mut stored, seed, crc, kind, psize, lsize);
+        }
+
+        #[test]
+        fn roundtrip_any_data(
+            len in 0usize..40000,
+            seed in any::<u64>(),
+            repeat in 1usize..64,
+            sector in any::<u32>(),
+        ) {
+            // Blocks of random bytes repeated `repeat` times: from incompressible to
+            // highly compressible.
+            let unit = random(len / repeat + 1, seed);
+            let data: Vec<u8> = unit.iter().cycle().take(len).copied().collect();
+            let codec = Codec::new(Compression::Zstd { level: 3 }, Some(cipher()));
+            roundtrip(&codec, &data, u64::from(sector));
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Pool configuration (create and import options) and the status report.
+
+use super::label::{PoolCompression, PoolLayout};
+use crate::crypto::KdfParams;
+use ingot_hal::blockdev::DeviceIdentity;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Default record size of object data.
+pub const DEFAULT_RECORD_SIZE: u32 = 128 * 1024;
+
+/// Runtime tunables (not stored on disk).
+#[derive(Debug, Clone)]
+pub struct Tunables {
+    /// Commit the open txg at least this often when it has changes.
+    pub txg_interval: Duration,
+    /// Commit early once this many bytes are dirty; writers wait once twice this is dirty.
+    pub dirty_limit_bytes: u64,
+    /// Bytes of clean tree nodes kept in memory.
+    pub cache_bytes: usize,
+}
+
+impl Default for Tunables {
+    fn default() -> Self {
+        Tunables {
+            txg_interval: Duration::from_secs(5),
+            dirty_limit_bytes: 64 << 20,
+            cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What `Pool::create` makes.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Pool name (1..=63 bytes of UTF-8).
+    pub name: String,
+    /// RAID layout over the devices, in the order given.
+    pub layout: PoolLayout,
+    /// Compression of new extents.
+    pub compression: PoolCompression,
+    /// `Some` to encrypt the pool under this passphrase.
+    pub passphrase: Option<String>,
+    /// Argon2id cost of the key slot.
+    pub kdf: KdfParams,
+    /// Record size of object data (4 KiB..=1 MiB, a power of two).
+    pub record_size: u32,
+    /// Runtime tunables.
+    pub tunables: Tunables,
+}
+
+impl PoolConfig {
+    /// A config with defaults: no encryption, zstd level 1, 128 KiB records.
+    pub fn new(name: impl Into<String>, layout: PoolLayout) -> Self {
+        PoolConfig {
+            name: name.into(),
+            layout,
+            compression: PoolCompression::Default,
+            passphrase: None,
+            kdf: KdfParams::DEFAULT,
+            record_size: DEFAULT_RECORD_SIZE,
+            tunables: Tunables::default(),
+        }
+    }
+}
+
+/// How `Pool::import` opens a pool.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Passphrase of an encrypted pool; `None` imports it locked (read-only, keyless
+    /// verification only).
+    pub passphrase: Option<String>,
+    /// Never write to the devices.
+    pub read_only: bool,
+    /// Runtime tunables.
+    pub tunables: Tunables,
+}
+
+/// State of one device slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceState {
+    /// Present and current.
+    Online,
+    /// Present, but its newest label is older than the pool's (it missed commits).
+    Stale,
+    /// Not present.
+    Missing,
+}
+
+/// One device in the status report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceStatus {
+    /// Column in the layout.
+    pub index: u32,
+    /// Device GUID (hex).
+    pub guid: String,
+    /// Who it is, when present.
+    pub identity: Option<DeviceIdentity>,
+    /// State.
+    pub state: DeviceState,
+    /// Newest label txg seen on it at import (0 if none).
+    pub label_txg: u64,
+}
+
+/// What `Pool::status` reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolStatus {
+    /// Pool name.
+    pub name: String,
+    /// Pool GUID (hex).
+    pub guid: String,
+    /// Layout.
+    pub layout: PoolLayout,
+    /// Compression setting.
+    pub compression: PoolCompression,
+    /// Record size.
+    pub record_size: u32,
+    /// Devices.
+    pub devices: Vec<DeviceStatus>,
+    /// Usable capacity in bytes.
+    pub capacity_bytes: u64,
+    /// Allocated bytes.
+    pub used_bytes: u64,
+    /// Bytes available to new data.
+    pub available_bytes: u64,
+    /// Logical / stored bytes of live data.
+    pub compression_ratio: f64,
+    /// Last durable txg.
+    pub txg: u64,
+    /// Whether the pool is encrypted.
+    pub encrypted: bool,
+    /// Whether it is encrypted and no key is loaded.
+    pub locked: bool,
+    /// Whether it was imported read-only (or is locked, or suspended).
+    pub read_only: bool,
+    /// Why the pool suspended itself, if it did.
+    pub suspended: Option<String>,
+    /// Checksum errors seen on reads since import.
+    pub checksum_errors: u64,
+}
+
+/// Result of a keyless verification walk.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// Txg walked.
+    pub txg: u64,
+    /// Tree nodes verified.
+    pub nodes: u64,
+    /// Data extents verified.
+    pub extents: u64,
+    /// Stored bytes read.
+    pub bytes: u64,
+    /// Problems found.
+    pub errors: Vec<String>,
+}

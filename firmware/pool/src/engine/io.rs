@@ -1,0 +1,334 @@
+//! Extent I/O: the one place the engine meets the codec and the vdev.
+//!
+//! Data extents: compress -> allocate `asize` sectors -> seal (encrypt with the extent's
+//! pool sector as tweak, crc32c) -> write through the vdev. Tree nodes: the payload goes
+//! through the same codec, behind a clear header of physical pointers (see `node.rs`).
+//! Every read verifies the crc32c from the parent's block pointer (the vdev reconstructs
+//! from redundancy when a copy does not verify).
+
+use super::alloc::Allocator;
+use super::bptr::{BlockKind, BlockPtr};
+use super::cache::NodeCache;
+use super::error::PoolError;
+use super::node::{ClearHeader, Node, PhysPtr};
+use crate::codec::Codec;
+use crate::compress::CompressionKind;
+use crate::raid::Vdev;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Pool sector size.
+pub const SECTOR: usize = 4096;
+
+/// Where allocations come from during one operation, and what it took (to undo).
+#[derive(Debug)]
+pub struct AllocCtx<'a> {
+    alloc: &'a Mutex<Allocator>,
+    txg: u64,
+    use_reserve: bool,
+    /// Ranges taken so far.
+    pub taken: Vec<(u64, u64)>,
+}
+
+impl<'a> AllocCtx<'a> {
+    /// Allocate for txg `txg`; `use_reserve` for commit-time metadata.
+    pub fn new(alloc: &'a Mutex<Allocator>, txg: u64, use_reserve: bool) -> Self {
+        AllocCtx {
+            alloc,
+            txg,
+            use_reserve,
+            taken: Vec::new(),
+        }
+    }
+
+    /// The txg allocations are tagged with.
+    pub fn txg(&self) -> u64 {
+        self.txg
+    }
+
+    fn take(&mut self, len: u64) -> Result<u64, PoolError> {
+        let a = self.alloc.lock().alloc(len, self.txg, self.use_reserve)?;
+        self.taken.push((a, len));
+        Ok(a)
+    }
+
+    /// Give back everything taken (the operation failed before anything referenced it).
+    pub fn undo(&mut self) {
+        let mut a = self.alloc.lock();
+        for (s, l) in self.taken.drain(..) {
+            if let Err(e) = a.unalloc(s, l, self.txg) {
+                tracing::error!(error = %e, "undo of allocation failed");
+            }
+        }
+    }
+}
+
+/// Counters of extent I/O.
+#[derive(Debug, Default)]
+pub struct IoStats {
+    /// Logical bytes of live data written (for the compression ratio).
+    pub data_lbytes: AtomicU64,
+    /// Stored (compressed) bytes of data written.
+    pub data_pbytes: AtomicU64,
+    /// Checksum failures seen on read (before reconstruction).
+    pub checksum_errors: AtomicU64,
+}
+
+/// Extent I/O over one vdev with one codec, plus the node cache.
+#[derive(Debug)]
+pub struct BlockIo {
+    /// The vdev.
+    pub vdev: Vdev,
+    /// The codec (`None` cipher when the pool is not encrypted or is locked).
+    pub codec: Codec,
+    /// Clean node cache.
+    pub cache: NodeCache,
+    /// Whether the codec can decode (false for a locked encrypted pool).
+    pub unlocked: bool,
+    /// Counters.
+    pub stats: IoStats,
+}
+
+fn io_err(what: &str, addr: u64, e: impl std::fmt::Display) -> PoolError {
+    PoolError::Io(format!("{what} at pool sector {addr}: {e}"))
+}
+
+impl BlockIo {
+    /// Read `sectors` data sectors at `addr`, verifying crc32c = `crc`.
+    async fn read_verified(&self, addr: u64, sectors: u64, crc: u32) -> Result<Vec<u8>, PoolError> {
+        let verify = move |b: &[u8]| crc32c::crc32c(b) == crc;
+        let out = self
+            .vdev
+            .read(addr, sectors, &verify)
+            .await
+            .map_err(|e| io_err("read", addr, e))?;
+        if !out.bad_columns.is_empty() {
+            self.stats
+                .checksum_errors
+                .fetch_add(out.bad_columns.len() as u64, Ordering::Relaxed);
+            tracing::warn!(addr, bad = ?out.bad_columns, repaired = out.repaired, "checksum errors on read");
+        }
+        Ok(out.data)
+    }
+
+    /// Write one data record; returns its block pointer.
+    pub async fn write_data(
+        &self,
+        logical: &[u8],
+        kind: BlockKind,
+        ctx: &mut AllocCtx<'_>,
+    ) -> Result<BlockPtr, PoolError> {
+        if !self.unlocked {
+            return Err(PoolError::Locked {
+                pool: String::new(),
+            });
+        }
+        if logical.is_empty() || logical.len() > crate::compress::MAX_EXTENT_BYTES {
+            return Err(PoolError::Internal(format!(
+                "extent of {} bytes outside 1..={}",
+                logical.len(),
+                crate::compress::MAX_EXTENT_BYTES
+            )));
+        }
+        let mut c = self.codec.compress(logical);
+        let d = (c.buf.len() / SECTOR) as u64;
+        let asize = self.vdev.asize(d);
+        let addr = ctx.take(asize)?;
+        let crc = self.codec.seal(&mut c.buf, addr);
+        self.vdev
+            .write(addr, &c.buf)
+            .await
+            .map_err(|e| io_err("write", addr, e))?;
+        if kind == BlockKind::Data {
+            self.stats
+                .data_lbytes
+                .fetch_add(logical.len() as u64, Ordering::Relaxed);
+            self.stats
+                .data_pbytes
+                .fetch_add(c.buf.len() as u64, Ordering::Relaxed);
+        }
+        Ok(BlockPtr {
+            addr,
+            birth: ctx.txg(),
+            lsize: logical.len() as u32,
+            psize: c.psize,
+            asize: asize as u32,
+            crc,
+            comp: c.kind.code(),
+            kind,
+        })
+    }
+
+    /// Read and decode one data (or space map) extent.
+    pub async fn read_data(&self, bp: &BlockPtr) -> Result<Vec<u8>, PoolError> {
+        if !self.unlocked {
+            return Err(PoolError::Locked {
+                pool: String::new(),
+            });
+        }
+        let mut stored = self
+            .read_verified(bp.addr, bp.data_sectors(), bp.crc)
+            .await?;
+        let kind = CompressionKind::from_code(bp.comp).map_err(|e| PoolError::Corrupt {
+            what: "block pointer",
+            detail: e.to_string(),
+        })?;
+        self.codec
+            .open(&mut stored, bp.addr, bp.crc, kind, bp.psize, bp.lsize)
+            .map_err(|e| PoolError::Corrupt {
+                what: "extent",
+                detail: format!("at pool sector {}: {e}", bp.addr),
+            })
+    }
+
+    /// Write one tree node whose children are all written; returns its block pointer.
+    pub async fn write_node(
+        &self,
+        node: &Node,
+        ctx: &mut AllocCtx<'_>,
+    ) -> Result<BlockPtr, PoolError> {
+        let payload = node.encode_payload(ctx.txg())?;
+        if payload.len() > super::node::MAX_PAYLOAD {
+            return Err(PoolError::Internal(format!(
+                "node payload of {} bytes too large",
+                payload.len()
+            )));
+        }
+        let ptrs: Vec<PhysPtr> = node.phys_ptrs()?.iter().map(PhysPtr::of).collect();
+        let mut c = self.codec.compress(&payload);
+        let clear_len = ClearHeader::padded_len(ptrs.len());
+        let total = clear_len + c.buf.len();
+        let d = (total / SECTOR) as u64;
+        let asize = self.vdev.asize(d);
+        let addr = ctx.take(asize)?;
+        let payload_addr = addr + (clear_len / SECTOR) as u64;
+        let payload_crc = self.codec.seal(&mut c.buf, payload_addr);
+        let hdr = ClearHeader {
+            level: node.level,
+            birth: ctx.txg(),
+            payload_sectors: (c.buf.len() / SECTOR) as u32,
+            payload_psize: c.psize,
+            payload_lsize: payload.len() as u32,
+            payload_crc,
+            payload_comp: c.kind.code(),
+            ptrs,
+        };
+        let mut stored = hdr.encode();
+        stored.extend_from_slice(&c.buf);
+        let crc = crc32c::crc32c(&stored);
+        self.vdev
+            .write(addr, &stored)
+            .await
+            .map_err(|e| io_err("node write", addr, e))?;
+        Ok(BlockPtr {
+            addr,
+            birth: ctx.txg(),
+            lsize: payload.len() as u32,
+            psize: total as u32,
+            asize: asize as u32,
+            crc,
+            comp: c.kind.code(),
+            kind: BlockKind::Node,
+        })
+    }
+
+    /// Read a node's stored bytes and its clear header (keyless).
+    pub async fn read_node_raw(
+        &self,
+        bp: &BlockPtr,
+    ) -> Result<(Vec<u8>, ClearHeader, usize), PoolError> {
+        let stored = self
+            .read_verified(bp.addr, bp.data_sectors(), bp.crc)
+            .await?;
+        let (hdr, clear_len) = ClearHeader::decode(&stored)?;
+        // birth 0: a keyless walk that only knows the physical pointer.
+        if bp.birth != 0 && hdr.birth != bp.birth {
+            return Err(PoolError::Corrupt {
+                what: "tree node",
+                detail: format!(
+                    "at pool sector {}: birth txg {} but parent expects {} (stale or misdirected write)",
+                    bp.addr, hdr.birth, bp.birth
+                ),
+            });
+        }
+        if clear_len + hdr.payload_sectors as usize * SECTOR != stored.len() {
+            return Err(PoolError::Corrupt {
+                what: "tree node",
+                detail: format!(
+                    "at pool sector {}: sizes disagree with block pointer",
+                    bp.addr
+                ),
+            });
+        }
+        Ok((stored, hdr, clear_len))
+    }
+
+    /// Load a node (through the cache). `level`: the level the parent expects.
+    pub async fn load_node(
+        &self,
+        bp: &BlockPtr,
+        level: Option<u8>,
+    ) -> Result<Arc<Node>, PoolError> {
+        if let Some(n) = self.cache.get(bp) {
+            return Ok(n);
+        }
+        if !self.unlocked {
+            return Err(PoolError::Locked {
+                pool: String::new(),
+            });
+        }
+        let (mut stored, hdr, clear_len) = self.read_node_raw(bp).await?;
+        let kind =
+            CompressionKind::from_code(hdr.payload_comp).map_err(|e| PoolError::Corrupt {
+                what: "tree node",
+                detail: e.to_string(),
+            })?;
+        let payload_addr = bp.addr + (clear_len / SECTOR) as u64;
+        let payload = self
+            .codec
+            .open(
+                &mut stored[clear_len..],
+                payload_addr,
+                hdr.payload_crc,
+                kind,
+                hdr.payload_psize,
+                hdr.payload_lsize,
+            )
+            .map_err(|e| PoolError::Corrupt {
+                what: "tree node",
+                detail: format!("at pool sector {}: {e}", bp.addr),
+            })?;
+        let node = Node::decode_payload(&payload, Some(*bp))?;
+        if node.level != hdr.level || level.is_some_and(|l| l != node.level) {
+            return Err(PoolError::Corrupt {
+                what: "tree node",
+                detail: format!(
+                    "at pool sector {}: level {} where {:?} expected",
+                    bp.addr, node.level, level
+                ),
+            });
+        }
+        let node = Arc::new(node);
+        self.cache.put(bp, node.clone());
+        Ok(node)
+    }
+
+    /// Keylessly verify one extent's stored bytes against its crc.
+    pub async fn verify_extent(
+        &self,
+        addr: u64,
+        sectors: u64,
+        crc: u32,
+    ) -> Result<Vec<u8>, PoolError> {
+        self.read_verified(addr, sectors, crc).await
+    }
+
+    /// Flush every device.
+    pub async fn flush(&self) -> Result<(), PoolError> {
+        self.vdev
+            .flush()
+            .await
+            .map_err(|e| PoolError::Io(format!("flush: {e}")))
+    }
+}

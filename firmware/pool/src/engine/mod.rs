@@ -1,0 +1,28 @@
+//! The pool engine: copy-on-write tree, transaction groups, labels, allocator, keys,
+//! import/export, and the [`crate::store::ObjectStore`] implementation.
+//!
+//! - [`bptr`], [`node`], [`label`], [`alloc`]: on-disk structures (docs/FORMAT.md);
+//! - [`tree`]: the COW B+tree; [`cache`]: the clean node cache;
+//! - [`io`]: extents through the codec and the vdev;
+//! - [`pool`]: create/import/commit/export; [`objects`]: the object store.
+
+pub mod alloc;
+pub mod bptr;
+pub mod bytes;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod io;
+pub mod keys;
+pub mod label;
+pub mod node;
+pub mod objects;
+pub mod pool;
+pub mod tree;
+
+pub use config::{
+    DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolStatus, Tunables, VerifyReport,
+};
+pub use error::PoolError;
+pub use label::{Label, PoolCompression, PoolLayout};
+pub use pool::Pool;

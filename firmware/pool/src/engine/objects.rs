@@ -1,0 +1,557 @@
+//! The [`ObjectStore`] implementation: op batches applied to a working copy of the tree,
+//! atomically swapped into the open txg on success.
+//!
+//! Object data is cut into records of `record_size` logical bytes (record `i` covers
+//! `[i * rs, (i + 1) * rs)`); each record is one extent. A partial overwrite reads the
+//! record, modifies it and writes a new extent (copy-on-write); the old one is freed in
+//! the txg of the change. A record that becomes all zeroes is dropped (a hole).
+
+use super::bptr::{BlockKind, BlockPtr};
+use super::bytes::Reader;
+use super::error::PoolError;
+use super::io::{AllocCtx, BlockIo};
+use super::keys::{self, KIND_EXTENT, KIND_KV};
+use super::node::Child;
+use super::pool::{Counters, Inner, Pool};
+use super::tree::{self, Frees, Tree};
+use crate::store::{
+    MAX_ATTR_LEN, MAX_KEY_LEN, MAX_VALUE_LEN, ObjectId, ObjectStore, Op, StoreError, StoreStats,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::sync::atomic::Ordering;
+
+/// Largest object offset + length accepted.
+pub const MAX_OBJECT_BYTES: u64 = 1 << 60;
+/// Approximate metadata bytes one op dirties (for the dirty-bytes threshold).
+const OP_META_BYTES: u64 = 512;
+
+/// The object record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Inode {
+    size: u64,
+    attr: Option<Vec<u8>>,
+}
+
+impl Inode {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = self.size.to_le_bytes().to_vec();
+        match &self.attr {
+            Some(a) => {
+                v.push(1);
+                v.extend_from_slice(&(a.len() as u16).to_le_bytes());
+                v.extend_from_slice(a);
+            }
+            None => v.push(0),
+        }
+        v
+    }
+    fn decode(b: &[u8]) -> Result<Self, PoolError> {
+        let mut r = Reader::new(b, "object record");
+        let size = r.u64()?;
+        let attr = match r.u8()? {
+            0 => None,
+            _ => {
+                let n = r.u16()? as usize;
+                Some(r.take(n)?.to_vec())
+            }
+        };
+        Ok(Inode { size, attr })
+    }
+}
+
+fn invalid(what: impl Into<String>) -> StoreError {
+    StoreError::Invalid { what: what.into() }
+}
+
+/// A batch being applied.
+struct Batch<'a> {
+    io: &'a BlockIo,
+    tree: Tree,
+    frees: Frees,
+    ctx: AllocCtx<'a>,
+    rs: u64,
+    counters: Counters,
+    dirty: u64,
+}
+
+impl Batch<'_> {
+    async fn inode(&self, id: ObjectId) -> Result<Option<Inode>, StoreError> {
+        match tree::get(self.io, &self.tree.root, &keys::inode(id)).await? {
+            Some(v) => Ok(Some(Inode::decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn must_inode(&self, id: ObjectId) -> Result<Inode, StoreError> {
+        self.inode(id).await?.ok_or(StoreError::NotFound { id })
+    }
+
+    async fn put_inode(&mut self, id: ObjectId, ino: &Inode) -> Result<(), StoreError> {
+        self.tree
+            .insert(self.io, keys::inode(id), ino.encode(), &mut self.frees)
+            .await?;
+        Ok(())
+    }
+
+    fn free_data(&mut self, bp: BlockPtr) {
+        self.counters.lbytes = self.counters.lbytes.saturating_sub(u64::from(bp.lsize));
+        self.counters.pbytes = self
+            .counters
+            .pbytes
+            .saturating_sub(bp.data_sectors() * 4096);
+        self.frees.bps.push(bp);
+    }
+
+    async fn read_record(&self, id: ObjectId, rec: u64) -> Result<Vec<u8>, StoreError> {
+        match tree::get(self.io, &self.tree.root, &keys::extent(id, rec)).await? {
+            Some(v) => {
+                let bp = BlockPtr::from_bytes(&v)?;
+                Ok(self
+                    .io
+                    .read_data(&bp)
+                    .await
+                    .map_err(|e| StoreError::Corrupt {
+                        id,
+                        offset: rec * self.rs,
+                        detail: e.to_string(),
+                    })?)
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Store `data` as record `rec` (all-zero data removes it).
+    async fn set_record(&mut self, id: ObjectId, rec: u64, data: &[u8]) -> Result<(), StoreError> {
+        let key = keys::extent(id, rec);
+        let trimmed = data.len() - data.iter().rev().take_while(|&&b| b == 0).count();
+        let old = if trimmed == 0 {
+            self.tree.remove(self.io, &key, &mut self.frees).await?
+        } else {
+            let bp = self
+                .io
+                .write_data(&data[..trimmed], BlockKind::Data, &mut self.ctx)
+                .await?;
+            self.dirty += bp.data_sectors() * 4096;
+            self.counters.lbytes += u64::from(bp.lsize);
+            self.counters.pbytes += bp.data_sectors() * 4096;
+            self.tree
+                .insert(self.io, key, bp.to_bytes(), &mut self.frees)
+                .await?
+        };
+        if let Some(v) = old {
+            let bp = BlockPtr::from_bytes(&v)?;
+            self.free_data(bp);
+        }
+        Ok(())
+    }
+
+    /// Remove every extent of `id` with record index in `[from, to)`.
+    async fn drop_records(
+        &mut self,
+        id: ObjectId,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let end = match to {
+            Some(t) => keys::extent(id, t),
+            None => keys::kind_end(id, KIND_EXTENT),
+        };
+        loop {
+            let batch = tree::scan(
+                self.io,
+                &self.tree.root,
+                &keys::extent(id, from),
+                Some(&end),
+                256,
+            )
+            .await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for (k, _) in batch {
+                if let Some(v) = self.tree.remove(self.io, &k, &mut self.frees).await? {
+                    self.free_data(BlockPtr::from_bytes(&v)?);
+                }
+            }
+        }
+    }
+
+    /// Zero `[off, end)` of the object (size unchanged).
+    async fn zero_range(&mut self, id: ObjectId, off: u64, end: u64) -> Result<(), StoreError> {
+        if off >= end {
+            return Ok(());
+        }
+        let rs = self.rs;
+        let first_full = off.div_ceil(rs);
+        let last_full = end / rs; // exclusive
+        // Partial head and tail records.
+        let mut partial = Vec::new();
+        if off % rs != 0 {
+            partial.push(off / rs);
+        }
+        if end % rs != 0 && (partial.first() != Some(&(end / rs))) {
+            partial.push(end / rs);
+        }
+        for rec in partial {
+            let mut buf = self.read_record(id, rec).await?;
+            if buf.is_empty() {
+                continue;
+            }
+            let rstart = rec * rs;
+            let a = off.max(rstart) - rstart;
+            let b = (end.min(rstart + rs) - rstart).min(buf.len() as u64);
+            if a < b {
+                buf[a as usize..b as usize].fill(0);
+                self.set_record(id, rec, &buf).await?;
+            }
+        }
+        if first_full < last_full {
+            self.drop_records(id, first_full, Some(last_full)).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_op(&mut self, op: Op) -> Result<(), StoreError> {
+        self.dirty += OP_META_BYTES;
+        match op {
+            Op::Create { id } => {
+                if id == keys::META_OID {
+                    return Err(invalid("object id 0 is reserved"));
+                }
+                if self.inode(id).await?.is_some() {
+                    return Err(StoreError::Exists { id });
+                }
+                self.put_inode(id, &Inode::default()).await?;
+                self.counters.objects += 1;
+            }
+            Op::Delete { id } => {
+                self.must_inode(id).await?;
+                let start = keys::object_start(id);
+                let end = keys::object_end(id);
+                loop {
+                    let chunk =
+                        tree::scan(self.io, &self.tree.root, &start, end.as_deref(), 256).await?;
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    for (k, _) in chunk {
+                        if let Some(v) = self.tree.remove(self.io, &k, &mut self.frees).await?
+                            && let Some(bp) = keys::extent_bp(&k, &v)
+                        {
+                            self.free_data(bp);
+                        }
+                    }
+                }
+                self.counters.objects = self.counters.objects.saturating_sub(1);
+            }
+            Op::Write { id, offset, data } => {
+                let mut ino = self.must_inode(id).await?;
+                let end = offset
+                    .checked_add(data.len() as u64)
+                    .filter(|e| *e <= MAX_OBJECT_BYTES)
+                    .ok_or_else(|| {
+                        invalid(format!("write at {offset} + {} too far", data.len()))
+                    })?;
+                let rs = self.rs;
+                let mut pos = offset;
+                while pos < end {
+                    let rec = pos / rs;
+                    let rstart = rec * rs;
+                    let n = (rstart + rs).min(end) - pos;
+                    let src = &data[(pos - offset) as usize..(pos - offset + n) as usize];
+                    let in_off = (pos - rstart) as usize;
+                    if in_off == 0 && n == rs {
+                        self.set_record(id, rec, src).await?;
+                    } else {
+                        let mut buf = self.read_record(id, rec).await?;
+                        if buf.len() < in_off + n as usize {
+                            buf.resize(in_off + n as usize, 0);
+                        }
+                        buf[in_off..in_off + n as usize].copy_from_slice(src);
+                        self.set_record(id, rec, &buf).await?;
+                    }
+                    pos += n;
+                }
+                if end > ino.size {
+                    ino.size = end;
+                    self.put_inode(id, &ino).await?;
+                }
+            }
+            Op::Truncate { id, size } => {
+                let mut ino = self.must_inode(id).await?;
+                if size > MAX_OBJECT_BYTES {
+                    return Err(invalid(format!("size {size} too large")));
+                }
+                if size < ino.size {
+                    self.zero_range(id, size, ino.size).await?;
+                    // Also drop anything recorded past the old size (never expected).
+                    self.drop_records(id, size.div_ceil(self.rs), None).await?;
+                }
+                if size != ino.size {
+                    ino.size = size;
+                    self.put_inode(id, &ino).await?;
+                }
+            }
+            Op::PunchHole { id, offset, len } => {
+                let ino = self.must_inode(id).await?;
+                let end = offset.saturating_add(len).min(ino.size);
+                self.zero_range(id, offset, end).await?;
+            }
+            Op::SetAttr { id, attr } => {
+                if attr.len() > MAX_ATTR_LEN {
+                    return Err(invalid(format!(
+                        "attribute of {} bytes > {MAX_ATTR_LEN}",
+                        attr.len()
+                    )));
+                }
+                let mut ino = self.must_inode(id).await?;
+                ino.attr = Some(attr.to_vec());
+                self.put_inode(id, &ino).await?;
+            }
+            Op::KvPut { id, key, value } => {
+                if key.len() > MAX_KEY_LEN || value.len() > MAX_VALUE_LEN {
+                    return Err(invalid(format!(
+                        "record key {} / value {} bytes exceed {MAX_KEY_LEN} / {MAX_VALUE_LEN}",
+                        key.len(),
+                        value.len()
+                    )));
+                }
+                self.must_inode(id).await?;
+                self.dirty += (key.len() + value.len()) as u64;
+                self.tree
+                    .insert(self.io, keys::kv(id, &key), value.to_vec(), &mut self.frees)
+                    .await?;
+            }
+            Op::KvDelete { id, key } => {
+                if key.len() > MAX_KEY_LEN {
+                    return Err(invalid("record key too long"));
+                }
+                self.must_inode(id).await?;
+                self.tree
+                    .remove(self.io, &keys::kv(id, &key), &mut self.frees)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn consumes_space(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Create { .. } | Op::Write { .. } | Op::SetAttr { .. } | Op::KvPut { .. }
+    )
+}
+
+impl Inner {
+    fn reader_root(&self) -> Child {
+        self.readable.read().clone()
+    }
+
+    fn check_readable(&self) -> Result<(), StoreError> {
+        if self.locked {
+            return Err(StoreError::Locked);
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::ReadOnly {
+                reason: "pool is exported".into(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn read_inode(&self, root: &Child, id: ObjectId) -> Result<Inode, StoreError> {
+        match tree::get(&self.io, root, &keys::inode(id)).await? {
+            Some(v) if id != keys::META_OID => Ok(Inode::decode(&v)?),
+            _ => Err(StoreError::NotFound { id }),
+        }
+    }
+
+    pub(crate) async fn apply_batch(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.writable()?;
+        let over = {
+            let mut o = self.open.lock().await;
+            if ops.iter().any(consumes_space) && self.alloc.lock().available() == 0 {
+                return Err(StoreError::NoSpace);
+            }
+            let mut b = Batch {
+                io: &self.io,
+                tree: o.tree.clone(),
+                frees: Frees::default(),
+                ctx: AllocCtx::new(&self.alloc, o.txg, false),
+                rs: u64::from(self.id.record_size),
+                counters: o.counters,
+                dirty: 0,
+            };
+            for op in ops {
+                if let Err(e) = b.apply_op(op).await {
+                    b.ctx.undo();
+                    return Err(match e {
+                        StoreError::Io { detail } if detail.contains("no space") => {
+                            StoreError::NoSpace
+                        }
+                        other => other,
+                    });
+                }
+            }
+            o.tree = b.tree;
+            o.frees.append(&mut b.frees);
+            o.counters = b.counters;
+            o.dirty = true;
+            o.dirty_bytes += b.dirty;
+            self.objects.store(b.counters.objects, Ordering::Relaxed);
+            self.lbytes.store(b.counters.lbytes, Ordering::Relaxed);
+            self.pbytes.store(b.counters.pbytes, Ordering::Relaxed);
+            *self.readable.write() = o.tree.root.clone();
+            o.dirty_bytes
+        };
+        let limit = self.tunables.dirty_limit_bytes;
+        if over >= 2 * limit {
+            // Throttle: wait for a commit. The batch is applied whatever happens to the
+            // commit; a failed commit suspends the pool and later calls report it.
+            if let Err(e) = self.commit().await {
+                tracing::warn!(pool = %self.id.name, error = %e, "throttled commit failed");
+            }
+        } else if over >= limit {
+            self.kick.notify_one();
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Pool {
+    async fn alloc_object_id(&self) -> Result<ObjectId, StoreError> {
+        self.inner.writable()?;
+        Ok(self.inner.next_oid.fetch_add(1, Ordering::AcqRel))
+    }
+
+    async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.inner.apply_batch(ops).await
+    }
+
+    async fn read(&self, id: ObjectId, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
+        let i = &self.inner;
+        i.check_readable()?;
+        let root = i.reader_root();
+        let ino = i.read_inode(&root, id).await?;
+        if offset >= ino.size || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = (buf.len() as u64).min(ino.size - offset) as usize;
+        let rs = u64::from(i.id.record_size);
+        buf[..n].fill(0);
+        let end = offset + n as u64;
+        let first = offset / rs;
+        let last = (end - 1) / rs;
+        let exts = tree::scan(
+            &i.io,
+            &root,
+            &keys::extent(id, first),
+            Some(&keys::extent(id, last + 1)),
+            usize::MAX,
+        )
+        .await?;
+        for (k, v) in exts {
+            let (Some(rec), Ok(bp)) = (keys::extent_rec(&k), BlockPtr::from_bytes(&v)) else {
+                return Err(StoreError::Corrupt {
+                    id,
+                    offset,
+                    detail: "bad extent record".into(),
+                });
+            };
+            let data = i.io.read_data(&bp).await.map_err(|e| StoreError::Corrupt {
+                id,
+                offset: rec * rs,
+                detail: e.to_string(),
+            })?;
+            let rstart = rec * rs;
+            let a = offset.max(rstart);
+            let b = end.min(rstart + data.len() as u64);
+            if a < b {
+                buf[(a - offset) as usize..(b - offset) as usize]
+                    .copy_from_slice(&data[(a - rstart) as usize..(b - rstart) as usize]);
+            }
+        }
+        Ok(n)
+    }
+
+    async fn size(&self, id: ObjectId) -> Result<u64, StoreError> {
+        self.inner.check_readable()?;
+        let root = self.inner.reader_root();
+        Ok(self.inner.read_inode(&root, id).await?.size)
+    }
+
+    async fn get_attr(&self, id: ObjectId) -> Result<Option<Bytes>, StoreError> {
+        self.inner.check_readable()?;
+        let root = self.inner.reader_root();
+        Ok(self
+            .inner
+            .read_inode(&root, id)
+            .await?
+            .attr
+            .map(Bytes::from))
+    }
+
+    async fn kv_get(&self, id: ObjectId, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        let i = &self.inner;
+        i.check_readable()?;
+        let root = i.reader_root();
+        i.read_inode(&root, id).await?;
+        Ok(tree::get(&i.io, &root, &keys::kv(id, key))
+            .await?
+            .map(Bytes::from))
+    }
+
+    async fn kv_scan(
+        &self,
+        id: ObjectId,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
+        let i = &self.inner;
+        i.check_readable()?;
+        let root = i.reader_root();
+        i.read_inode(&root, id).await?;
+        let start = match after {
+            Some(a) => {
+                let mut k = keys::kv(id, a);
+                k.push(0); // strictly after
+                k
+            }
+            None => keys::kind_start(id, KIND_KV),
+        };
+        let end = keys::kind_end(id, KIND_KV);
+        let v = tree::scan(&i.io, &root, &start, Some(&end), limit).await?;
+        Ok(v.into_iter()
+            .map(|(k, v)| {
+                (
+                    Bytes::copy_from_slice(keys::kv_user_key(&k)),
+                    Bytes::from(v),
+                )
+            })
+            .collect())
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        self.inner.writable()?;
+        self.inner.commit().await?;
+        Ok(())
+    }
+
+    fn stats(&self) -> StoreStats {
+        let i = &self.inner;
+        let a = i.alloc.lock();
+        let l = i.lbytes.load(Ordering::Relaxed);
+        let p = i.pbytes.load(Ordering::Relaxed);
+        StoreStats {
+            capacity_bytes: a.capacity() * 4096,
+            used_bytes: a.used() * 4096,
+            available_bytes: a.available() * 4096,
+            objects: i.objects.load(Ordering::Relaxed),
+            compression_ratio: if p == 0 { 1.0 } else { l as f64 / p as f64 },
+            txg: i.durable_txg.load(Ordering::Acquire),
+        }
+    }
+}

@@ -1,0 +1,989 @@
+//! The pool: create, import, transaction group commit, labels, keys, status, export.
+//!
+//! Commit protocol for txg `t` (see docs/FORMAT.md):
+//! 1. freeze: under the writer lock, write the bookkeeping record into the live tree, take
+//!    the root as the snapshot of `t`, open `t + 1` (writers continue in `t + 1`);
+//! 2. free what `t` released; write every dirty node of the snapshot bottom-up, then the
+//!    space map of `t`;
+//! 3. flush every device;
+//! 4. write the label with the uberblock of `t` to label pair `t % 2` of every device; flush;
+//! 5. `t` is durable: fold its allocations/frees into the allocator, demote written nodes.
+
+use super::alloc::Allocator;
+use super::bptr::{BlockKind, BlockPtr};
+use super::bytes::Reader;
+use super::cache::NodeCache;
+use super::config::{
+    DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolStatus, Tunables, VerifyReport,
+};
+use super::error::PoolError;
+use super::io::{AllocCtx, BlockIo, IoStats};
+use super::keys::{self, META_OID};
+use super::label::{
+    LABEL_AREA, LABEL_BYTES, LABEL_COPIES, Label, MAX_NAME, PoolCompression, PoolLayout, Uberblock,
+    copies_for_txg, label_offset,
+};
+use super::node::Child;
+use super::tree::{self, Frees, Tree};
+use crate::codec::Codec;
+use crate::compress::Compression;
+use crate::crypto::{KeyError, KeySlot, MasterKey, Passphrase, XtsCipher};
+use crate::raid::{Layout, RaidError, Vdev};
+use crate::store::FIRST_DYNAMIC_ID;
+use ingot_hal::blockdev::{BlockDevice, WriteFlags};
+use parking_lot::{Mutex, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Smallest device accepted (labels + some data).
+pub const MIN_DEVICE_BYTES: u64 = 4 << 20;
+
+/// The writer side: the open txg.
+#[derive(Debug)]
+pub(crate) struct OpenTxg {
+    pub tree: Tree,
+    pub txg: u64,
+    pub frees: Frees,
+    pub dirty_bytes: u64,
+    pub dirty: bool,
+    pub counters: Counters,
+}
+
+/// Pool-wide counters kept in the bookkeeping record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub next_oid: u64,
+    pub objects: u64,
+    pub lbytes: u64,
+    pub pbytes: u64,
+}
+
+impl Counters {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(32);
+        for x in [self.next_oid, self.objects, self.lbytes, self.pbytes] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v
+    }
+    fn decode(b: &[u8]) -> Result<Self, PoolError> {
+        let mut r = Reader::new(b, "pool record");
+        Ok(Counters {
+            next_oid: r.u64()?,
+            objects: r.u64()?,
+            lbytes: r.u64()?,
+            pbytes: r.u64()?,
+        })
+    }
+}
+
+/// Committer state: the last durable uberblock and the key slot to write.
+#[derive(Debug)]
+pub(crate) struct CommitState {
+    pub uber: Uberblock,
+    pub key_slot: Vec<u8>,
+    pub force: bool,
+}
+
+/// Identity and layout of the imported pool.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub name: String,
+    pub pool_guid: u64,
+    pub layout: PoolLayout,
+    pub compression: PoolCompression,
+    pub encrypted: bool,
+    pub record_size: u32,
+    pub data_offset: u64,
+    pub data_len: u64,
+    pub created: u64,
+    pub device_guids: Vec<u64>,
+}
+
+/// Shared pool state.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub id: Identity,
+    pub devices: Vec<Option<Arc<dyn BlockDevice>>>,
+    pub device_states: Vec<(DeviceState, u64)>,
+    pub io: BlockIo,
+    pub alloc: Mutex<Allocator>,
+    pub open: tokio::sync::Mutex<OpenTxg>,
+    pub readable: RwLock<Child>,
+    pub commit: tokio::sync::Mutex<CommitState>,
+    pub next_oid: AtomicU64,
+    pub objects: AtomicU64,
+    pub lbytes: AtomicU64,
+    pub pbytes: AtomicU64,
+    pub durable_txg: AtomicU64,
+    pub read_only: bool,
+    pub locked: bool,
+    pub closed: AtomicBool,
+    pub suspended: Mutex<Option<String>>,
+    pub tunables: Tunables,
+    pub kick: tokio::sync::Notify,
+}
+
+/// An imported (or freshly created) pool. Implements [`crate::store::ObjectStore`].
+#[derive(Debug)]
+pub struct Pool {
+    pub(crate) inner: Arc<Inner>,
+    committer: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn random_u64() -> Result<u64, PoolError> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|e| PoolError::Key(format!("OS random source: {e}")))?;
+    Ok(u64::from_le_bytes(b).max(1))
+}
+
+fn codec_layout(l: PoolLayout) -> Layout {
+    match l {
+        PoolLayout::Stripe => Layout::Stripe,
+        PoolLayout::Mirror => Layout::Mirror,
+        PoolLayout::Raid10 => Layout::Raid10,
+        PoolLayout::Raidz1 => Layout::Raidz1,
+        PoolLayout::Raidz2 => Layout::Raidz2,
+    }
+}
+
+fn codec_compression(c: PoolCompression) -> Compression {
+    match c {
+        PoolCompression::Off => Compression::Off,
+        PoolCompression::Zstd { level } => Compression::Zstd {
+            level: i32::from(level),
+        },
+        PoolCompression::Default => Compression::Zstd { level: 1 },
+    }
+}
+
+fn key_err(pool: &str, e: KeyError) -> PoolError {
+    match e {
+        KeyError::WrongPassphrase => PoolError::WrongPassphrase {
+            pool: pool.to_string(),
+        },
+        other => PoolError::Key(other.to_string()),
+    }
+}
+
+async fn read_label_copies(dev: &dyn BlockDevice) -> Vec<Result<Label, PoolError>> {
+    let cap = dev.geometry().capacity();
+    let mut out = Vec::with_capacity(LABEL_COPIES);
+    for i in 0..LABEL_COPIES {
+        if cap < MIN_DEVICE_BYTES {
+            out.push(Err(PoolError::NotAPool {
+                detail: format!("{}: device too small", dev.identity().location),
+            }));
+            continue;
+        }
+        let mut buf = vec![0u8; LABEL_BYTES as usize];
+        let r = match dev.read(label_offset(i, cap), &mut buf).await {
+            Ok(()) => Label::decode(&buf),
+            Err(e) => Err(PoolError::Io(e.to_string())),
+        };
+        out.push(r);
+    }
+    out
+}
+
+impl Pool {
+    /// Read every label copy of a device (diagnostics): one result per copy.
+    pub async fn read_labels(device: &dyn BlockDevice) -> Vec<Result<Label, PoolError>> {
+        read_label_copies(device).await
+    }
+
+    /// Create a pool on `devices` (everything on them is overwritten).
+    pub async fn create(
+        devices: Vec<Arc<dyn BlockDevice>>,
+        cfg: PoolConfig,
+    ) -> Result<Pool, PoolError> {
+        if cfg.name.is_empty() || cfg.name.len() > MAX_NAME {
+            return Err(PoolError::Config(format!(
+                "pool name must be 1..={MAX_NAME} bytes"
+            )));
+        }
+        if !cfg.record_size.is_power_of_two() || !(4096..=1 << 20).contains(&cfg.record_size) {
+            return Err(PoolError::Config(format!(
+                "record size {} must be a power of two in 4 KiB..=1 MiB",
+                cfg.record_size
+            )));
+        }
+        if devices.is_empty() || devices.len() > super::label::MAX_DEVICES {
+            return Err(PoolError::Config(format!(
+                "{} devices given; 1..={} supported",
+                devices.len(),
+                super::label::MAX_DEVICES
+            )));
+        }
+        let mut min_cap = u64::MAX;
+        for d in &devices {
+            let g = d.geometry();
+            if g.capacity() < MIN_DEVICE_BYTES || 4096 % g.block_size != 0 {
+                return Err(PoolError::BadDevice {
+                    device: d.identity().location,
+                    detail: format!(
+                        "{} bytes with {}-byte blocks (need >= {MIN_DEVICE_BYTES} bytes and blocks dividing 4096)",
+                        g.capacity(),
+                        g.block_size
+                    ),
+                });
+            }
+            min_cap = min_cap.min(g.capacity() / 4096 * 4096);
+        }
+        let data_offset = LABEL_AREA;
+        let data_len = min_cap - 2 * LABEL_AREA;
+        let (key_slot, cipher) = match &cfg.passphrase {
+            Some(p) => {
+                let master = MasterKey::generate().map_err(|e| key_err(&cfg.name, e))?;
+                let slot = KeySlot::create(&master, &Passphrase::new(p.as_bytes()), cfg.kdf)
+                    .map_err(|e| key_err(&cfg.name, e))?;
+                (slot.encode().to_vec(), Some(XtsCipher::new(&master)))
+            }
+            None => (Vec::new(), None),
+        };
+        let mut device_guids = Vec::with_capacity(devices.len());
+        for _ in &devices {
+            device_guids.push(random_u64()?);
+        }
+        let id = Identity {
+            name: cfg.name.clone(),
+            pool_guid: random_u64()?,
+            layout: cfg.layout,
+            compression: cfg.compression,
+            encrypted: cfg.passphrase.is_some(),
+            record_size: cfg.record_size,
+            data_offset,
+            data_len,
+            created: now(),
+            device_guids,
+        };
+        let devs: Vec<Option<Arc<dyn BlockDevice>>> = devices.into_iter().map(Some).collect();
+        let vdev = Vdev::new(
+            codec_layout(cfg.layout),
+            devs.clone(),
+            data_offset,
+            data_len,
+        )
+        .map_err(|e| PoolError::Config(e.to_string()))?;
+        if vdev.capacity_sectors() < 256 {
+            return Err(PoolError::Config(
+                "devices too small for this layout".into(),
+            ));
+        }
+        let capacity = vdev.capacity_sectors();
+        let io = BlockIo {
+            vdev,
+            codec: Codec::new(codec_compression(cfg.compression), cipher),
+            cache: NodeCache::new(cfg.tunables.cache_bytes),
+            unlocked: true,
+            stats: IoStats::default(),
+        };
+        // Txg 1: an empty tree with the bookkeeping record, and its space map.
+        let alloc = Mutex::new(Allocator::new(capacity));
+        let counters = Counters {
+            next_oid: FIRST_DYNAMIC_ID,
+            ..Counters::default()
+        };
+        let mut tree = Tree::empty();
+        let mut frees = Frees::default();
+        tree.insert(&io, keys::inode(META_OID), counters.encode(), &mut frees)
+            .await?;
+        let mut ctx = AllocCtx::new(&alloc, 1, true);
+        let root = tree::write_tree(&io, &tree.root, &mut ctx).await?;
+        let sm = alloc.lock().space_map(1)?;
+        let space_map = io
+            .write_data(&sm.encode(), BlockKind::SpaceMap, &mut ctx)
+            .await?;
+        io.flush().await?;
+        let uber = Uberblock {
+            txg: 1,
+            timestamp: now(),
+            root,
+            space_map,
+        };
+        // Wipe the other pair first (old labels of a previous pool), then write both pairs.
+        for (i, d) in devs.iter().enumerate() {
+            let Some(d) = d else { continue };
+            let label = make_label(&id, i, &uber, &key_slot);
+            let bytes = label.encode()?;
+            let cap = d.geometry().capacity();
+            for copy in 0..LABEL_COPIES {
+                d.write(label_offset(copy, cap), &bytes, WriteFlags::NONE)
+                    .await
+                    .map_err(|e| PoolError::Io(e.to_string()))?;
+            }
+        }
+        io.flush().await?;
+        alloc.lock().finish(1)?;
+        tree::demote(&io, &mut tree.root);
+        tracing::info!(pool = %id.name, guid = format_args!("{:#018x}", id.pool_guid), devices = devs.len(), "pool created");
+        let states = vec![(DeviceState::Online, 1); devs.len()];
+        Ok(Pool::start(
+            id,
+            devs,
+            states,
+            io,
+            alloc.into_inner(),
+            tree,
+            uber,
+            key_slot,
+            counters,
+            false,
+            false,
+            cfg.tunables,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        id: Identity,
+        devices: Vec<Option<Arc<dyn BlockDevice>>>,
+        device_states: Vec<(DeviceState, u64)>,
+        io: BlockIo,
+        alloc: Allocator,
+        tree: Tree,
+        uber: Uberblock,
+        key_slot: Vec<u8>,
+        counters: Counters,
+        read_only: bool,
+        locked: bool,
+        tunables: Tunables,
+    ) -> Pool {
+        let inner = Arc::new(Inner {
+            id,
+            devices,
+            device_states,
+            io,
+            alloc: Mutex::new(alloc),
+            readable: RwLock::new(tree.root.clone()),
+            open: tokio::sync::Mutex::new(OpenTxg {
+                tree,
+                txg: uber.txg + 1,
+                frees: Frees::default(),
+                dirty_bytes: 0,
+                dirty: false,
+                counters,
+            }),
+            commit: tokio::sync::Mutex::new(CommitState {
+                uber,
+                key_slot,
+                force: false,
+            }),
+            next_oid: AtomicU64::new(counters.next_oid),
+            objects: AtomicU64::new(counters.objects),
+            lbytes: AtomicU64::new(counters.lbytes),
+            pbytes: AtomicU64::new(counters.pbytes),
+            durable_txg: AtomicU64::new(uber.txg),
+            read_only,
+            locked,
+            closed: AtomicBool::new(false),
+            suspended: Mutex::new(None),
+            tunables,
+            kick: tokio::sync::Notify::new(),
+        });
+        let committer = if read_only {
+            None
+        } else {
+            let weak = Arc::downgrade(&inner);
+            let interval = inner.tunables.txg_interval;
+            // Holds a strong reference only while waiting; `Pool::drop` aborts the task.
+            Some(tokio::spawn(async move {
+                loop {
+                    let Some(i) = weak.upgrade() else { return };
+                    if i.closed.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let _ = tokio::time::timeout(interval, i.kick.notified()).await;
+                    if i.closed.load(Ordering::Acquire) {
+                        return;
+                    }
+                    if let Err(e) = i.commit().await {
+                        tracing::error!(pool = %i.id.name, error = %e, "background txg commit failed");
+                    }
+                }
+            }))
+        };
+        Pool { inner, committer }
+    }
+
+    /// Import a pool from its devices (any order; missing devices allowed up to the
+    /// layout's redundancy).
+    pub async fn import(
+        devices: Vec<Arc<dyn BlockDevice>>,
+        opts: ImportOptions,
+    ) -> Result<Pool, PoolError> {
+        if devices.is_empty() {
+            return Err(PoolError::NotAPool {
+                detail: "no devices given".into(),
+            });
+        }
+        // 1. Every label copy of every device.
+        let mut per_dev: Vec<(Arc<dyn BlockDevice>, Vec<Label>)> = Vec::new();
+        for d in devices {
+            let labels: Vec<Label> = read_label_copies(d.as_ref())
+                .await
+                .into_iter()
+                .filter_map(Result::ok)
+                .collect();
+            if labels.is_empty() {
+                return Err(PoolError::NotAPool {
+                    detail: format!("{}: no valid Ingot label", d.identity().location),
+                });
+            }
+            per_dev.push((d, labels));
+        }
+        // 2. The pool: the one named by the newest label.
+        let newest = per_dev
+            .iter()
+            .flat_map(|(_, ls)| ls.iter())
+            .max_by_key(|l| l.uber.txg)
+            .cloned()
+            .ok_or_else(|| PoolError::NotAPool {
+                detail: "no labels".into(),
+            })?;
+        let pool_guid = newest.pool_guid;
+        let n = newest.device_guids.len();
+        let mut slots: Vec<Option<Arc<dyn BlockDevice>>> = vec![None; n];
+        let mut states = vec![(DeviceState::Missing, 0u64); n];
+        let mut ubers: Vec<(Uberblock, Label)> = Vec::new();
+        for (d, labels) in &per_dev {
+            let loc = d.identity().location;
+            let mine: Vec<&Label> = labels.iter().filter(|l| l.pool_guid == pool_guid).collect();
+            let Some(best) = mine.iter().max_by_key(|l| l.uber.txg) else {
+                return Err(PoolError::ForeignDevice {
+                    device: loc,
+                    found_pool: labels[0].pool_guid,
+                    expected_pool: pool_guid,
+                });
+            };
+            let Some(idx) = newest
+                .device_guids
+                .iter()
+                .position(|g| *g == best.device_guid)
+            else {
+                return Err(PoolError::DeviceConflict {
+                    device: loc,
+                    detail: format!(
+                        "device GUID {:#018x} is not a member of pool {pool_guid:#018x} (replaced or removed?)",
+                        best.device_guid
+                    ),
+                });
+            };
+            if slots[idx].is_some() {
+                return Err(PoolError::DeviceConflict {
+                    device: loc,
+                    detail: format!("a second device claims column {idx} (duplicate or clone)"),
+                });
+            }
+            slots[idx] = Some(d.clone());
+            states[idx] = (DeviceState::Online, best.uber.txg);
+            for l in mine {
+                ubers.push((l.uber, (*l).clone()));
+            }
+        }
+        let present = slots.iter().filter(|s| s.is_some()).count();
+        let vdev = Vdev::new(
+            codec_layout(newest.layout),
+            slots.clone(),
+            newest.data_offset,
+            newest.data_len,
+        )
+        .map_err(|e| match e {
+            RaidError::TooManyMissing { tolerated, .. } => PoolError::TooFewDevices {
+                present,
+                needed: n - tolerated.min(n),
+                detail: format!(
+                    "missing {}",
+                    (0..n)
+                        .filter(|i| slots[*i].is_none())
+                        .map(|i| format!("column {i} ({:#018x})", newest.device_guids[i]))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+            other => PoolError::Config(other.to_string()),
+        })?;
+        let needed = n - vdev.redundancy().min(n - 1);
+        if present < needed {
+            let missing: Vec<String> = (0..n)
+                .filter(|i| slots[*i].is_none())
+                .map(|i| format!("column {i} ({:#018x})", newest.device_guids[i]))
+                .collect();
+            return Err(PoolError::TooFewDevices {
+                present,
+                needed,
+                detail: format!("missing {}", missing.join(", ")),
+            });
+        }
+        // 3. Candidate txgs, newest first; take the first whose root and space map verify.
+        ubers.sort_by(|a, b| b.0.txg.cmp(&a.0.txg));
+        ubers.dedup_by(|a, b| a.0 == b.0);
+        let probe = BlockIo {
+            vdev,
+            codec: Codec::new(codec_compression(newest.compression), None),
+            cache: NodeCache::new(opts.tunables.cache_bytes),
+            unlocked: false,
+            stats: IoStats::default(),
+        };
+        let mut chosen: Option<(Uberblock, Label)> = None;
+        let mut tried = Vec::new();
+        for (u, l) in &ubers {
+            let root_ok = probe.read_node_raw(&u.root).await;
+            let sm_ok = probe
+                .verify_extent(
+                    u.space_map.addr,
+                    u.space_map.data_sectors(),
+                    u.space_map.crc,
+                )
+                .await;
+            match (root_ok, sm_ok) {
+                (Ok(_), Ok(_)) => {
+                    chosen = Some((*u, l.clone()));
+                    break;
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(txg = u.txg, error = %e, "txg does not verify; trying an older one");
+                    tried.push(format!("txg {}: {e}", u.txg));
+                }
+            }
+        }
+        let Some((uber, label)) = chosen else {
+            return Err(PoolError::NoValidTxg {
+                detail: tried.join("; "),
+            });
+        };
+        for st in states.iter_mut() {
+            if st.0 == DeviceState::Online && st.1 + 1 < uber.txg {
+                st.0 = DeviceState::Stale;
+            }
+        }
+        let BlockIo { vdev, .. } = probe;
+        // 4. Keys.
+        let (cipher, locked) = if label.encrypted {
+            match &opts.passphrase {
+                Some(p) => {
+                    let slot =
+                        KeySlot::decode(&label.key_slot).map_err(|e| key_err(&label.name, e))?;
+                    let master = slot
+                        .unwrap(&Passphrase::new(p.as_bytes()))
+                        .map_err(|e| key_err(&label.name, e))?;
+                    (Some(XtsCipher::new(&master)), false)
+                }
+                None => (None, true),
+            }
+        } else {
+            (None, false)
+        };
+        let id = Identity {
+            name: label.name.clone(),
+            pool_guid,
+            layout: label.layout,
+            compression: label.compression,
+            encrypted: label.encrypted,
+            record_size: label.record_size,
+            data_offset: label.data_offset,
+            data_len: label.data_len,
+            created: label.created,
+            device_guids: label.device_guids.clone(),
+        };
+        let io = BlockIo {
+            vdev,
+            codec: Codec::new(codec_compression(label.compression), cipher),
+            cache: NodeCache::new(opts.tunables.cache_bytes),
+            unlocked: !locked,
+            stats: IoStats::default(),
+        };
+        let capacity = io.vdev.capacity_sectors();
+        let tree = Tree {
+            root: Child::Disk(uber.root),
+        };
+        let (alloc, counters) = if locked {
+            (Allocator::new(capacity), Counters::default())
+        } else {
+            let sm_bytes = io.read_data(&uber.space_map).await?;
+            let sm = super::alloc::SpaceMap::decode(&sm_bytes)?;
+            if sm.txg != uber.txg {
+                return Err(PoolError::Corrupt {
+                    what: "space map",
+                    detail: format!("belongs to txg {} not {}", sm.txg, uber.txg),
+                });
+            }
+            let alloc = Allocator::from_space_map(
+                capacity,
+                &sm,
+                (uber.space_map.addr, u64::from(uber.space_map.asize)),
+            )?;
+            let rec = tree::get(&io, &tree.root, &keys::inode(META_OID))
+                .await?
+                .ok_or_else(|| PoolError::Corrupt {
+                    what: "tree",
+                    detail: "pool bookkeeping record missing".into(),
+                })?;
+            (alloc, Counters::decode(&rec)?)
+        };
+        let read_only = opts.read_only || locked;
+        tracing::info!(pool = %id.name, txg = uber.txg, present, locked, read_only, "pool imported");
+        Ok(Pool::start(
+            id,
+            slots,
+            states,
+            io,
+            alloc,
+            tree,
+            uber,
+            label.key_slot.clone(),
+            counters,
+            read_only,
+            locked,
+            opts.tunables,
+        ))
+    }
+
+    /// Status report.
+    pub fn status(&self) -> PoolStatus {
+        let i = &self.inner;
+        let a = i.alloc.lock();
+        let devices = (0..i.id.device_guids.len())
+            .map(|k| DeviceStatus {
+                index: k as u32,
+                guid: format!("{:016x}", i.id.device_guids[k]),
+                identity: i.devices[k].as_ref().map(|d| d.identity()),
+                state: i.device_states[k].0,
+                label_txg: i.device_states[k].1,
+            })
+            .collect();
+        let l = i.lbytes.load(Ordering::Relaxed);
+        let p = i.pbytes.load(Ordering::Relaxed);
+        PoolStatus {
+            name: i.id.name.clone(),
+            guid: format!("{:016x}", i.id.pool_guid),
+            layout: i.id.layout,
+            compression: i.id.compression,
+            record_size: i.id.record_size,
+            devices,
+            capacity_bytes: a.capacity() * 4096,
+            used_bytes: if i.locked { 0 } else { a.used() * 4096 },
+            available_bytes: if i.locked { 0 } else { a.available() * 4096 },
+            compression_ratio: if p == 0 { 1.0 } else { l as f64 / p as f64 },
+            txg: i.durable_txg.load(Ordering::Acquire),
+            encrypted: i.id.encrypted,
+            locked: i.locked,
+            read_only: i.read_only,
+            suspended: i.suspended.lock().clone(),
+            checksum_errors: i.io.stats.checksum_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Commit the open txg now (if it has changes) and wait until it is durable.
+    pub async fn sync_now(&self) -> Result<u64, PoolError> {
+        self.inner.commit().await
+    }
+
+    /// Re-wrap the master key under a new passphrase (no data is re-encrypted). The new
+    /// slot is written to both label pairs (two commits) before this returns.
+    pub async fn change_passphrase(&self, old: &str, new: &str) -> Result<(), PoolError> {
+        let i = &self.inner;
+        if !i.id.encrypted {
+            return Err(PoolError::Config(format!(
+                "pool {} is not encrypted",
+                i.id.name
+            )));
+        }
+        i.writable()?;
+        {
+            let mut cs = i.commit.lock().await;
+            let slot = KeySlot::decode(&cs.key_slot).map_err(|e| key_err(&i.id.name, e))?;
+            let params = slot.params();
+            let newslot = slot
+                .change_passphrase(
+                    &Passphrase::new(old.as_bytes()),
+                    &Passphrase::new(new.as_bytes()),
+                    params,
+                )
+                .map_err(|e| key_err(&i.id.name, e))?;
+            cs.key_slot = newslot.encode().to_vec();
+            cs.force = true;
+        }
+        i.commit().await?;
+        i.commit.lock().await.force = true;
+        i.commit().await?;
+        tracing::info!(pool = %i.id.name, "passphrase changed");
+        Ok(())
+    }
+
+    /// Final commit, then close: the pool refuses further operations.
+    pub async fn export(mut self) -> Result<(), PoolError> {
+        let r = if self.inner.read_only {
+            Ok(0)
+        } else {
+            self.inner.commit().await
+        };
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.kick.notify_one();
+        if let Some(h) = self.committer.take() {
+            h.abort();
+        }
+        tracing::info!(pool = %self.inner.id.name, "pool exported");
+        r.map(|_| ())
+    }
+
+    /// Walk the durable tree without keys: verify every node's and every data extent's
+    /// stored bytes against the checksums in their parents.
+    pub async fn verify_all(&self) -> Result<VerifyReport, PoolError> {
+        let i = &self.inner;
+        let cs = i.commit.lock().await;
+        let mut rep = VerifyReport {
+            txg: cs.uber.txg,
+            ..VerifyReport::default()
+        };
+        let sm = cs.uber.space_map;
+        match i.io.verify_extent(sm.addr, sm.data_sectors(), sm.crc).await {
+            Ok(b) => rep.bytes += b.len() as u64,
+            Err(e) => rep.errors.push(format!("space map: {e}")),
+        }
+        let mut stack = vec![(cs.uber.root, 0u32)];
+        while let Some((bp, depth)) = stack.pop() {
+            if depth > u32::from(super::node::MAX_LEVEL) + 1 {
+                rep.errors
+                    .push(format!("tree deeper than allowed at sector {}", bp.addr));
+                continue;
+            }
+            match i.io.read_node_raw(&bp).await {
+                Ok((stored, hdr, _)) => {
+                    rep.nodes += 1;
+                    rep.bytes += stored.len() as u64;
+                    for p in hdr.ptrs {
+                        match p.kind {
+                            BlockKind::Node => stack.push((
+                                BlockPtr {
+                                    addr: p.addr,
+                                    birth: 0,
+                                    lsize: 0,
+                                    psize: p.sectors.saturating_mul(4096),
+                                    asize: p.sectors,
+                                    crc: p.crc,
+                                    comp: 0,
+                                    kind: BlockKind::Node,
+                                },
+                                depth + 1,
+                            )),
+                            _ => match i
+                                .io
+                                .verify_extent(p.addr, u64::from(p.sectors), p.crc)
+                                .await
+                            {
+                                Ok(b) => {
+                                    rep.extents += 1;
+                                    rep.bytes += b.len() as u64;
+                                }
+                                Err(e) => {
+                                    rep.errors.push(format!("extent at sector {}: {e}", p.addr))
+                                }
+                            },
+                        }
+                    }
+                }
+                Err(e) => rep.errors.push(format!("node at sector {}: {e}", bp.addr)),
+            }
+        }
+        Ok(rep)
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.inner.closed.store(true, Ordering::Release);
+        if let Some(h) = self.committer.take() {
+            h.abort();
+        }
+    }
+}
+
+fn make_label(id: &Identity, index: usize, uber: &Uberblock, key_slot: &[u8]) -> Label {
+    Label {
+        pool_guid: id.pool_guid,
+        device_guid: id.device_guids[index],
+        device_index: index as u32,
+        device_guids: id.device_guids.clone(),
+        layout: id.layout,
+        compression: id.compression,
+        encrypted: id.encrypted,
+        record_size: id.record_size,
+        data_offset: id.data_offset,
+        data_len: id.data_len,
+        name: id.name.clone(),
+        created: id.created,
+        uber: *uber,
+        key_slot: key_slot.to_vec(),
+    }
+}
+
+impl Inner {
+    /// Fail unless the pool accepts writes.
+    pub(crate) fn writable(&self) -> Result<(), PoolError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(PoolError::ReadOnly("pool is exported".into()));
+        }
+        if self.locked {
+            return Err(PoolError::Locked {
+                pool: self.id.name.clone(),
+            });
+        }
+        if self.read_only {
+            return Err(PoolError::ReadOnly("imported read-only".into()));
+        }
+        if let Some(s) = self.suspended.lock().as_ref() {
+            return Err(PoolError::ReadOnly(format!("suspended: {s}")));
+        }
+        Ok(())
+    }
+
+    /// Commit the open txg if it has changes; returns the durable txg.
+    pub(crate) async fn commit(&self) -> Result<u64, PoolError> {
+        let mut cs = self.commit.lock().await;
+        if self.read_only {
+            return Ok(cs.uber.txg);
+        }
+        if let Some(s) = self.suspended.lock().as_ref() {
+            return Err(PoolError::ReadOnly(format!("suspended: {s}")));
+        }
+        let (snap, txg, frees) = {
+            let mut o = self.open.lock().await;
+            if !o.dirty && !cs.force {
+                return Ok(cs.uber.txg);
+            }
+            let mut frees = std::mem::take(&mut o.frees);
+            let mut c = o.counters;
+            c.next_oid = self.next_oid.load(Ordering::Acquire);
+            o.counters = c;
+            if let Err(e) = o
+                .tree
+                .insert(&self.io, keys::inode(META_OID), c.encode(), &mut frees)
+                .await
+            {
+                self.suspend(&e);
+                return Err(e);
+            }
+            let snap = o.tree.root.clone();
+            let txg = o.txg;
+            o.txg += 1;
+            o.dirty = false;
+            o.dirty_bytes = 0;
+            (snap, txg, frees)
+        };
+        cs.force = false;
+        match self.sync_txg(&mut cs, snap, txg, frees).await {
+            Ok(()) => Ok(txg),
+            Err(e) => {
+                self.suspend(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn suspend(&self, e: &PoolError) {
+        tracing::error!(pool = %self.id.name, error = %e, "commit failed: pool suspended (read-only until re-import)");
+        *self.suspended.lock() = Some(e.to_string());
+    }
+
+    async fn sync_txg(
+        &self,
+        cs: &mut CommitState,
+        snap: Child,
+        txg: u64,
+        frees: Frees,
+    ) -> Result<(), PoolError> {
+        {
+            let mut a = self.alloc.lock();
+            for s in &frees.slots {
+                if let Some(bp) = s.get() {
+                    a.free(bp.addr, u64::from(bp.asize), txg);
+                }
+            }
+            for bp in &frees.bps {
+                a.free(bp.addr, u64::from(bp.asize), txg);
+            }
+            let old = cs.uber.space_map;
+            a.free(old.addr, u64::from(old.asize), txg);
+        }
+        let mut ctx = AllocCtx::new(&self.alloc, txg, true);
+        let root = tree::write_tree(&self.io, &snap, &mut ctx).await?;
+        let sm = self.alloc.lock().space_map(txg)?;
+        let sm_bytes = sm.encode();
+        if sm_bytes.len() > crate::compress::MAX_EXTENT_BYTES {
+            return Err(PoolError::Internal(format!(
+                "space map of {} bytes exceeds one extent (pool too fragmented for this format version)",
+                sm_bytes.len()
+            )));
+        }
+        let space_map = self
+            .io
+            .write_data(&sm_bytes, BlockKind::SpaceMap, &mut ctx)
+            .await?;
+        self.io.flush().await?;
+        let uber = Uberblock {
+            txg,
+            timestamp: now(),
+            root,
+            space_map,
+        };
+        self.write_labels(&uber, &cs.key_slot).await?;
+        cs.uber = uber;
+        self.alloc.lock().finish(txg)?;
+        self.durable_txg.store(txg, Ordering::Release);
+        {
+            let mut o = self.open.lock().await;
+            tree::demote(&self.io, &mut o.tree.root);
+            *self.readable.write() = o.tree.root.clone();
+        }
+        tracing::debug!(pool = %self.id.name, txg, "txg committed");
+        Ok(())
+    }
+
+    /// Write the uberblock of `uber.txg` to its label pair on every present device, then flush.
+    async fn write_labels(&self, uber: &Uberblock, key_slot: &[u8]) -> Result<(), PoolError> {
+        let copies = copies_for_txg(uber.txg);
+        let mut ok = 0usize;
+        let mut errs = Vec::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            let Some(d) = d else { continue };
+            let bytes = make_label(&self.id, i, uber, key_slot).encode()?;
+            let cap = d.geometry().capacity();
+            let mut r = Ok(());
+            for c in copies {
+                if let Err(e) = d
+                    .write(label_offset(c, cap), &bytes, WriteFlags::NONE)
+                    .await
+                {
+                    r = Err(e);
+                    break;
+                }
+            }
+            if r.is_ok() {
+                r = d.flush().await;
+            }
+            match r {
+                Ok(()) => ok += 1,
+                Err(e) => errs.push(e.to_string()),
+            }
+        }
+        let n = self.id.device_guids.len();
+        let needed = n - self.io.vdev.redundancy().min(n - 1);
+        if ok < needed {
+            return Err(PoolError::Io(format!(
+                "label write for txg {} reached {ok} of {needed} needed devices: {}",
+                uber.txg,
+                errs.join("; ")
+            )));
+        }
+        Ok(())
+    }
+}

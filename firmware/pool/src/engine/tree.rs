@@ -1,0 +1,438 @@
+//! The copy-on-write B+tree.
+//!
+//! Nodes are immutable once shared (`Arc`); a modification copies the path from the root
+//! (`Arc::make_mut`) and gives each modified node a fresh slot, recording the old slot in
+//! [`Frees`]: when the old content was on disk (or is being written by the syncing txg),
+//! its extent is freed in the txg that made the change. A commit writes the dirty nodes
+//! bottom-up (children first, so each parent carries its children's checksums) and sets
+//! their slots. Readers take a clone of the root `Arc` and never see a half-applied batch.
+//!
+//! Deletes remove empty nodes but do not merge underfull siblings (a relaxed B+tree:
+//! lookups stay `O(height)`, and the height only grows by splits of full nodes).
+
+use super::bptr::BlockPtr;
+use super::error::PoolError;
+use super::io::{AllocCtx, BlockIo};
+use super::node::{Body, Child, Node, internal_entry_len, leaf_entry_len};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+
+/// Nodes are split when their encoded payload exceeds this.
+pub const NODE_TARGET: usize = 16 * 1024;
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T, PoolError>> + Send + 'a>>;
+
+/// Extents released by modifications, to be freed in the txg the change lands in.
+#[derive(Debug, Default)]
+pub struct Frees {
+    /// Slots of replaced nodes: freed if and when they are (or were) written.
+    pub slots: Vec<Arc<OnceLock<BlockPtr>>>,
+    /// Extents known to be on disk (data extents).
+    pub bps: Vec<BlockPtr>,
+}
+
+impl Frees {
+    /// Move everything from `other` into `self`.
+    pub fn append(&mut self, other: &mut Frees) {
+        self.slots.append(&mut other.slots);
+        self.bps.append(&mut other.bps);
+    }
+}
+
+fn internal(msg: &str) -> PoolError {
+    PoolError::Internal(format!("tree: {msg}"))
+}
+
+/// Index of the child of an internal node that covers `key`.
+fn child_index(keys: &[Vec<u8>], key: &[u8]) -> usize {
+    match keys.binary_search_by(|k| k.as_slice().cmp(key)) {
+        Ok(i) => i,
+        Err(0) => 0,
+        Err(i) => i - 1,
+    }
+}
+
+/// Copy-on-write access to a node: the old slot is recorded as freed when it may be on disk.
+fn node_mut<'a>(arc: &'a mut Arc<Node>, frees: &mut Frees) -> &'a mut Node {
+    let n = Arc::make_mut(arc);
+    if n.slot.get().is_some() || Arc::strong_count(&n.slot) > 1 {
+        let old = std::mem::replace(&mut n.slot, Arc::new(OnceLock::new()));
+        frees.slots.push(old);
+    }
+    n
+}
+
+fn split(node: &mut Node) -> (Vec<u8>, Child) {
+    let half = node.bytes / 2;
+    let mut acc = 8;
+    let mut m = node.keys.len() - 1;
+    for i in 0..node.keys.len() {
+        acc += match &node.body {
+            Body::Leaf(v) => leaf_entry_len(&node.keys[i], &v[i]),
+            Body::Internal(_) => internal_entry_len(&node.keys[i]),
+        };
+        if acc >= half {
+            m = (i + 1).clamp(1, node.keys.len() - 1);
+            break;
+        }
+    }
+    let rkeys = node.keys.split_off(m);
+    let rbody = match &mut node.body {
+        Body::Leaf(v) => Body::Leaf(v.split_off(m)),
+        Body::Internal(c) => Body::Internal(c.split_off(m)),
+    };
+    let mut right = Node {
+        level: node.level,
+        keys: rkeys,
+        body: rbody,
+        bytes: 0,
+        slot: Arc::new(OnceLock::new()),
+    };
+    right.recompute_bytes();
+    node.recompute_bytes();
+    (right.keys[0].clone(), Child::Mem(Arc::new(right)))
+}
+
+/// Load a child for reading.
+async fn fetch(io: &BlockIo, c: &Child, level: Option<u8>) -> Result<Arc<Node>, PoolError> {
+    match c {
+        Child::Disk(bp) => io.load_node(bp, level).await,
+        Child::Mem(n) => Ok(n.clone()),
+    }
+}
+
+/// Look a key up under `root`.
+pub async fn get(io: &BlockIo, root: &Child, key: &[u8]) -> Result<Option<Vec<u8>>, PoolError> {
+    let mut node = fetch(io, root, None).await?;
+    loop {
+        let next = match &node.body {
+            Body::Leaf(vals) => {
+                return Ok(node
+                    .keys
+                    .binary_search_by(|k| k.as_slice().cmp(key))
+                    .ok()
+                    .map(|i| vals[i].clone()));
+            }
+            Body::Internal(ch) => {
+                let i = child_index(&node.keys, key);
+                fetch(io, &ch[i], Some(node.level - 1)).await?
+            }
+        };
+        node = next;
+    }
+}
+
+/// Entries with `start <= key < end` (no end bound if `None`), at most `limit`, in order.
+pub async fn scan(
+    io: &BlockIo,
+    root: &Child,
+    start: &[u8],
+    end: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, PoolError> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    let node = fetch(io, root, None).await?;
+    scan_rec(io, node, start, end, limit, &mut out).await?;
+    Ok(out)
+}
+
+fn scan_rec<'a>(
+    io: &'a BlockIo,
+    node: Arc<Node>,
+    start: &'a [u8],
+    end: Option<&'a [u8]>,
+    limit: usize,
+    out: &'a mut Vec<(Vec<u8>, Vec<u8>)>,
+) -> BoxFut<'a, ()> {
+    Box::pin(async move {
+        match &node.body {
+            Body::Leaf(vals) => {
+                let from = node.keys.partition_point(|k| k.as_slice() < start);
+                for i in from..node.keys.len() {
+                    if end.is_some_and(|e| node.keys[i].as_slice() >= e) || out.len() >= limit {
+                        break;
+                    }
+                    out.push((node.keys[i].clone(), vals[i].clone()));
+                }
+            }
+            Body::Internal(ch) => {
+                let from = child_index(&node.keys, start);
+                for i in from..ch.len() {
+                    if out.len() >= limit
+                        || end.is_some_and(|e| node.keys[i].as_slice() >= e && i > from)
+                    {
+                        break;
+                    }
+                    let c = fetch(io, &ch[i], Some(node.level - 1)).await?;
+                    scan_rec(io, c, start, end, limit, out).await?;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// A mutable tree: the live (open txg) tree or a batch's working copy.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    /// The root.
+    pub root: Child,
+}
+
+impl Tree {
+    /// A tree with one empty leaf.
+    pub fn empty() -> Self {
+        Tree {
+            root: Child::Mem(Arc::new(Node::empty_leaf())),
+        }
+    }
+
+    /// Bring every node on the path to `key` into memory (a logical no-op).
+    pub async fn load_path(&mut self, io: &BlockIo, key: &[u8]) -> Result<(), PoolError> {
+        let mut cur: &mut Child = &mut self.root;
+        let mut expect: Option<u8> = None;
+        loop {
+            if let Child::Disk(bp) = &*cur {
+                let bp = *bp;
+                let n = io.load_node(&bp, expect).await?;
+                *cur = Child::Mem(n);
+            }
+            let Child::Mem(arc) = cur else {
+                return Err(internal("path not loaded"));
+            };
+            if arc.level == 0 {
+                return Ok(());
+            }
+            let idx = child_index(&arc.keys, key);
+            expect = Some(arc.level - 1);
+            let node = Arc::make_mut(arc);
+            let Body::Internal(ch) = &mut node.body else {
+                return Err(internal("internal node without children"));
+            };
+            cur = &mut ch[idx];
+        }
+    }
+
+    /// Insert or replace; the path must be loaded. Returns the old value.
+    pub fn insert_loaded(
+        &mut self,
+        key: Vec<u8>,
+        val: Vec<u8>,
+        frees: &mut Frees,
+    ) -> Result<Option<Vec<u8>>, PoolError> {
+        let mut old = None;
+        if let Some((sk, right)) = insert_rec(&mut self.root, key, val, frees, &mut old)? {
+            let level = match &right {
+                Child::Mem(n) => n.level + 1,
+                Child::Disk(_) => return Err(internal("split produced a disk node")),
+            };
+            let left = std::mem::replace(&mut self.root, Child::Mem(Arc::new(Node::empty_leaf())));
+            let mut root = Node {
+                level,
+                keys: vec![Vec::new(), sk],
+                body: Body::Internal(vec![left, right]),
+                bytes: 0,
+                slot: Arc::new(OnceLock::new()),
+            };
+            root.recompute_bytes();
+            self.root = Child::Mem(Arc::new(root));
+        }
+        Ok(old)
+    }
+
+    /// Insert or replace.
+    pub async fn insert(
+        &mut self,
+        io: &BlockIo,
+        key: Vec<u8>,
+        val: Vec<u8>,
+        frees: &mut Frees,
+    ) -> Result<Option<Vec<u8>>, PoolError> {
+        self.load_path(io, &key).await?;
+        self.insert_loaded(key, val, frees)
+    }
+
+    /// Remove a key; returns the old value (`None` and no change if absent).
+    pub async fn remove(
+        &mut self,
+        io: &BlockIo,
+        key: &[u8],
+        frees: &mut Frees,
+    ) -> Result<Option<Vec<u8>>, PoolError> {
+        if get(io, &self.root, key).await?.is_none() {
+            return Ok(None);
+        }
+        self.load_path(io, key).await?;
+        let (old, _) = remove_rec(&mut self.root, key, frees)?;
+        // Collapse a root with a single child; an emptied root becomes an empty leaf.
+        loop {
+            let Child::Mem(arc) = &mut self.root else {
+                break;
+            };
+            match &arc.body {
+                Body::Internal(ch) if ch.is_empty() => {
+                    self.root = Child::Mem(Arc::new(Node::empty_leaf()));
+                    break;
+                }
+                Body::Internal(ch) if ch.len() == 1 => {
+                    let only = ch[0].clone();
+                    // Record the old root's extent as freed.
+                    let _ = node_mut(arc, frees);
+                    self.root = only;
+                }
+                _ => break,
+            }
+        }
+        Ok(old)
+    }
+
+    /// Number of entries under the root (walks everything; tests only).
+    pub async fn count(&self, io: &BlockIo) -> Result<usize, PoolError> {
+        Ok(scan(io, &self.root, &[], None, usize::MAX).await?.len())
+    }
+}
+
+fn insert_rec(
+    child: &mut Child,
+    key: Vec<u8>,
+    val: Vec<u8>,
+    frees: &mut Frees,
+    old: &mut Option<Vec<u8>>,
+) -> Result<Option<(Vec<u8>, Child)>, PoolError> {
+    let Child::Mem(arc) = child else {
+        return Err(internal("insert on unloaded path"));
+    };
+    let node = node_mut(arc, frees);
+    let Node {
+        keys, body, bytes, ..
+    } = &mut *node;
+    match body {
+        Body::Leaf(vals) => match keys.binary_search(&key) {
+            Ok(i) => {
+                *bytes = *bytes + val.len() - vals[i].len();
+                *old = Some(std::mem::replace(&mut vals[i], val));
+            }
+            Err(i) => {
+                *bytes += leaf_entry_len(&key, &val);
+                keys.insert(i, key);
+                vals.insert(i, val);
+            }
+        },
+        Body::Internal(ch) => {
+            let idx = child_index(keys, &key);
+            if let Some((sk, right)) = insert_rec(&mut ch[idx], key, val, frees, old)? {
+                *bytes += internal_entry_len(&sk);
+                keys.insert(idx + 1, sk);
+                ch.insert(idx + 1, right);
+            }
+        }
+    }
+    if node.bytes > NODE_TARGET && node.keys.len() >= 2 {
+        return Ok(Some(split(node)));
+    }
+    Ok(None)
+}
+
+fn remove_rec(
+    child: &mut Child,
+    key: &[u8],
+    frees: &mut Frees,
+) -> Result<(Option<Vec<u8>>, bool), PoolError> {
+    let Child::Mem(arc) = child else {
+        return Err(internal("remove on unloaded path"));
+    };
+    let node = node_mut(arc, frees);
+    let Node {
+        keys, body, bytes, ..
+    } = &mut *node;
+    let old = match body {
+        Body::Leaf(vals) => match keys.binary_search_by(|k| k.as_slice().cmp(key)) {
+            Ok(i) => {
+                *bytes -= leaf_entry_len(&keys[i], &vals[i]);
+                keys.remove(i);
+                Some(vals.remove(i))
+            }
+            Err(_) => None,
+        },
+        Body::Internal(ch) => {
+            let idx = child_index(keys, key);
+            let (old, empty) = remove_rec(&mut ch[idx], key, frees)?;
+            if empty {
+                ch.remove(idx);
+                let bound = keys.remove(idx);
+                *bytes -= internal_entry_len(&bound);
+                if idx == 0 && !keys.is_empty() {
+                    *bytes = *bytes - keys[0].len() + bound.len();
+                    keys[0] = bound;
+                }
+            }
+            old
+        }
+    };
+    let empty = node.keys.is_empty();
+    Ok((old, empty))
+}
+
+/// Write every unwritten node under `child` (children first); returns its block pointer.
+pub fn write_tree<'a>(
+    io: &'a BlockIo,
+    child: &'a Child,
+    ctx: &'a mut AllocCtx<'_>,
+) -> BoxFut<'a, BlockPtr> {
+    Box::pin(async move {
+        let arc = match child {
+            Child::Disk(bp) => return Ok(*bp),
+            Child::Mem(n) => n,
+        };
+        if let Some(bp) = arc.slot.get() {
+            return Ok(*bp);
+        }
+        if let Body::Internal(ch) = &arc.body {
+            for c in ch {
+                write_tree(io, c, ctx).await?;
+            }
+        }
+        let bp = io.write_node(arc, ctx).await?;
+        if arc.slot.set(bp).is_err() {
+            return Err(internal("node written twice"));
+        }
+        Ok(bp)
+    })
+}
+
+/// After a commit is durable: turn written in-memory nodes back into disk references (their
+/// content goes to the clean cache), so memory holds only dirty nodes.
+pub fn demote(io: &BlockIo, child: &mut Child) {
+    let Child::Mem(arc) = child else { return };
+    if let Some(bp) = arc.slot.get().copied() {
+        let clean = match &arc.body {
+            Body::Internal(ch) if ch.iter().any(|c| matches!(c, Child::Mem(_))) => {
+                let mut n = (**arc).clone();
+                if let Body::Internal(ch) = &mut n.body {
+                    for c in ch.iter_mut() {
+                        if let Some(cbp) = c.clean_bp() {
+                            *c = Child::Disk(cbp);
+                        }
+                    }
+                }
+                Arc::new(n)
+            }
+            _ => arc.clone(),
+        };
+        io.cache.put(&bp, clean);
+        *child = Child::Disk(bp);
+        return;
+    }
+    if matches!(arc.body, Body::Internal(_)) {
+        let node = Arc::make_mut(arc);
+        if let Body::Internal(ch) = &mut node.body {
+            for c in ch.iter_mut() {
+                demote(io, c);
+            }
+        }
+    }
+}

@@ -1,0 +1,785 @@
+//! A vdev: one RAID layout over a set of block devices, doing extent I/O.
+//!
+//! Writes are full-stripe: the extent's parity (or copies) is computed from the data
+//! and every column is written concurrently; parity is never read-modified-written.
+//! Reads fetch the data columns and check them with the caller's `verify` (the
+//! extent's crc32c from its block pointer). On a device error, a missing device or a
+//! failed verify, every column (and copy) is read and the vdev tries each combination
+//! of up to `parity` columns to rebuild (for mirrors: each copy) until `verify`
+//! passes; if none does the read fails with [`RaidError::Unrecoverable`]. Wrong data
+//! is never returned. [`Vdev::repair`] then rewrites the bad columns (self-healing).
+//! Everything works on stored bytes (ciphertext), so it needs no keys.
+
+use super::layout::{Column, ExtentMap, Layout, Location, Role};
+use super::parity;
+use crate::compress::SECTOR_SIZE;
+use futures::future::join_all;
+use ingot_hal::blockdev::{BlockDevice, BlockError, WriteFlags};
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Most combinations of mirror copies tried for one extent.
+const MAX_COPY_COMBINATIONS: usize = 4096;
+
+const SECTOR: u64 = SECTOR_SIZE as u64;
+
+/// Why a vdev operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RaidError {
+    /// The layout, device count or device geometry is unusable.
+    #[error("invalid vdev configuration: {0}")]
+    Config(String),
+    /// More devices are missing than the layout tolerates.
+    #[error("{missing} of {devices} devices missing; {layout:?} tolerates {tolerated}")]
+    TooManyMissing {
+        /// Layout.
+        layout: Layout,
+        /// Devices in the vdev.
+        devices: usize,
+        /// Devices missing.
+        missing: usize,
+        /// Devices the layout may lose.
+        tolerated: usize,
+    },
+    /// An extent buffer that is not whole 4 KiB sectors.
+    #[error("extent of {len} bytes is not whole 4 KiB sectors")]
+    Misaligned {
+        /// Buffer length.
+        len: usize,
+    },
+    /// An extent past the end of the address space.
+    #[error("extent at sector {addr} ({asize} allocated sectors) runs past capacity {capacity}")]
+    OutOfRange {
+        /// Pool address (sectors).
+        addr: u64,
+        /// Allocated sectors of the extent.
+        asize: u64,
+        /// Address-space size.
+        capacity: u64,
+    },
+    /// Too many columns of a write failed for the extent to be readable.
+    #[error(
+        "write at sector {addr}: columns lost beyond redundancy {tolerated}; failures {failed:?}"
+    )]
+    WriteFailed {
+        /// Pool address.
+        addr: u64,
+        /// (device index, error) of each failed device write.
+        failed: Vec<(usize, String)>,
+        /// Columns the layout could lose.
+        tolerated: usize,
+    },
+    /// No combination of columns or copies passes verification.
+    #[error("extent at sector {addr} ({sectors} data sectors) is unrecoverable: {reason}")]
+    Unrecoverable {
+        /// Pool address.
+        addr: u64,
+        /// Data sectors.
+        sectors: u64,
+        /// What was seen.
+        reason: String,
+    },
+    /// A repair could not rewrite the bad columns.
+    #[error("repair of extent at sector {addr} failed: {reason}")]
+    Repair {
+        /// Pool address.
+        addr: u64,
+        /// What failed.
+        reason: String,
+    },
+    /// Flush failed on more devices than the layout tolerates.
+    #[error("flush failed on devices {failed:?}")]
+    Flush {
+        /// (device index, error).
+        failed: Vec<(usize, String)>,
+    },
+}
+
+/// A verified extent and what it took to get it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// The extent's data (stored bytes), verified.
+    pub data: Vec<u8>,
+    /// Columns found bad: (device index, device byte offset, length in bytes). They
+    /// failed to read or held wrong bytes; missing devices are not listed.
+    /// [`Vdev::repair`] rewrites them.
+    pub bad_columns: Vec<(usize, u64, u64)>,
+    /// True if the data came from redundancy (reconstruction or another copy) rather
+    /// than from the first read of the data columns.
+    pub repaired: bool,
+}
+
+/// What a write did when it succeeded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Device writes that failed (tolerated by redundancy): (device index, error).
+    /// Missing devices are listed with the error "missing".
+    pub failed: Vec<(usize, String)>,
+}
+
+/// Error counters of one device since the vdev was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceErrorCounts {
+    /// Reads the device failed.
+    pub read: u64,
+    /// Writes or flushes the device failed.
+    pub write: u64,
+    /// Columns the device returned with wrong contents.
+    pub checksum: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    read: AtomicU64,
+    write: AtomicU64,
+    checksum: AtomicU64,
+}
+
+/// Why one device I/O did not happen.
+enum IoFail {
+    Missing,
+    Error(BlockError),
+}
+
+impl fmt::Display for IoFail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IoFail::Missing => f.write_str("missing"),
+            IoFail::Error(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// What was read for one copy of one column.
+enum Got {
+    Bytes(Vec<u8>),
+    Failed,
+    Missing,
+}
+
+/// A RAID layout over devices.
+pub struct Vdev {
+    layout: Layout,
+    devices: Vec<Option<Arc<dyn BlockDevice>>>,
+    data_offset: u64,
+    rows: u64,
+    counters: Vec<Counters>,
+}
+
+impl fmt::Debug for Vdev {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vdev")
+            .field("layout", &self.layout)
+            .field("devices", &self.devices.len())
+            .field(
+                "missing",
+                &self.devices.iter().filter(|d| d.is_none()).count(),
+            )
+            .field("data_offset", &self.data_offset)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+impl Vdev {
+    /// A vdev of `layout` over `devices` (`None` = missing). Each device's data area is
+    /// bytes `[data_offset_bytes, data_offset_bytes + data_len_bytes)`; both must be
+    /// multiples of 4096 and every present device must hold the area.
+    pub fn new(
+        layout: Layout,
+        devices: Vec<Option<Arc<dyn BlockDevice>>>,
+        data_offset_bytes: u64,
+        data_len_bytes: u64,
+    ) -> Result<Vdev, RaidError> {
+        let n = devices.len();
+        layout.check_devices(n).map_err(RaidError::Config)?;
+        if !data_offset_bytes.is_multiple_of(SECTOR) || !data_len_bytes.is_multiple_of(SECTOR) {
+            return Err(RaidError::Config(format!(
+                "data area {data_offset_bytes}+{data_len_bytes} is not 4 KiB aligned"
+            )));
+        }
+        let end = data_offset_bytes
+            .checked_add(data_len_bytes)
+            .ok_or_else(|| RaidError::Config("data area overflows".into()))?;
+        for (i, d) in devices.iter().enumerate() {
+            let Some(d) = d else { continue };
+            let g = d.geometry();
+            if g.block_size == 0 || !SECTOR.is_multiple_of(u64::from(g.block_size)) {
+                return Err(RaidError::Config(format!(
+                    "device {i} ({}): block size {} does not divide 4096",
+                    d.identity().location,
+                    g.block_size
+                )));
+            }
+            if g.capacity() < end {
+                return Err(RaidError::Config(format!(
+                    "device {i} ({}): capacity {} < data area end {end}",
+                    d.identity().location,
+                    g.capacity()
+                )));
+            }
+        }
+        let missing = devices.iter().filter(|d| d.is_none()).count();
+        let pair_lost = layout == Layout::Raid10
+            && devices
+                .chunks(2)
+                .any(|pair| pair.iter().all(Option::is_none));
+        let tolerated = match layout {
+            // RAID 10 survives one loss per pair.
+            Layout::Raid10 => n / 2,
+            _ => layout.redundancy(n),
+        };
+        if missing > tolerated || pair_lost {
+            return Err(RaidError::TooManyMissing {
+                layout,
+                devices: n,
+                missing,
+                tolerated,
+            });
+        }
+        Ok(Vdev {
+            layout,
+            counters: (0..n).map(|_| Counters::default()).collect(),
+            devices,
+            data_offset: data_offset_bytes,
+            rows: data_len_bytes / SECTOR,
+        })
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Number of devices (present or not).
+    pub fn device_count(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// Size of the pool address space in 4 KiB sectors (what the allocator hands out;
+    /// for RAID-Z it includes parity).
+    pub fn capacity_sectors(&self) -> u64 {
+        self.layout.capacity(self.devices.len(), self.rows)
+    }
+
+    /// Sectors to allocate for an extent of `data_sectors` (parity and padding included).
+    pub fn asize(&self, data_sectors: u64) -> u64 {
+        self.layout.asize(self.devices.len(), data_sectors)
+    }
+
+    /// How many devices may be missing or failed without losing data.
+    pub fn redundancy(&self) -> usize {
+        self.layout.redundancy(self.devices.len())
+    }
+
+    /// The device locations of an extent (for tests, scrub tools and docs).
+    pub fn map(&self, addr_sector: u64, data_sectors: u64) -> ExtentMap {
+        self.layout
+            .map(self.devices.len(), addr_sector, data_sectors)
+    }
+
+    /// Error counters of every device, by device index.
+    pub fn error_counts(&self) -> Vec<DeviceErrorCounts> {
+        self.counters
+            .iter()
+            .map(|c| DeviceErrorCounts {
+                read: c.read.load(Ordering::Relaxed),
+                write: c.write.load(Ordering::Relaxed),
+                checksum: c.checksum.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    fn byte_offset(&self, loc: Location) -> u64 {
+        self.data_offset + loc.sector * SECTOR
+    }
+
+    fn check_extent(&self, addr: u64, data_sectors: u64) -> Result<ExtentMap, RaidError> {
+        let asize = self.asize(data_sectors);
+        let capacity = self.capacity_sectors();
+        if addr.checked_add(asize).is_none_or(|end| end > capacity) {
+            return Err(RaidError::OutOfRange {
+                addr,
+                asize,
+                capacity,
+            });
+        }
+        Ok(self.map(addr, data_sectors))
+    }
+
+    async fn read_at(&self, loc: Location, buf: &mut [u8]) -> Result<(), IoFail> {
+        let Some(dev) = self.devices.get(loc.device).and_then(Option::as_ref) else {
+            return Err(IoFail::Missing);
+        };
+        let offset = self.byte_offset(loc);
+        dev.read(offset, buf).await.map_err(|e| {
+            self.counters[loc.device].read.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(device = loc.device, offset, len = buf.len(), error = %e, "vdev read failed");
+            IoFail::Error(e)
+        })
+    }
+
+    async fn write_at(&self, loc: Location, buf: &[u8]) -> Result<(), IoFail> {
+        let Some(dev) = self.devices.get(loc.device).and_then(Option::as_ref) else {
+            return Err(IoFail::Missing);
+        };
+        let offset = self.byte_offset(loc);
+        dev.write(offset, buf, WriteFlags::NONE).await.map_err(|e| {
+            self.counters[loc.device].write.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(device = loc.device, offset, len = buf.len(), error = %e, "vdev write failed");
+            IoFail::Error(e)
+        })
+    }
+
+    /// Write an extent (a multiple of 4096 bytes) at pool address `addr_sector`,
+    /// tolerating up to the layout's redundancy in missing or failing devices.
+    pub async fn write(&self, addr_sector: u64, data: &[u8]) -> Result<(), RaidError> {
+        self.write_extent(addr_sector, data).await.map(|_| ())
+    }
+
+    /// [`Vdev::write`], also reporting the device writes that failed but were tolerated.
+    pub async fn write_extent(
+        &self,
+        addr_sector: u64,
+        data: &[u8],
+    ) -> Result<WriteOutcome, RaidError> {
+        if !data.len().is_multiple_of(SECTOR_SIZE) {
+            return Err(RaidError::Misaligned { len: data.len() });
+        }
+        let map = self.check_extent(addr_sector, (data.len() / SECTOR_SIZE) as u64)?;
+        let contents = column_contents(&map, data);
+        let mut jobs = Vec::new();
+        for (ci, col) in map.columns.iter().enumerate() {
+            for &loc in &col.copies {
+                let buf: &[u8] = &contents[ci];
+                jobs.push(async move { (ci, loc, self.write_at(loc, buf).await) });
+            }
+        }
+        let results = join_all(jobs).await;
+        let mut column_ok = vec![false; map.columns.len()];
+        let mut failed = Vec::new();
+        for (ci, loc, r) in results {
+            match r {
+                Ok(()) => column_ok[ci] = true,
+                Err(e) => failed.push((loc.device, e.to_string())),
+            }
+        }
+        let lost = column_ok.iter().filter(|ok| !**ok).count();
+        if lost > map.parity {
+            return Err(RaidError::WriteFailed {
+                addr: addr_sector,
+                failed,
+                tolerated: map.parity,
+            });
+        }
+        if !failed.is_empty() {
+            tracing::warn!(addr = addr_sector, ?failed, "vdev write degraded");
+        }
+        Ok(WriteOutcome { failed })
+    }
+
+    /// Read and verify the extent of `data_sectors` at `addr_sector`, reconstructing
+    /// from redundancy if a device fails, is missing, or `verify` rejects the data.
+    pub async fn read(
+        &self,
+        addr_sector: u64,
+        data_sectors: u64,
+        verify: &(dyn Fn(&[u8]) -> bool + Send + Sync),
+    ) -> Result<ReadOutcome, RaidError> {
+        self.read_inner(addr_sector, data_sectors, verify, false)
+            .await
+    }
+
+    /// Like [`Vdev::read`], but always reads every column and copy (parity included)
+    /// and reports every one that does not hold what it should: the scrub and
+    /// resilver read. `repaired` is true if the data needed redundancy.
+    pub async fn scrub(
+        &self,
+        addr_sector: u64,
+        data_sectors: u64,
+        verify: &(dyn Fn(&[u8]) -> bool + Send + Sync),
+    ) -> Result<ReadOutcome, RaidError> {
+        self.read_inner(addr_sector, data_sectors, verify, true)
+            .await
+    }
+
+    async fn read_inner(
+        &self,
+        addr_sector: u64,
+        data_sectors: u64,
+        verify: &(dyn Fn(&[u8]) -> bool + Send + Sync),
+        thorough: bool,
+    ) -> Result<ReadOutcome, RaidError> {
+        let map = self.check_extent(addr_sector, data_sectors)?;
+        let len = usize::try_from(data_sectors * SECTOR).map_err(|_| RaidError::OutOfRange {
+            addr: addr_sector,
+            asize: data_sectors,
+            capacity: self.capacity_sectors(),
+        })?;
+        // Fast path: the data columns, first present copy of each, straight into place.
+        let mut data = vec![0u8; len];
+        let fast;
+        {
+            let mut rest: &mut [u8] = &mut data;
+            let mut jobs = Vec::new();
+            for (ci, col) in map.columns.iter().enumerate().skip(map.parity) {
+                let (chunk, tail) = rest.split_at_mut(col.sectors as usize * SECTOR_SIZE);
+                rest = tail;
+                let pick = col
+                    .copies
+                    .iter()
+                    .position(|l| self.devices[l.device].is_some())
+                    .unwrap_or(0);
+                let loc = col.copies[pick];
+                jobs.push(async move { (ci, pick, self.read_at(loc, chunk).await) });
+            }
+            fast = join_all(jobs).await;
+        }
+        let fast_ok = fast.iter().all(|(_, _, r)| r.is_ok());
+        if fast_ok && !thorough && verify(&data) {
+            return Ok(ReadOutcome {
+                data,
+                bad_columns: Vec::new(),
+                repaired: false,
+            });
+        }
+        // Slow path: every copy of every column (reusing what the fast path read).
+        let mut got: Vec<Vec<Option<Got>>> = map
+            .columns
+            .iter()
+            .map(|c| c.copies.iter().map(|_| None).collect())
+            .collect();
+        for (ci, pick, r) in fast {
+            let col = &map.columns[ci];
+            got[ci][pick] = Some(match (r, col.role) {
+                (Ok(()), Role::Data { first }) => {
+                    let start = first as usize * SECTOR_SIZE;
+                    Got::Bytes(data[start..start + col.sectors as usize * SECTOR_SIZE].to_vec())
+                }
+                (Ok(()), Role::Parity(_)) | (Err(IoFail::Missing), _) => Got::Missing,
+                (Err(IoFail::Error(_)), _) => Got::Failed,
+            });
+        }
+        let mut jobs = Vec::new();
+        for (ci, col) in map.columns.iter().enumerate() {
+            for (k, &loc) in col.copies.iter().enumerate() {
+                if got[ci][k].is_some() {
+                    continue;
+                }
+                let sectors = col.sectors as usize;
+                jobs.push(async move {
+                    let mut buf = vec![0u8; sectors * SECTOR_SIZE];
+                    let g = match self.read_at(loc, &mut buf).await {
+                        Ok(()) => Got::Bytes(buf),
+                        Err(IoFail::Missing) => Got::Missing,
+                        Err(IoFail::Error(_)) => Got::Failed,
+                    };
+                    (ci, k, g)
+                });
+            }
+        }
+        for (ci, k, g) in join_all(jobs).await {
+            got[ci][k] = Some(g);
+        }
+        let got: Vec<Vec<Got>> = got
+            .into_iter()
+            .map(|c| c.into_iter().map(|g| g.unwrap_or(Got::Missing)).collect())
+            .collect();
+        // In a scrub the data as read has not been checked yet.
+        let try_as_read = thorough || !fast_ok;
+        let found = if map.parity > 0 {
+            search_parity(&map, &got, verify, try_as_read)
+        } else {
+            search_copies(&map, &got, verify)
+        };
+        let Some((data, used_redundancy)) = found else {
+            let failed = got
+                .iter()
+                .flatten()
+                .filter(|g| matches!(g, Got::Failed))
+                .count();
+            let missing = got
+                .iter()
+                .flatten()
+                .filter(|g| matches!(g, Got::Missing))
+                .count();
+            return Err(RaidError::Unrecoverable {
+                addr: addr_sector,
+                sectors: data_sectors,
+                reason: format!(
+                    "no combination of columns verifies ({failed} column reads failed, {missing} on missing devices, redundancy {})",
+                    self.redundancy()
+                ),
+            });
+        };
+        // Compare every column copy with what it should hold.
+        let expected = column_contents(&map, &data);
+        let mut bad_columns = Vec::new();
+        for (ci, col) in map.columns.iter().enumerate() {
+            for (k, &loc) in col.copies.iter().enumerate() {
+                let bad = match &got[ci][k] {
+                    Got::Bytes(b) => {
+                        let wrong = b[..] != expected[ci][..];
+                        if wrong {
+                            self.counters[loc.device]
+                                .checksum
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                        wrong
+                    }
+                    Got::Failed => true,
+                    Got::Missing => false,
+                };
+                if bad {
+                    let off = self.byte_offset(loc);
+                    tracing::warn!(
+                        device = loc.device,
+                        offset = off,
+                        addr = addr_sector,
+                        "vdev: bad column, reconstructed"
+                    );
+                    bad_columns.push((loc.device, off, col.sectors * SECTOR));
+                }
+            }
+        }
+        Ok(ReadOutcome {
+            data,
+            bad_columns,
+            repaired: used_redundancy,
+        })
+    }
+
+    /// Rewrite the bad columns of a read (self-healing): every bad column's correct
+    /// bytes follow from the verified data (parity is recomputed, copies are the data).
+    pub async fn repair(&self, addr_sector: u64, outcome: &ReadOutcome) -> Result<(), RaidError> {
+        if outcome.bad_columns.is_empty() {
+            return Ok(());
+        }
+        if !outcome.data.len().is_multiple_of(SECTOR_SIZE) {
+            return Err(RaidError::Misaligned {
+                len: outcome.data.len(),
+            });
+        }
+        let map = self.check_extent(addr_sector, (outcome.data.len() / SECTOR_SIZE) as u64)?;
+        let contents = column_contents(&map, &outcome.data);
+        let mut jobs = Vec::new();
+        for &(device, offset, len) in &outcome.bad_columns {
+            let hit = map.columns.iter().enumerate().find_map(|(ci, col)| {
+                col.copies
+                    .iter()
+                    .find(|l| l.device == device && self.byte_offset(**l) == offset)
+                    .map(|l| (ci, *l, col))
+            });
+            let Some((ci, loc, col)) = hit else {
+                return Err(RaidError::Repair {
+                    addr: addr_sector,
+                    reason: format!("device {device} offset {offset} is not part of this extent"),
+                });
+            };
+            if len != col.sectors * SECTOR {
+                return Err(RaidError::Repair {
+                    addr: addr_sector,
+                    reason: format!(
+                        "column on device {device} is {} bytes, not {len}",
+                        col.sectors * SECTOR
+                    ),
+                });
+            }
+            let buf: &[u8] = &contents[ci];
+            jobs.push(async move { (loc, self.write_at(loc, buf).await) });
+        }
+        let failures: Vec<String> = join_all(jobs)
+            .await
+            .into_iter()
+            .filter_map(|(loc, r)| r.err().map(|e| format!("device {}: {e}", loc.device)))
+            .collect();
+        if failures.is_empty() {
+            tracing::info!(
+                addr = addr_sector,
+                columns = outcome.bad_columns.len(),
+                "vdev: repaired"
+            );
+            Ok(())
+        } else {
+            Err(RaidError::Repair {
+                addr: addr_sector,
+                reason: failures.join("; "),
+            })
+        }
+    }
+
+    /// Flush every present device concurrently. Fails only if more devices fail than
+    /// the layout tolerates (the others' failures are counted and logged).
+    pub async fn flush(&self) -> Result<(), RaidError> {
+        let jobs = self
+            .devices
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| d.as_ref().map(|d| async move { (i, d.flush().await) }));
+        let mut failed = Vec::new();
+        for (i, r) in join_all(jobs).await {
+            if let Err(e) = r {
+                self.counters[i].write.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(device = i, error = %e, "vdev flush failed");
+                failed.push((i, e.to_string()));
+            }
+        }
+        let missing = self.devices.iter().filter(|d| d.is_none()).count();
+        if !failed.is_empty() && failed.len() + missing > self.redundancy() {
+            return Err(RaidError::Flush { failed });
+        }
+        Ok(())
+    }
+}
+
+/// What every column of an extent holds, given its data: data columns borrow from
+/// `data`, parity columns are computed.
+fn column_contents<'a>(map: &ExtentMap, data: &'a [u8]) -> Vec<Cow<'a, [u8]>> {
+    let slice = |col: &Column| -> &'a [u8] {
+        match col.role {
+            Role::Data { first } => {
+                let start = first as usize * SECTOR_SIZE;
+                &data[start..start + col.sectors as usize * SECTOR_SIZE]
+            }
+            Role::Parity(_) => &[],
+        }
+    };
+    let data_cols: Vec<&[u8]> = map.data_columns().map(slice).collect();
+    let width = map.width as usize * SECTOR_SIZE;
+    let mut parity_cols = vec![vec![0u8; width]; map.parity];
+    // At most two parity columns by construction of the layouts.
+    let _ = parity::gen_parity(&data_cols, &mut parity_cols);
+    let mut out: Vec<Cow<'a, [u8]>> = parity_cols.into_iter().map(Cow::Owned).collect();
+    out.extend(data_cols.into_iter().map(Cow::Borrowed));
+    out
+}
+
+/// All `k`-element subsets of `items`, in lexicographic order.
+fn combinations(items: &[usize], k: usize) -> Vec<Vec<usize>> {
+    if k == 0 {
+        return vec![Vec::new()];
+    }
+    let mut out = Vec::new();
+    for (i, &first) in items.iter().enumerate() {
+        for mut rest in combinations(&items[i + 1..], k - 1) {
+            rest.insert(0, first);
+            out.push(rest);
+        }
+    }
+    out
+}
+
+/// RAID-Z: try rebuilding every set of columns made of the unreadable ones plus up to
+/// `parity` minus that many suspects, until the data verifies.
+fn search_parity(
+    map: &ExtentMap,
+    got: &[Vec<Got>],
+    verify: &(dyn Fn(&[u8]) -> bool + Send + Sync),
+    try_as_read: bool,
+) -> Option<(Vec<u8>, bool)> {
+    let p = map.parity;
+    let width = map.width as usize * SECTOR_SIZE;
+    let erased: Vec<usize> = (0..map.columns.len())
+        .filter(|&ci| !matches!(got[ci][0], Got::Bytes(_)))
+        .collect();
+    if erased.len() > p {
+        return None;
+    }
+    let readable: Vec<usize> = (0..map.columns.len())
+        .filter(|ci| !erased.contains(ci))
+        .collect();
+    let padded = |ci: usize| -> Vec<u8> {
+        let mut v = match &got[ci][0] {
+            Got::Bytes(b) => b.clone(),
+            _ => Vec::new(),
+        };
+        v.resize(width, 0);
+        v
+    };
+    for k in 0..=(p - erased.len()) {
+        for suspects in combinations(&readable, k) {
+            if k == 0 && erased.is_empty() && !try_as_read {
+                continue; // exactly what the fast path already rejected
+            }
+            let rebuild: Vec<usize> = erased.iter().chain(&suspects).copied().collect();
+            let mut parity_cols: Vec<Vec<u8>> = (0..p).map(padded).collect();
+            let mut data_cols: Vec<Vec<u8>> = (p..map.columns.len()).map(padded).collect();
+            let md: Vec<usize> = rebuild
+                .iter()
+                .filter(|&&c| c >= p)
+                .map(|&c| c - p)
+                .collect();
+            let mp: Vec<usize> = rebuild.iter().filter(|&&c| c < p).copied().collect();
+            if parity::reconstruct(&mut data_cols, &mut parity_cols, &md, &mp).is_err() {
+                continue;
+            }
+            let mut data = Vec::with_capacity(width * data_cols.len());
+            for (col, bytes) in map.data_columns().zip(&data_cols) {
+                data.extend_from_slice(&bytes[..col.sectors as usize * SECTOR_SIZE]);
+            }
+            if verify(&data) {
+                return Some((data, !rebuild.is_empty()));
+            }
+        }
+    }
+    None
+}
+
+/// Mirrored layouts: try every combination of the distinct copies of each column.
+fn search_copies(
+    map: &ExtentMap,
+    got: &[Vec<Got>],
+    verify: &(dyn Fn(&[u8]) -> bool + Send + Sync),
+) -> Option<(Vec<u8>, bool)> {
+    let mut variants: Vec<Vec<&[u8]>> = Vec::with_capacity(map.columns.len());
+    for copies in got {
+        let mut v: Vec<&[u8]> = Vec::new();
+        for g in copies {
+            if let Got::Bytes(b) = g
+                && !v.iter().any(|x| *x == &b[..])
+            {
+                v.push(b);
+            }
+        }
+        if v.is_empty() {
+            return None;
+        }
+        variants.push(v);
+    }
+    let mut idx = vec![0usize; variants.len()];
+    for _ in 0..MAX_COPY_COMBINATIONS {
+        let data: Vec<u8> = variants
+            .iter()
+            .zip(&idx)
+            .flat_map(|(v, &i)| v[i].iter().copied())
+            .collect();
+        if verify(&data) {
+            // Redundancy was used unless this is the first readable copy of every column.
+            let first_copies = got
+                .iter()
+                .zip(&idx)
+                .all(|(copies, &i)| i == 0 && matches!(copies.first(), Some(Got::Bytes(_))));
+            return Some((data, !first_copies));
+        }
+        // Next combination (odometer).
+        let mut c = 0;
+        loop {
+            if c == idx.len() {
+                return None;
+            }
+            idx[c] += 1;
+            if idx[c] < variants[c].len() {
+                break;
+            }
+            idx[c] = 0;
+            c += 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,250 @@
+//! `ingot up`: run the appliance. On first run with no config it makes the embedded default
+//! (four simulated NVMe drives under the data directory, a raidz1 pool with zstd and AES-XTS)
+//! and writes `DATA/ingot.toml`; later runs import and unlock the same pool. The file system is
+//! mounted through FUSE until SIGINT/SIGTERM, then synced, unmounted, and the pool exported.
+
+use crate::cli::UpArgs;
+use crate::cmd::pool::{parse_compression, parse_encryption, parse_layout, render_status};
+use crate::config::Config;
+use crate::drives::{self, OpenDrive};
+use crate::error::CliError;
+use crate::passphrase;
+use ingot_fs::{Fs, FsOptions};
+use ingot_hal::blockdev::BlockDevice;
+use ingot_pool::engine::PoolError;
+use ingot_pool::store::ObjectStore;
+use ingot_pool::{ImportOptions, Pool, PoolConfig};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const CONFIG_HEADER: &str = "# Ingot appliance configuration, written by `ingot up` on first run.\n\
+# Drive kinds: sim (simulated NVMe over a sparse file), vfio (pci = \"0000:00:04.0\"), file.\n\n";
+
+/// The data directory, made and made absolute.
+fn data_dir(a: &UpArgs) -> Result<PathBuf, CliError> {
+    std::fs::create_dir_all(&a.data)
+        .map_err(CliError::io(format!("cannot create {}", a.data.display())))?;
+    std::fs::canonicalize(&a.data)
+        .map_err(CliError::io(format!("cannot resolve {}", a.data.display())))
+}
+
+/// Load the config (explicit, `DATA/ingot.toml`, or the embedded default, which is then
+/// written there along with its simulated drives).
+fn config(a: &UpArgs, data: &Path) -> Result<Config, CliError> {
+    if let Some(c) = &a.config {
+        return Ok(Config::load(c)?);
+    }
+    let file = data.join("ingot.toml");
+    if file.is_file() {
+        return Ok(Config::load(&file)?);
+    }
+    let cfg = Config::embedded_default(data);
+    let drive_dir = data.join("drives");
+    let existing = if drive_dir.is_dir() {
+        ingot_hal::sim::list_drives(&drive_dir)?.len()
+    } else {
+        0
+    };
+    if existing == 0 {
+        let made = ingot_hal::sim::create_drives(&drive_dir, 4, a.drive_size.0, 4096)?;
+        println!(
+            "ingot up: created {} simulated NVMe drives of {} in {}",
+            made.len(),
+            a.drive_size,
+            drive_dir.display()
+        );
+    }
+    let text = toml::to_string(&cfg)
+        .map_err(|e| CliError::Usage(format!("cannot encode the default config: {e}")))?;
+    std::fs::write(&file, format!("{CONFIG_HEADER}{text}"))
+        .map_err(CliError::io(format!("cannot write {}", file.display())))?;
+    println!(
+        "ingot up: wrote the embedded default config to {}",
+        file.display()
+    );
+    Ok(cfg)
+}
+
+/// Whether no device carries any Ingot label copy at all (fresh drives). Any other state,
+/// including damage, is for import to judge: a pool is never created over one.
+async fn all_blank(devs: &[Arc<dyn BlockDevice>]) -> bool {
+    for d in devs {
+        for copy in Pool::read_labels(d.as_ref()).await {
+            if !matches!(copy, Err(PoolError::NotAPool { .. })) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+async fn create_pool(
+    cfg: &Config,
+    a: &UpArgs,
+    devs: Vec<Arc<dyn BlockDevice>>,
+) -> Result<Pool, CliError> {
+    let mut pc = PoolConfig::new(cfg.pool.name.clone(), parse_layout(&cfg.pool.layout)?);
+    pc.compression = parse_compression(&cfg.pool.compression)?;
+    if parse_encryption(&cfg.pool.encryption)? {
+        let file = a
+            .passphrase_file
+            .as_ref()
+            .or(cfg.pool.passphrase_file.as_ref());
+        pc.passphrase = Some(passphrase::obtain(
+            file.map(PathBuf::as_path),
+            &format!("Passphrase for the new pool {}", cfg.pool.name),
+            true,
+        )?);
+    }
+    println!(
+        "ingot up: creating pool {} ({}, {} drives, compression {}, encryption {})",
+        cfg.pool.name,
+        cfg.pool.layout,
+        devs.len(),
+        cfg.pool.compression,
+        cfg.pool.encryption
+    );
+    Ok(Pool::create(devs, pc).await?)
+}
+
+async fn import_pool(
+    cfg: &Config,
+    a: &UpArgs,
+    devs: Vec<Arc<dyn BlockDevice>>,
+) -> Result<Pool, CliError> {
+    let probe = Pool::import(
+        devs.clone(),
+        ImportOptions {
+            passphrase: None,
+            read_only: true,
+            ..ImportOptions::default()
+        },
+    )
+    .await?;
+    let st = probe.status();
+    probe.export().await?;
+    let passphrase = if st.encrypted {
+        let file = a
+            .passphrase_file
+            .as_ref()
+            .or(cfg.pool.passphrase_file.as_ref());
+        Some(passphrase::obtain(
+            file.map(PathBuf::as_path),
+            &format!("Passphrase of pool {}", st.name),
+            false,
+        )?)
+    } else {
+        None
+    };
+    println!("ingot up: importing pool {} (txg {})", st.name, st.txg);
+    Ok(Pool::import(
+        devs,
+        ImportOptions {
+            passphrase,
+            ..ImportOptions::default()
+        },
+    )
+    .await?)
+}
+
+async fn wait_for_signal() -> Result<&'static str, CliError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(CliError::io("cannot watch SIGTERM"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(CliError::io("cannot watch SIGINT"))?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+async fn close_all(open: Vec<OpenDrive>) {
+    for d in open {
+        if let Err(e) = d.close().await {
+            tracing::warn!(error = %e, "drive shutdown failed");
+        }
+    }
+}
+
+/// Run the appliance until a signal.
+pub async fn run(a: &UpArgs) -> Result<(), CliError> {
+    let data = data_dir(a)?;
+    let cfg = config(a, &data)?;
+    let mountpoint = a
+        .mountpoint
+        .clone()
+        .or(cfg.export.mountpoint.clone())
+        .unwrap_or_else(|| data.join("mnt"));
+    // A killed previous run leaves a dead FUSE mount (ENOTCONN): detach it first.
+    if ingot_export::clear_stale_mount(&mountpoint)
+        .map_err(|e| CliError::Usage(format!("stale mount: {e}")))?
+    {
+        println!(
+            "ingot up: cleared a stale mount at {} left by a previous run",
+            mountpoint.display()
+        );
+    }
+    std::fs::create_dir_all(&mountpoint).map_err(CliError::io(format!(
+        "cannot create {}",
+        mountpoint.display()
+    )))?;
+    let open = drives::open_all(&cfg.drives).await?;
+    let result = serve(&cfg, a, &open, &mountpoint).await;
+    close_all(open).await;
+    result
+}
+
+async fn serve(
+    cfg: &Config,
+    a: &UpArgs,
+    open: &[OpenDrive],
+    mountpoint: &Path,
+) -> Result<(), CliError> {
+    let devs: Vec<Arc<dyn BlockDevice>> = open.iter().map(|d| d.device.clone()).collect();
+    let pool = if all_blank(&devs).await {
+        create_pool(cfg, a, devs).await?
+    } else {
+        import_pool(cfg, a, devs).await?
+    };
+    let pool = Arc::new(pool);
+    print!("{}", render_status(&pool.status()));
+    let store: Arc<dyn ObjectStore> = pool.clone();
+    let fs = Arc::new(
+        Fs::mount(store, FsOptions::default())
+            .await
+            .map_err(|e| CliError::Usage(format!("cannot mount the file system: {e}")))?,
+    );
+    let opts = ingot_export::MountOptions {
+        fsname: format!("ingot:{}", cfg.pool.name),
+        writeback_cache: a.writeback_cache || cfg.export.writeback_cache,
+        runtime: Some(tokio::runtime::Handle::current()),
+        ..ingot_export::MountOptions::default()
+    };
+    let handle = ingot_export::mount(fs, mountpoint, &opts)
+        .map_err(|e| CliError::Usage(format!("cannot export the file system: {e}")))?;
+    println!(
+        "ingot up: file system mounted at {}\ningot up: running; stop with Ctrl-C or SIGTERM (data is synced and the pool exported)",
+        mountpoint.display()
+    );
+    let sig = wait_for_signal().await?;
+    println!("ingot up: {sig}: unmounting and exporting the pool");
+    let unmounted = tokio::task::spawn_blocking(move || handle.unmount())
+        .await
+        .map_err(|e| CliError::Usage(format!("unmount task failed: {e}")))?;
+    if let Err(e) = unmounted {
+        tracing::error!(error = %e, "unmount failed");
+    }
+    match Arc::try_unwrap(pool) {
+        Ok(pool) => pool.export().await?,
+        Err(pool) => {
+            // Something (a lazily detached mount with open files) still holds the pool:
+            // make everything durable; the label stays consistent either way.
+            let txg = pool.sync_now().await?;
+            tracing::warn!(
+                txg,
+                "pool still referenced at shutdown; synced instead of exported"
+            );
+        }
+    }
+    println!("ingot up: pool exported, drives shut down cleanly");
+    Ok(())
+}
