@@ -151,6 +151,9 @@ pub struct PoolStatus {
     pub suspended: Option<String>,
     /// Checksum errors seen on reads since import.
     pub checksum_errors: u64,
+    /// Blocks no redundancy could recover (bounded list, oldest first).
+    #[serde(default)]
+    pub damaged: Vec<super::heal::DamagedBlock>,
 }
 
 /// Result of a keyless verification walk.

@@ -73,6 +73,8 @@ pub struct IoStats {
     pub data_pbytes: AtomicU64,
     /// Checksum failures seen on read (before reconstruction).
     pub checksum_errors: AtomicU64,
+    /// Blocks no redundancy could recover (see [`super::heal`]).
+    pub damaged: super::heal::DamageLog,
 }
 
 /// Extent I/O over one vdev with one codec, plus the node cache.

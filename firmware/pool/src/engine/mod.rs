@@ -12,12 +12,14 @@ pub mod bytes;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod heal;
 pub mod io;
 pub mod keys;
 pub mod label;
 pub mod node;
 pub mod objects;
 pub mod pool;
+pub mod scrub;
 pub mod tree;
 
 pub use config::{

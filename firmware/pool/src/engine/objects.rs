@@ -485,10 +485,13 @@ impl ObjectStore for Pool {
                     detail: "bad extent record".into(),
                 });
             };
-            let data = i.io.read_data(&bp).await.map_err(|e| StoreError::Corrupt {
-                id,
-                offset: rec * rs,
-                detail: e.to_string(),
+            let data = i.io.read_data(&bp).await.map_err(|e| {
+                i.damaged_read(id, rec * rs, &bp, &e);
+                StoreError::Corrupt {
+                    id,
+                    offset: rec * rs,
+                    detail: e.to_string(),
+                }
             })?;
             let rstart = rec * rs;
             let a = offset.max(rstart);

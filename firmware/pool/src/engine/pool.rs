@@ -704,6 +704,7 @@ impl Pool {
             read_only: i.read_only,
             suspended: i.suspended.lock().clone(),
             checksum_errors: i.io.stats.checksum_errors.load(Ordering::Relaxed),
+            damaged: i.io.stats.damaged.list(),
         }
     }
 

@@ -293,6 +293,15 @@ impl Vdev {
             .collect()
     }
 
+    /// Reset every device's error counters to zero.
+    pub fn clear_error_counts(&self) {
+        for c in &self.counters {
+            c.read.store(0, Ordering::Relaxed);
+            c.write.store(0, Ordering::Relaxed);
+            c.checksum.store(0, Ordering::Relaxed);
+        }
+    }
+
     fn byte_offset(&self, loc: Location) -> u64 {
         self.data_offset + loc.sector * SECTOR
     }

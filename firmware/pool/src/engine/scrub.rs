@@ -1,0 +1,534 @@
+//! Online scrub: a background task that walks every block of one committed txg (the
+//! space map, every tree node and every data extent, following the clear block pointers
+//! from the root), reads every column and copy of each through [`crate::raid::Vdev::scrub`]
+//! and rewrites bad ones through [`crate::raid::Vdev::repair`].
+//!
+//! - Keyless: it checks crc32c over the stored (encrypted) bytes, so it runs on a locked
+//!   pool (which only counts what it finds, as does a read-only pool).
+//! - Online: the pool keeps serving reads and writes. The walked txg's blocks are held
+//!   against reuse (a reader registration, like foreground reads take) until the scrub
+//!   ends, so a block freed and reallocated meanwhile is never misreported.
+//! - Controllable: [`ScrubHandle`] pauses, resumes and cancels it; progress (bytes
+//!   scanned of the txg's allocated bytes, rate over a sliding window, ETA, errors found
+//!   and repaired) is published on a `tokio::sync::watch` channel.
+//! - Throttled: an optional bytes/s cap; without one it yields between blocks.
+//!
+//! Not persisted: after export/import (or a crash) a scrub starts over from the root.
+
+use super::error::PoolError;
+use super::heal::DamagedBlock;
+use super::node::{ClearHeader, MAX_LEVEL};
+use super::pool::{Inner, Pool};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Sliding window of the reported rate.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+/// Spacing of rate samples.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// Most error messages kept in the progress report.
+const MAX_ERRORS: usize = 64;
+
+/// How a scrub runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScrubOptions {
+    /// Cap on scrub I/O in allocated bytes per second (`None`: as fast as the devices
+    /// go, yielding to other tasks between blocks).
+    pub max_bytes_per_sec: Option<u64>,
+}
+
+/// Where a scrub is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScrubState {
+    /// Walking the tree nodes to learn the total to scan.
+    Counting,
+    /// Scanning.
+    Running,
+    /// Paused by [`ScrubHandle::pause`].
+    Paused,
+    /// Stopped by [`ScrubHandle::cancel`], by dropping the handle, or by the pool closing.
+    Cancelled,
+    /// Every block was scanned.
+    Finished,
+}
+
+/// A scrub's progress and findings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScrubProgress {
+    /// State.
+    pub state: ScrubState,
+    /// The committed txg being scrubbed.
+    pub txg: u64,
+    /// Allocated bytes (parity and padding included) of every block of that txg.
+    pub total_bytes: u64,
+    /// Allocated bytes scanned so far.
+    pub scanned_bytes: u64,
+    /// Tree nodes scanned (the space map counts as a block, not a node).
+    pub nodes: u64,
+    /// Data extents scanned.
+    pub extents: u64,
+    /// Scan rate over the last seconds (bytes/s).
+    pub rate_bytes_per_sec: f64,
+    /// Estimated seconds to go (`None` until a rate is known).
+    pub eta_secs: Option<f64>,
+    /// Seconds since the scrub started (pauses included).
+    pub elapsed_secs: f64,
+    /// Column copies found bad (wrong bytes or failed reads).
+    pub errors_found: u64,
+    /// Column copies rewritten with the correct bytes.
+    pub repaired: u64,
+    /// Blocks no combination of redundancy could verify (also in `PoolStatus::damaged`).
+    pub unrecoverable: u64,
+    /// Whether bad columns are rewritten (false on a locked or read-only pool: count only).
+    pub repairing: bool,
+    /// What went wrong, first [`MAX_ERRORS`] messages.
+    pub errors: Vec<String>,
+}
+
+impl ScrubProgress {
+    /// Percentage scanned (100 when there is nothing to scan and the scrub finished).
+    pub fn percent(&self) -> f64 {
+        if self.total_bytes == 0 {
+            if self.state == ScrubState::Finished {
+                100.0
+            } else {
+                0.0
+            }
+        } else {
+            (self.scanned_bytes as f64 * 100.0 / self.total_bytes as f64).min(100.0)
+        }
+    }
+
+    fn push_error(&mut self, e: String) {
+        tracing::warn!(error = %e, "scrub");
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(e);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    Run,
+    Pause,
+    Cancel,
+}
+
+/// A running scrub. Dropping it cancels the scrub.
+#[derive(Debug)]
+pub struct ScrubHandle {
+    control: watch::Sender<Control>,
+    progress: watch::Receiver<ScrubProgress>,
+    task: Option<tokio::task::JoinHandle<ScrubProgress>>,
+}
+
+impl ScrubHandle {
+    /// The latest progress.
+    pub fn progress(&self) -> ScrubProgress {
+        self.progress.borrow().clone()
+    }
+
+    /// A receiver of every progress update (for a progress line or an event stream).
+    pub fn subscribe(&self) -> watch::Receiver<ScrubProgress> {
+        self.progress.clone()
+    }
+
+    /// Pause before the next block (the walked txg stays held against reuse meanwhile).
+    pub fn pause(&self) {
+        self.control.send_if_modified(|c| {
+            let was = *c;
+            if was == Control::Run {
+                *c = Control::Pause;
+            }
+            was == Control::Run
+        });
+    }
+
+    /// Resume a paused scrub.
+    pub fn resume(&self) {
+        self.control.send_if_modified(|c| {
+            let was = *c;
+            if was == Control::Pause {
+                *c = Control::Run;
+            }
+            was == Control::Pause
+        });
+    }
+
+    /// Stop before the next block.
+    pub fn cancel(&self) {
+        self.control.send_replace(Control::Cancel);
+    }
+
+    /// Wait until the scrub finishes or is cancelled; its final progress.
+    pub async fn wait(mut self) -> Result<ScrubProgress, PoolError> {
+        let Some(task) = self.task.take() else {
+            return Ok(self.progress());
+        };
+        task.await
+            .map_err(|e| PoolError::Internal(format!("scrub task failed: {e}")))
+    }
+}
+
+impl Drop for ScrubHandle {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            self.control.send_replace(Control::Cancel);
+        }
+    }
+}
+
+/// Keeps the frees of txgs from `txg` on from being reused while the scrub runs.
+struct Hold {
+    inner: Arc<Inner>,
+    txg: u64,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut r = self.inner.readers.lock();
+        if let Some(n) = r.get_mut(&self.txg) {
+            *n -= 1;
+            if *n == 0 {
+                r.remove(&self.txg);
+            }
+        }
+    }
+}
+
+/// One block to scrub.
+#[derive(Debug, Clone, Copy)]
+struct Blk {
+    addr: u64,
+    sectors: u64,
+    crc: u32,
+    node: bool,
+    depth: u32,
+}
+
+impl Pool {
+    /// Start an online scrub of the last committed txg as a background task.
+    pub async fn start_scrub(&self, opts: ScrubOptions) -> Result<ScrubHandle, PoolError> {
+        let inner = self.inner.clone();
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(PoolError::ReadOnly("pool is exported".into()));
+        }
+        // Under the commit lock no commit can fold frees between taking the uberblock and
+        // registering the hold.
+        let (uber, hold) = {
+            let cs = inner.commit.lock().await;
+            let txg = cs.uber.txg + 1;
+            *inner.readers.lock().entry(txg).or_insert(0) += 1;
+            (
+                cs.uber,
+                Hold {
+                    inner: inner.clone(),
+                    txg,
+                },
+            )
+        };
+        let first = ScrubProgress {
+            state: ScrubState::Counting,
+            txg: uber.txg,
+            total_bytes: 0,
+            scanned_bytes: 0,
+            nodes: 0,
+            extents: 0,
+            rate_bytes_per_sec: 0.0,
+            eta_secs: None,
+            elapsed_secs: 0.0,
+            errors_found: 0,
+            repaired: 0,
+            unrecoverable: 0,
+            repairing: inner.io.repair,
+            errors: Vec::new(),
+        };
+        let (ptx, prx) = watch::channel(first);
+        let (ctx, crx) = watch::channel(Control::Run);
+        let sm = uber.space_map;
+        let root = uber.root;
+        let roots = [
+            Blk {
+                addr: sm.addr,
+                sectors: sm.data_sectors(),
+                crc: sm.crc,
+                node: false,
+                depth: 0,
+            },
+            Blk {
+                addr: root.addr,
+                sectors: root.data_sectors(),
+                crc: root.crc,
+                node: true,
+                depth: 0,
+            },
+        ];
+        tracing::info!(pool = %inner.id.name, txg = uber.txg, "scrub started");
+        let task = tokio::spawn(async move {
+            let _hold = hold;
+            Scrubber {
+                inner,
+                opts,
+                control: crx,
+                progress: ptx,
+                started: Instant::now(),
+                samples: VecDeque::new(),
+            }
+            .run(roots)
+            .await
+        });
+        Ok(ScrubHandle {
+            control: ctx,
+            progress: prx,
+            task: Some(task),
+        })
+    }
+}
+
+struct Scrubber {
+    inner: Arc<Inner>,
+    opts: ScrubOptions,
+    control: watch::Receiver<Control>,
+    progress: watch::Sender<ScrubProgress>,
+    started: Instant,
+    samples: VecDeque<(Instant, u64)>,
+}
+
+fn child_blocks(hdr: &ClearHeader, depth: u32) -> impl Iterator<Item = Blk> + '_ {
+    hdr.ptrs.iter().map(move |p| Blk {
+        addr: p.addr,
+        sectors: u64::from(p.sectors),
+        crc: p.crc,
+        node: p.kind == super::bptr::BlockKind::Node,
+        depth: depth + 1,
+    })
+}
+
+impl Scrubber {
+    fn set(&self, f: impl FnOnce(&mut ScrubProgress)) {
+        self.progress.send_modify(f);
+    }
+
+    fn closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Wait while paused; false if the scrub must stop.
+    async fn may_continue(&mut self) -> bool {
+        loop {
+            if self.closed() {
+                return false;
+            }
+            let c = *self.control.borrow_and_update();
+            match c {
+                Control::Run => return true,
+                Control::Cancel => return false,
+                Control::Pause => {
+                    self.set(|p| {
+                        p.state = ScrubState::Paused;
+                        p.rate_bytes_per_sec = 0.0;
+                        p.eta_secs = None;
+                    });
+                    tracing::info!(pool = %self.inner.id.name, "scrub paused");
+                    if self.control.changed().await.is_err() {
+                        return false;
+                    }
+                    self.samples.clear();
+                    self.set(|p| p.state = ScrubState::Running);
+                }
+            }
+        }
+    }
+
+    async fn run(mut self, roots: [Blk; 2]) -> ScrubProgress {
+        let total = self.count(&roots).await;
+        self.set(|p| {
+            p.total_bytes = total;
+            p.state = ScrubState::Running;
+        });
+        let mut stack: Vec<Blk> = roots.iter().rev().copied().collect();
+        let mut run_start = Instant::now();
+        let mut run_bytes = 0u64;
+        let mut cancelled = false;
+        while let Some(b) = stack.pop() {
+            let was_paused = *self.control.borrow() == Control::Pause;
+            if !self.may_continue().await {
+                cancelled = true;
+                break;
+            }
+            if was_paused {
+                run_start = Instant::now();
+                run_bytes = 0;
+            }
+            let bytes = self.inner.io.vdev.asize(b.sectors) * 4096;
+            self.scrub_block(b, &mut stack).await;
+            run_bytes += bytes;
+            self.account(bytes);
+            match self.opts.max_bytes_per_sec {
+                Some(cap) if cap > 0 => {
+                    let due = run_start + Duration::from_secs_f64(run_bytes as f64 / cap as f64);
+                    let now = Instant::now();
+                    if due > now {
+                        tokio::time::sleep(due - now).await;
+                    }
+                }
+                _ => tokio::task::yield_now().await,
+            }
+        }
+        let state = if cancelled {
+            ScrubState::Cancelled
+        } else {
+            ScrubState::Finished
+        };
+        let elapsed = self.started.elapsed().as_secs_f64();
+        self.set(|p| {
+            p.state = state;
+            p.elapsed_secs = elapsed;
+            p.eta_secs = None;
+            if state == ScrubState::Finished {
+                p.rate_bytes_per_sec = if elapsed > 0.0 {
+                    p.scanned_bytes as f64 / elapsed
+                } else {
+                    0.0
+                };
+            }
+        });
+        let p = self.progress.borrow().clone();
+        tracing::info!(
+            pool = %self.inner.id.name,
+            txg = p.txg,
+            state = ?p.state,
+            scanned = p.scanned_bytes,
+            found = p.errors_found,
+            repaired = p.repaired,
+            unrecoverable = p.unrecoverable,
+            "scrub ended"
+        );
+        p
+    }
+
+    /// Allocated bytes of every block under the roots (reads the nodes only).
+    async fn count(&mut self, roots: &[Blk; 2]) -> u64 {
+        let vdev = &self.inner.io.vdev;
+        let mut total = 0u64;
+        let mut stack: Vec<Blk> = roots.to_vec();
+        while let Some(b) = stack.pop() {
+            if self.closed() || *self.control.borrow() == Control::Cancel {
+                break;
+            }
+            total += vdev.asize(b.sectors) * 4096;
+            if !b.node || b.depth > u32::from(MAX_LEVEL) + 1 {
+                continue;
+            }
+            // Unreadable nodes are reported by the scan proper.
+            if let Ok(stored) = self.inner.io.verify_extent(b.addr, b.sectors, b.crc).await
+                && let Ok((hdr, _)) = ClearHeader::decode(&stored)
+            {
+                stack.extend(child_blocks(&hdr, b.depth));
+            }
+        }
+        total
+    }
+
+    async fn scrub_block(&mut self, b: Blk, stack: &mut Vec<Blk>) {
+        let inner = self.inner.clone();
+        let io = &inner.io;
+        if b.depth > u32::from(MAX_LEVEL) + 1 {
+            self.set(|p| p.push_error(format!("tree deeper than allowed at sector {}", b.addr)));
+            return;
+        }
+        let crc = b.crc;
+        let verify = move |d: &[u8]| crc32c::crc32c(d) == crc;
+        let out = match io.vdev.scrub(b.addr, b.sectors, &verify).await {
+            Ok(out) => out,
+            Err(e) => {
+                io.stats.damaged.record(DamagedBlock {
+                    object: None,
+                    offset: 0,
+                    addr: b.addr,
+                });
+                let what = if b.node { "tree node" } else { "extent" };
+                self.set(|p| {
+                    p.unrecoverable += 1;
+                    p.push_error(format!("{what} at pool sector {}: {e}", b.addr));
+                });
+                return;
+            }
+        };
+        let bad = out.bad_columns.len() as u64;
+        if bad > 0 {
+            io.stats.checksum_errors.fetch_add(bad, Ordering::Relaxed);
+            tracing::warn!(
+                pool = %inner.id.name,
+                addr = b.addr,
+                bad = ?out.bad_columns,
+                "scrub: bad columns"
+            );
+            let mut repaired = 0;
+            let mut err = None;
+            if io.repair {
+                match io.vdev.repair(b.addr, &out).await {
+                    Ok(()) => repaired = bad,
+                    Err(e) => err = Some(format!("repair at pool sector {}: {e}", b.addr)),
+                }
+            }
+            self.set(|p| {
+                p.errors_found += bad;
+                p.repaired += repaired;
+                if let Some(e) = err {
+                    p.push_error(e);
+                }
+            });
+        }
+        if b.node {
+            match ClearHeader::decode(&out.data) {
+                Ok((hdr, _)) => {
+                    stack.extend(child_blocks(&hdr, b.depth));
+                    self.set(|p| p.nodes += 1);
+                }
+                Err(e) => {
+                    self.set(|p| p.push_error(format!("tree node at pool sector {}: {e}", b.addr)))
+                }
+            }
+        } else {
+            self.set(|p| p.extents += 1);
+        }
+    }
+
+    fn account(&mut self, bytes: u64) {
+        let now = Instant::now();
+        let elapsed = (now - self.started).as_secs_f64();
+        let scanned = self.progress.borrow().scanned_bytes + bytes;
+        if self
+            .samples
+            .back()
+            .is_none_or(|(t, _)| now - *t >= SAMPLE_EVERY)
+        {
+            self.samples.push_back((now, scanned));
+        }
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now - *t > RATE_WINDOW)
+        {
+            self.samples.pop_front();
+        }
+        let rate = match self.samples.front() {
+            Some(&(t, s)) if now > t && scanned > s => {
+                (scanned - s) as f64 / (now - t).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        self.set(|p| {
+            p.scanned_bytes = scanned;
+            p.elapsed_secs = elapsed;
+            p.rate_bytes_per_sec = rate;
+            p.eta_secs = (rate > 0.0).then(|| p.total_bytes.saturating_sub(scanned) as f64 / rate);
+        });
+    }
+}
