@@ -61,6 +61,32 @@ pub enum PoolCommand {
     Import(PoolImportArgs),
     /// Change the passphrase of an encrypted pool (re-wraps the key; no data is rewritten).
     ChangePassphrase(PoolPassArgs),
+    /// Scrub: read every allocated block (every column and copy), repair bad ones.
+    Scrub(PoolScrubArgs),
+}
+
+/// `ingot pool scrub`
+#[derive(Debug, Args)]
+pub struct PoolScrubArgs {
+    /// Pool name (checked against the drives' labels).
+    pub name: Option<String>,
+    /// Show a progress line (percentage, rate, ETA) on a terminal while it runs. Acting on
+    /// the drives directly, the command always runs the scrub to its end.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Unlock an encrypted pool with the passphrase in this file; without it the scrub
+    /// runs locked (keyless): errors are counted but not repaired.
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// Cap scrub I/O at this many bytes per second (e.g. `200M`).
+    #[arg(long)]
+    pub rate_limit: Option<ByteSize>,
+    /// The drives.
+    #[command(flatten)]
+    pub drives: DriveSelect,
 }
 
 /// `ingot pool create`

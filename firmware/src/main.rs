@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Pool(PoolCommand::Status(a)) => cmd::pool::status(a).await,
         Command::Pool(PoolCommand::Import(a)) => cmd::pool::import(a).await,
         Command::Pool(PoolCommand::ChangePassphrase(a)) => cmd::pool::change_passphrase(a).await,
+        Command::Pool(PoolCommand::Scrub(a)) => cmd::scrub::run(a).await,
     }
 }
 

@@ -2,5 +2,6 @@
 
 pub mod devices;
 pub mod pool;
+pub mod scrub;
 pub mod sim;
 pub mod up;

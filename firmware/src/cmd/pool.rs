@@ -226,7 +226,16 @@ pub fn render_status(s: &PoolStatus) -> String {
         "checksum errors since import: {}\n\n",
         s.checksum_errors
     ));
-    let mut t = Table::new(["INDEX", "DEVICE", "STATE", "LABEL-TXG", "GUID"]);
+    let mut t = Table::new([
+        "INDEX",
+        "DEVICE",
+        "STATE",
+        "LABEL-TXG",
+        "READ",
+        "WRITE",
+        "CKSUM",
+        "GUID",
+    ]);
     for d in &s.devices {
         t.row([
             d.index.to_string(),
@@ -235,10 +244,31 @@ pub fn render_status(s: &PoolStatus) -> String {
                 .map_or("-".to_string(), |i| i.location.clone()),
             format!("{:?}", d.state).to_uppercase(),
             d.label_txg.to_string(),
+            d.errors.read.to_string(),
+            d.errors.write.to_string(),
+            d.errors.checksum.to_string(),
             d.guid.clone(),
         ]);
     }
     out.push_str(&t.render());
+    if !s.damaged.is_empty() {
+        out.push_str(&format!(
+            "\nunrecoverable blocks ({}; data there reads as an I/O error):\n",
+            s.damaged.len()
+        ));
+        for d in &s.damaged {
+            match d.object {
+                Some(o) => out.push_str(&format!(
+                    "  object {o} offset {} (pool sector {})\n",
+                    d.offset, d.addr
+                )),
+                None => out.push_str(&format!(
+                    "  pool sector {} (object unknown: metadata or found by a keyless scrub)\n",
+                    d.addr
+                )),
+            }
+        }
+    }
     out
 }
 
