@@ -237,6 +237,28 @@ async fn rot_beyond_redundancy_is_corrupt_and_reported_on_every_layout() {
         assert_eq!(pool.status().damaged.len(), 1, "{layout:?}");
         pool.clear_errors();
         assert!(pool.status().damaged.is_empty());
+        // A scrub alone (nothing read before) names the damaged object too.
+        let p = pool
+            .start_scrub(ScrubOptions::default())
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(p.unrecoverable, 1, "{layout:?}: {p:?}");
+        let st = pool.status();
+        assert_eq!(st.damaged.len(), 1, "{layout:?}");
+        assert_eq!(
+            (
+                st.damaged[0].object,
+                st.damaged[0].offset,
+                st.damaged[0].addr
+            ),
+            (Some(64), 128 * 1024, bp.addr),
+            "{layout:?}"
+        );
+        pool.clear_errors();
+        assert!(pool.status().damaged.is_empty());
         pool.export().await.unwrap();
     }
 }

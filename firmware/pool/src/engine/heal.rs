@@ -17,6 +17,25 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
+tokio::task_local! {
+    /// The object and offset a data read is for (so heal events can name them).
+    static READING: (ObjectId, u64);
+}
+
+/// Run `f`, a read of object `object` at `offset`, so that heal events inside name them.
+pub(crate) async fn reading<F: std::future::Future>(
+    object: ObjectId,
+    offset: u64,
+    f: F,
+) -> F::Output {
+    READING.scope((object, offset), f).await
+}
+
+/// The object and offset of the data read running in this task, if any.
+pub(crate) fn reading_now() -> Option<(ObjectId, u64)> {
+    READING.try_with(|v| *v).ok()
+}
+
 /// Most damaged blocks remembered (the oldest are dropped first).
 pub const MAX_DAMAGED: usize = 256;
 

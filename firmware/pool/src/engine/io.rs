@@ -124,7 +124,15 @@ impl BlockIo {
             self.stats
                 .checksum_errors
                 .fetch_add(out.bad_columns.len() as u64, Ordering::Relaxed);
-            tracing::warn!(addr, bad = ?out.bad_columns, repaired = out.repaired, "checksum errors on read");
+            let obj = super::heal::reading_now();
+            tracing::warn!(
+                addr,
+                object = ?obj.map(|o| o.0),
+                offset = ?obj.map(|o| o.1),
+                bad = ?out.bad_columns,
+                heal = self.repair,
+                "checksum errors on read: reconstructed from redundancy"
+            );
             if self.repair
                 && let Err(e) = self.vdev.repair(addr, &out).await
             {

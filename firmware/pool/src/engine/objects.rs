@@ -485,14 +485,16 @@ impl ObjectStore for Pool {
                     detail: "bad extent record".into(),
                 });
             };
-            let data = i.io.read_data(&bp).await.map_err(|e| {
-                i.damaged_read(id, rec * rs, &bp, &e);
-                StoreError::Corrupt {
-                    id,
-                    offset: rec * rs,
-                    detail: e.to_string(),
-                }
-            })?;
+            let data = super::heal::reading(id, rec * rs, i.io.read_data(&bp))
+                .await
+                .map_err(|e| {
+                    i.damaged_read(id, rec * rs, &bp, &e);
+                    StoreError::Corrupt {
+                        id,
+                        offset: rec * rs,
+                        detail: e.to_string(),
+                    }
+                })?;
             let rstart = rec * rs;
             let a = offset.max(rstart);
             let b = end.min(rstart + data.len() as u64);

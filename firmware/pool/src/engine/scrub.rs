@@ -273,6 +273,8 @@ impl Pool {
             let _hold = hold;
             Scrubber {
                 inner,
+                root,
+                damaged: Vec::new(),
                 opts,
                 control: crx,
                 progress: ptx,
@@ -292,6 +294,10 @@ impl Pool {
 
 struct Scrubber {
     inner: Arc<Inner>,
+    /// Root of the scrubbed txg's tree.
+    root: super::bptr::BlockPtr,
+    /// Unrecoverable extents found (pool addresses), to name their objects at the end.
+    damaged: Vec<u64>,
     opts: ScrubOptions,
     control: watch::Receiver<Control>,
     progress: watch::Sender<ScrubProgress>,
@@ -380,6 +386,9 @@ impl Scrubber {
                 _ => tokio::task::yield_now().await,
             }
         }
+        if !self.damaged.is_empty() && self.inner.io.unlocked {
+            self.attribute().await;
+        }
         let state = if cancelled {
             ScrubState::Cancelled
         } else {
@@ -447,6 +456,9 @@ impl Scrubber {
         let out = match io.vdev.scrub(b.addr, b.sectors, &verify).await {
             Ok(out) => out,
             Err(e) => {
+                if !b.node {
+                    self.damaged.push(b.addr);
+                }
                 io.stats.damaged.record(DamagedBlock {
                     object: None,
                     offset: 0,
@@ -497,6 +509,49 @@ impl Scrubber {
             }
         } else {
             self.set(|p| p.extents += 1);
+        }
+    }
+
+    /// With the key loaded: find which object and offset each damaged extent belongs to
+    /// (one pass over the scrubbed tree's records, in pages) and record that.
+    async fn attribute(&mut self) {
+        let inner = self.inner.clone();
+        let root = super::node::Child::Disk(self.root);
+        let rs = u64::from(inner.id.record_size);
+        let mut start: Vec<u8> = Vec::new();
+        loop {
+            let page = match super::tree::scan(&inner.io, &root, &start, None, 4096).await {
+                Ok(p) => p,
+                Err(e) => {
+                    self.set(|p| p.push_error(format!("naming damaged objects: {e}")));
+                    return;
+                }
+            };
+            let Some((last, _)) = page.last() else { return };
+            let mut next = last.clone();
+            next.push(0);
+            for (k, v) in &page {
+                if let Some(bp) = super::keys::extent_bp(k, v)
+                    && self.damaged.contains(&bp.addr)
+                    && let (Some(rec), Some(id)) = (
+                        super::keys::extent_rec(k),
+                        k.get(..8)
+                            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                            .map(u64::from_be_bytes),
+                    )
+                {
+                    tracing::error!(pool = %inner.id.name, object = id, offset = rec * rs, addr = bp.addr, "scrub: unrecoverable data extent");
+                    inner.io.stats.damaged.record(DamagedBlock {
+                        object: Some(id),
+                        offset: rec * rs,
+                        addr: bp.addr,
+                    });
+                }
+            }
+            if page.len() < 4096 {
+                return;
+            }
+            start = next;
         }
     }
 
