@@ -3,7 +3,8 @@
 //! `cargo bench -p ingot-pool --bench scrub` (harness = false). For each layout: fill a pool
 //! with incompressible data, scrub it (every column and copy read, crc32c checked), then read
 //! the same number of bytes per device straight from the devices in 1 MiB chunks (all devices
-//! concurrently). Prints device bytes/s of both and their ratio. `SCRUB_BENCH_MIB` sets the
+//! concurrently). Each is timed 5 times and the best kept. Prints device bytes/s of both and
+//! their ratio. `SCRUB_BENCH_MIB` sets the
 //! data written (default 256).
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use std::time::Instant;
 
 const DATA_AREA: u64 = 16 * 1024;
 const CHUNK: usize = 1 << 20;
+const REPEAT: usize = 5;
 
 async fn case(layout: PoolLayout, n: usize, copies: u64, mib: u64) {
     let dev_mib = mib * 2 * copies / n as u64 + 64;
@@ -49,38 +51,49 @@ async fn case(layout: PoolLayout, n: usize, copies: u64, mib: u64) {
     }
     pool.sync_now().await.unwrap();
 
-    let t = Instant::now();
-    let p = pool
-        .start_scrub(ScrubOptions::default())
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
-    let scrub_s = t.elapsed().as_secs_f64();
+    // Best of REPEAT (the machine is shared; the minimum is the least disturbed run).
+    let mut scrub_s = f64::MAX;
+    let mut p = None;
+    for _ in 0..REPEAT {
+        let t = Instant::now();
+        let r = pool
+            .start_scrub(ScrubOptions::default())
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        scrub_s = scrub_s.min(t.elapsed().as_secs_f64());
+        p = Some(r);
+    }
+    let p = p.unwrap();
     assert_eq!(p.state, ScrubState::Finished);
     assert_eq!(p.errors_found, 0);
     // Bytes the scrub read from the devices: every copy of a mirror, parity included.
     let dev_bytes = p.scanned_bytes * copies;
 
-    let per_dev = dev_bytes / n as u64;
-    let t = Instant::now();
-    let mut off = 0u64;
+    let per_dev = (dev_bytes / n as u64).next_multiple_of(4096);
+    let mut raw_s = f64::MAX;
     let mut read = 0u64;
-    let mut bufs: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; CHUNK]).collect();
-    while off < per_dev {
-        let len = (per_dev - off).min(CHUNK as u64) as usize;
-        let jobs = devs.iter().zip(bufs.iter_mut()).map(|(d, b)| {
-            let d = d.clone();
-            async move { d.read(DATA_AREA + off, &mut b[..len]).await }
-        });
-        for r in join_all(jobs).await {
-            r.unwrap();
+    for _ in 0..REPEAT {
+        let t = Instant::now();
+        let mut off = 0u64;
+        read = 0;
+        let mut bufs: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; CHUNK]).collect();
+        while off < per_dev {
+            let len = (per_dev - off).min(CHUNK as u64) as usize;
+            let jobs = devs.iter().zip(bufs.iter_mut()).map(|(d, b)| {
+                let d = d.clone();
+                async move { d.read(DATA_AREA + off, &mut b[..len]).await }
+            });
+            for r in join_all(jobs).await {
+                r.unwrap();
+            }
+            read += (len * n) as u64;
+            off += len as u64;
         }
-        read += (len * n) as u64;
-        off += len as u64;
+        raw_s = raw_s.min(t.elapsed().as_secs_f64());
     }
-    let raw_s = t.elapsed().as_secs_f64();
     let scrub_rate = dev_bytes as f64 / scrub_s / 1e6;
     let raw_rate = read as f64 / raw_s / 1e6;
     println!(

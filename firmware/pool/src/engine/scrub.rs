@@ -19,6 +19,7 @@ use super::error::PoolError;
 use super::heal::DamagedBlock;
 use super::node::{ClearHeader, MAX_LEVEL};
 use super::pool::{Inner, Pool};
+use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -371,8 +372,33 @@ impl Scrubber {
                 run_start = Instant::now();
                 run_bytes = 0;
             }
-            let bytes = self.inner.io.vdev.asize(b.sectors) * 4096;
-            self.scrub_block(b, &mut stack).await;
+            let mut bytes = self.inner.io.vdev.asize(b.sectors) * 4096;
+            if b.node {
+                self.scrub_block(b, &mut stack).await;
+            } else {
+                // Data extents have no children: check a run of them concurrently.
+                let mut batch = vec![b];
+                while batch.len() < MAX_IN_FLIGHT
+                    && let Some(next) = stack.pop_if(|n| !n.node)
+                {
+                    bytes += self.inner.io.vdev.asize(next.sectors) * 4096;
+                    batch.push(next);
+                }
+                let blks = batch.clone();
+                // Spawned, so that verification (crc32c, parity) also uses several cores.
+                let tasks = batch.into_iter().map(|b| {
+                    let inner = self.inner.clone();
+                    tokio::spawn(async move { check(&inner, b).await })
+                });
+                for (c, b) in join_all(tasks).await.into_iter().zip(blks) {
+                    let c = c.unwrap_or_else(|e| Checked {
+                        blk: b,
+                        read: Err(format!("scrub task failed: {e}")),
+                        repair: None,
+                    });
+                    self.absorb(c, &mut stack);
+                }
+            }
             run_bytes += bytes;
             self.account(bytes);
             match self.opts.max_bytes_per_sec {
@@ -445,25 +471,27 @@ impl Scrubber {
     }
 
     async fn scrub_block(&mut self, b: Blk, stack: &mut Vec<Blk>) {
-        let inner = self.inner.clone();
-        let io = &inner.io;
-        if b.depth > u32::from(MAX_LEVEL) + 1 {
-            self.set(|p| p.push_error(format!("tree deeper than allowed at sector {}", b.addr)));
-            return;
-        }
-        let crc = b.crc;
-        let verify = move |d: &[u8]| crc32c::crc32c(d) == crc;
-        let out = match io.vdev.scrub(b.addr, b.sectors, &verify).await {
+        let c = check(&self.inner, b).await;
+        self.absorb(c, stack);
+    }
+
+    /// Account for one checked block; push a node's children.
+    fn absorb(&mut self, c: Checked, stack: &mut Vec<Blk>) {
+        let b = c.blk;
+        let io = &self.inner.io;
+        let out = match c.read {
             Ok(out) => out,
             Err(e) => {
                 if !b.node {
                     self.damaged.push(b.addr);
                 }
-                io.stats.damaged.record(DamagedBlock {
-                    object: None,
-                    offset: 0,
-                    addr: b.addr,
-                });
+                if !e.starts_with("tree deeper") {
+                    io.stats.damaged.record(DamagedBlock {
+                        object: None,
+                        offset: 0,
+                        addr: b.addr,
+                    });
+                }
                 let what = if b.node { "tree node" } else { "extent" };
                 self.set(|p| {
                     p.unrecoverable += 1;
@@ -474,26 +502,16 @@ impl Scrubber {
         };
         let bad = out.bad_columns.len() as u64;
         if bad > 0 {
-            io.stats.checksum_errors.fetch_add(bad, Ordering::Relaxed);
-            tracing::warn!(
-                pool = %inner.id.name,
-                addr = b.addr,
-                bad = ?out.bad_columns,
-                "scrub: bad columns"
-            );
-            let mut repaired = 0;
-            let mut err = None;
-            if io.repair {
-                match io.vdev.repair(b.addr, &out).await {
-                    Ok(()) => repaired = bad,
-                    Err(e) => err = Some(format!("repair at pool sector {}: {e}", b.addr)),
-                }
-            }
+            let repaired = if matches!(c.repair, Some(Ok(()))) {
+                bad
+            } else {
+                0
+            };
             self.set(|p| {
                 p.errors_found += bad;
                 p.repaired += repaired;
-                if let Some(e) = err {
-                    p.push_error(e);
+                if let Some(Err(e)) = c.repair {
+                    p.push_error(format!("repair at pool sector {}: {e}", b.addr));
                 }
             });
         }
@@ -585,5 +603,68 @@ impl Scrubber {
             p.rate_bytes_per_sec = rate;
             p.eta_secs = (rate > 0.0).then(|| p.total_bytes.saturating_sub(scanned) as f64 / rate);
         });
+    }
+}
+
+/// Extents scrubbed concurrently (device queue depth for the scrub).
+const MAX_IN_FLIGHT: usize = 8;
+
+/// What checking one block found.
+struct Checked {
+    blk: Blk,
+    /// The verified read, or why it failed.
+    read: Result<crate::raid::ReadOutcome, String>,
+    /// The rewrite of bad columns, when there were some and the pool repairs.
+    repair: Option<Result<(), String>>,
+}
+
+/// Read every column and copy of `b`, verify, and rewrite bad ones (unless the pool only
+/// counts): the I/O part of scrubbing a block, run for several extents at once.
+async fn check(inner: &Inner, b: Blk) -> Checked {
+    let io = &inner.io;
+    if b.depth > u32::from(MAX_LEVEL) + 1 {
+        return Checked {
+            blk: b,
+            read: Err("tree deeper than allowed".into()),
+            repair: None,
+        };
+    }
+    let crc = b.crc;
+    let verify = move |d: &[u8]| crc32c::crc32c(d) == crc;
+    let out = match io.vdev.scrub(b.addr, b.sectors, &verify).await {
+        Ok(out) => out,
+        Err(e) => {
+            return Checked {
+                blk: b,
+                read: Err(e.to_string()),
+                repair: None,
+            };
+        }
+    };
+    let mut repair = None;
+    if !out.bad_columns.is_empty() {
+        io.stats
+            .checksum_errors
+            .fetch_add(out.bad_columns.len() as u64, Ordering::Relaxed);
+        tracing::warn!(
+            pool = %inner.id.name,
+            addr = b.addr,
+            bad = ?out.bad_columns,
+            heal = io.repair,
+            "scrub: bad columns"
+        );
+        if io.repair {
+            repair = Some(
+                io.vdev
+                    .repair(b.addr, &out)
+                    .await
+                    .map_err(|e| e.to_string()),
+            );
+        }
+    }
+    Checked {
+        blk: b,
+        read: Ok(out),
+        repair,
     }
 }

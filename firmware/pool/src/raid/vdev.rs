@@ -760,11 +760,10 @@ fn search_copies(
     }
     let mut idx = vec![0usize; variants.len()];
     for _ in 0..MAX_COPY_COMBINATIONS {
-        let data: Vec<u8> = variants
-            .iter()
-            .zip(&idx)
-            .flat_map(|(v, &i)| v[i].iter().copied())
-            .collect();
+        let mut data = Vec::with_capacity(variants.iter().map(|v| v[0].len()).sum());
+        for (v, &i) in variants.iter().zip(&idx) {
+            data.extend_from_slice(v[i]);
+        }
         if verify(&data) {
             // Redundancy was used unless this is the first readable copy of every column.
             let first_copies = got
