@@ -84,6 +84,9 @@ pub struct PoolScrubArgs {
     /// Cap scrub I/O at this many bytes per second (e.g. `200M`).
     #[arg(long)]
     pub rate_limit: Option<ByteSize>,
+    /// Start over even if an interrupted scrub saved its position (by default it resumes).
+    #[arg(long)]
+    pub restart: bool,
     /// The drives.
     #[command(flatten)]
     pub drives: DriveSelect,

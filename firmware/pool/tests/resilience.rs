@@ -447,6 +447,7 @@ async fn scrub_pause_resume_and_cancel() {
     let h = pool
         .start_scrub(ScrubOptions {
             max_bytes_per_sec: Some(64 << 20),
+            ..ScrubOptions::default()
         })
         .await
         .unwrap();
@@ -464,6 +465,7 @@ async fn scrub_runs_online_while_writers_overwrite_and_commit() {
     let h = pool
         .start_scrub(ScrubOptions {
             max_bytes_per_sec: Some(16 << 20),
+            ..ScrubOptions::default()
         })
         .await
         .unwrap();
@@ -511,4 +513,80 @@ async fn scrub_runs_online_while_writers_overwrite_and_commit() {
             .await
             .unwrap(),
     );
+}
+
+#[tokio::test]
+async fn paused_scrub_resumes_after_export_and_import() {
+    let rig = rig(3);
+    let pool = Pool::create(rig.devs.clone(), config(PoolLayout::Raidz1))
+        .await
+        .unwrap();
+    let data = fill(&pool, 6, 70).await;
+    let full = pool
+        .start_scrub(ScrubOptions::default())
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_clean(&full);
+    // Slow (1 MB/s): pause it once it has scanned something, long before it could finish.
+    let h = pool
+        .start_scrub(ScrubOptions {
+            max_bytes_per_sec: Some(1 << 20),
+            ..ScrubOptions::default()
+        })
+        .await
+        .unwrap();
+    let mut rx = h.subscribe();
+    // The space map counts as the first extent; wait for a batch of file extents.
+    rx.wait_for(|p| p.extents > 2).await.unwrap();
+    h.pause();
+    let paused = rx
+        .wait_for(|p| p.state == ScrubState::Paused)
+        .await
+        .unwrap()
+        .clone();
+    assert!(
+        paused.extents > 2 && paused.extents < full.extents,
+        "{paused:?}"
+    );
+    pool.export().await.unwrap();
+    drop(h);
+    let pool = Pool::import(rig.devs.clone(), ImportOptions::default())
+        .await
+        .unwrap();
+    let resumed = pool
+        .start_scrub(ScrubOptions::default())
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(resumed.resumed_from_txg, Some(paused.txg), "{resumed:?}");
+    assert_eq!(resumed.state, ScrubState::Finished);
+    assert!(
+        resumed.errors.is_empty() && resumed.errors_found == 0,
+        "{resumed:?}"
+    );
+    // It skipped what the first run had done (its extents are the rest, or a batch more).
+    assert!(resumed.extents < full.extents, "{resumed:?} vs {full:?}");
+    assert!(
+        resumed.extents + paused.extents >= full.extents,
+        "{resumed:?} vs {paused:?}"
+    );
+    // Finished: the position is dropped, the next scrub starts over.
+    pool.sync_now().await.unwrap();
+    let again = pool
+        .start_scrub(ScrubOptions::default())
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(again.resumed_from_txg, None);
+    assert_eq!(again.extents, full.extents);
+    for (k, d) in data.iter().enumerate() {
+        assert!(&read_all(&pool, 64 + k as u64, d.len()).await.unwrap() == d);
+    }
 }

@@ -69,6 +69,11 @@ pub fn render_result(pool: &str, p: &ScrubProgress) -> String {
         p.nodes,
         p.extents
     ));
+    if let Some(t) = p.resumed_from_txg {
+        out.push_str(&format!(
+            "  resumed:       the scrub started at txg {t} (counters include it)\n"
+        ));
+    }
     out.push_str(&format!("  errors found:  {}\n", p.errors_found));
     out.push_str(&format!(
         "  repaired:      {}{}\n",
@@ -131,6 +136,7 @@ pub async fn run(a: &crate::cli::PoolScrubArgs) -> Result<(), CliError> {
         json,
         passphrase_file,
         rate_limit,
+        restart,
         drives: sel,
     } = a;
     let specs = select(sel)?;
@@ -160,6 +166,7 @@ pub async fn run(a: &crate::cli::PoolScrubArgs) -> Result<(), CliError> {
         }
         let opts = ScrubOptions {
             max_bytes_per_sec: rate_limit.map(|b| b.0),
+            restart: *restart,
         };
         let h = pool.start_scrub(opts).await?;
         let show = *wait && std::io::stderr().is_terminal() && !*json;
@@ -207,6 +214,7 @@ mod tests {
             repaired: 4,
             unrecoverable: 0,
             repairing: true,
+            resumed_from_txg: None,
             errors: vec![],
         }
     }

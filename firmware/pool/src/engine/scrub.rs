@@ -13,7 +13,12 @@
 //!   and repaired) is published on a `tokio::sync::watch` channel.
 //! - Throttled: an optional bytes/s cap; without one it yields between blocks.
 //!
-//! Not persisted: after export/import (or a crash) a scrub starts over from the root.
+//! - Resumable: with the key loaded and the pool writable, the position (every extent with
+//!   a tree key below a bookmark is done) is saved under a pool-private tree key when the
+//!   scrub pauses and every few seconds, and committed with the txgs. After export/import
+//!   or a crash, [`Pool::start_scrub`] resumes from it (extents written since the
+//!   interrupted scrub started were written verified and are behind the bookmark only if
+//!   their keys are). A locked pool cannot save or resume: it starts over.
 
 use super::error::PoolError;
 use super::heal::DamagedBlock;
@@ -33,6 +38,8 @@ const RATE_WINDOW: Duration = Duration::from_secs(10);
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// Most error messages kept in the progress report.
 const MAX_ERRORS: usize = 64;
+/// How often a running scrub saves its position (committed with the next txg).
+const SAVE_EVERY: Duration = Duration::from_secs(5);
 
 /// How a scrub runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -40,6 +47,8 @@ pub struct ScrubOptions {
     /// Cap on scrub I/O in allocated bytes per second (`None`: as fast as the devices
     /// go, yielding to other tasks between blocks).
     pub max_bytes_per_sec: Option<u64>,
+    /// Start from the beginning even if an interrupted scrub saved its position.
+    pub restart: bool,
 }
 
 /// Where a scrub is.
@@ -87,6 +96,10 @@ pub struct ScrubProgress {
     pub unrecoverable: u64,
     /// Whether bad columns are rewritten (false on a locked or read-only pool: count only).
     pub repairing: bool,
+    /// Set when this scrub resumed the saved position of an interrupted one (started at
+    /// that txg); scanned bytes and the error counts include the interrupted run's, nodes
+    /// and extents count this run only.
+    pub resumed_from_txg: Option<u64>,
     /// What went wrong, first [`MAX_ERRORS`] messages.
     pub errors: Vec<String>,
 }
@@ -203,13 +216,16 @@ impl Drop for Hold {
 }
 
 /// One block to scrub.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Blk {
     addr: u64,
     sectors: u64,
     crc: u32,
     node: bool,
     depth: u32,
+    /// With the key loaded: an extent's tree key, or a node's exclusive upper bound
+    /// (`None`: unknown or unbounded).
+    key: Option<Arc<[u8]>>,
 }
 
 impl Pool {
@@ -247,8 +263,26 @@ impl Pool {
             repaired: 0,
             unrecoverable: 0,
             repairing: inner.io.repair,
+            resumed_from_txg: None,
             errors: Vec::new(),
         };
+        let mut first = first;
+        let track = inner.io.unlocked;
+        let mut bookmark = None;
+        if track && !opts.restart {
+            let root = inner.readable.read().0.clone();
+            if let Some(v) = super::tree::get(&inner.io, &root, &saved_key()).await?
+                && let Some(sv) = Saved::decode(&v)
+            {
+                tracing::info!(pool = %inner.id.name, from_txg = sv.txg, scanned = sv.scanned, "scrub resumes a saved position");
+                first.resumed_from_txg = Some(sv.txg);
+                first.scanned_bytes = sv.scanned;
+                first.errors_found = sv.found;
+                first.repaired = sv.repaired;
+                first.unrecoverable = sv.unrecoverable;
+                bookmark = Some(sv.bookmark);
+            }
+        }
         let (ptx, prx) = watch::channel(first);
         let (ctx, crx) = watch::channel(Control::Run);
         let sm = uber.space_map;
@@ -260,6 +294,7 @@ impl Pool {
                 crc: sm.crc,
                 node: false,
                 depth: 0,
+                key: None,
             },
             Blk {
                 addr: root.addr,
@@ -267,6 +302,7 @@ impl Pool {
                 crc: root.crc,
                 node: true,
                 depth: 0,
+                key: None,
             },
         ];
         tracing::info!(pool = %inner.id.name, txg = uber.txg, "scrub started");
@@ -276,6 +312,8 @@ impl Pool {
                 inner,
                 root,
                 damaged: Vec::new(),
+                track,
+                bookmark,
                 opts,
                 control: crx,
                 progress: ptx,
@@ -299,6 +337,10 @@ struct Scrubber {
     root: super::bptr::BlockPtr,
     /// Unrecoverable extents found (pool addresses), to name their objects at the end.
     damaged: Vec<u64>,
+    /// Whether extent keys are known (key loaded): needed to save and resume a position.
+    track: bool,
+    /// Every extent with a key below this is done (this run or a saved one).
+    bookmark: Option<Vec<u8>>,
     opts: ScrubOptions,
     control: watch::Receiver<Control>,
     progress: watch::Sender<ScrubProgress>,
@@ -313,7 +355,82 @@ fn child_blocks(hdr: &ClearHeader, depth: u32) -> impl Iterator<Item = Blk> + '_
         crc: p.crc,
         node: p.kind == super::bptr::BlockKind::Node,
         depth: depth + 1,
+        key: None,
     })
+}
+
+/// Decode a node's keys from its stored bytes (needs the key; `None` if it cannot).
+fn decode_node(inner: &Inner, stored: &[u8], addr: u64) -> Option<super::node::Node> {
+    let (hdr, clear_len) = ClearHeader::decode(stored).ok()?;
+    let kind = crate::compress::CompressionKind::from_code(hdr.payload_comp).ok()?;
+    let mut payload = stored.get(clear_len..)?.to_vec();
+    let plain = inner
+        .io
+        .codec
+        .open(
+            &mut payload,
+            addr + (clear_len / 4096) as u64,
+            hdr.payload_crc,
+            kind,
+            hdr.payload_psize,
+            hdr.payload_lsize,
+        )
+        .ok()?;
+    super::node::Node::decode_payload(&plain, None).ok()
+}
+
+/// Where an interrupted scrub was, kept in the tree under a pool-private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Saved {
+    txg: u64,
+    scanned: u64,
+    found: u64,
+    repaired: u64,
+    unrecoverable: u64,
+    /// Every extent with a key below this was scrubbed.
+    bookmark: Vec<u8>,
+}
+
+const SAVED_VERSION: u8 = 1;
+
+fn saved_key() -> Vec<u8> {
+    super::keys::kv(super::keys::META_OID, b"scrub-position")
+}
+
+impl Saved {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = vec![SAVED_VERSION];
+        for x in [
+            self.txg,
+            self.scanned,
+            self.found,
+            self.repaired,
+            self.unrecoverable,
+        ] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.extend_from_slice(&self.bookmark);
+        v
+    }
+
+    fn decode(b: &[u8]) -> Option<Saved> {
+        if b.first() != Some(&SAVED_VERSION) || b.len() < 41 {
+            return None;
+        }
+        let u = |i: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(
+                b.get(1 + 8 * i..9 + 8 * i)?.try_into().ok()?,
+            ))
+        };
+        Some(Saved {
+            txg: u(0)?,
+            scanned: u(1)?,
+            found: u(2)?,
+            repaired: u(3)?,
+            unrecoverable: u(4)?,
+            bookmark: b[41..].to_vec(),
+        })
+    }
 }
 
 impl Scrubber {
@@ -334,8 +451,12 @@ impl Scrubber {
             let c = *self.control.borrow_and_update();
             match c {
                 Control::Run => return true,
-                Control::Cancel => return false,
+                Control::Cancel => {
+                    self.forget().await;
+                    return false;
+                }
                 Control::Pause => {
+                    self.save().await;
                     self.set(|p| {
                         p.state = ScrubState::Paused;
                         p.rate_bytes_per_sec = 0.0;
@@ -358,9 +479,10 @@ impl Scrubber {
             p.total_bytes = total;
             p.state = ScrubState::Running;
         });
-        let mut stack: Vec<Blk> = roots.iter().rev().copied().collect();
+        let mut stack: Vec<Blk> = roots.iter().rev().cloned().collect();
         let mut run_start = Instant::now();
         let mut run_bytes = 0u64;
+        let mut last_save = Instant::now();
         let mut cancelled = false;
         while let Some(b) = stack.pop() {
             let was_paused = *self.control.borrow() == Control::Pause;
@@ -390,6 +512,7 @@ impl Scrubber {
                     let inner = self.inner.clone();
                     tokio::spawn(async move { check(&inner, b).await })
                 });
+                let last_key = blks.last().and_then(|b| b.key.clone());
                 for (c, b) in join_all(tasks).await.into_iter().zip(blks) {
                     let c = c.unwrap_or_else(|e| Checked {
                         blk: b,
@@ -398,8 +521,19 @@ impl Scrubber {
                     });
                     self.absorb(c, &mut stack);
                 }
+                if self.track
+                    && let Some(k) = last_key
+                {
+                    let mut next = k.to_vec();
+                    next.push(0);
+                    self.bookmark = Some(next);
+                }
             }
             run_bytes += bytes;
+            if last_save.elapsed() >= SAVE_EVERY {
+                self.save().await;
+                last_save = Instant::now();
+            }
             self.account(bytes);
             match self.opts.max_bytes_per_sec {
                 Some(cap) if cap > 0 => {
@@ -415,6 +549,9 @@ impl Scrubber {
         if !self.damaged.is_empty() && self.inner.io.unlocked {
             self.attribute().await;
         }
+        if !cancelled {
+            self.forget().await;
+        }
         let state = if cancelled {
             ScrubState::Cancelled
         } else {
@@ -426,6 +563,8 @@ impl Scrubber {
             p.elapsed_secs = elapsed;
             p.eta_secs = None;
             if state == ScrubState::Finished {
+                // A resumed scrub's saved count is approximate; finished covers it all.
+                p.scanned_bytes = p.total_bytes;
                 p.rate_bytes_per_sec = if elapsed > 0.0 {
                     p.scanned_bytes as f64 / elapsed
                 } else {
@@ -518,7 +657,12 @@ impl Scrubber {
         if b.node {
             match ClearHeader::decode(&out.data) {
                 Ok((hdr, _)) => {
-                    stack.extend(child_blocks(&hdr, b.depth));
+                    let mut kids: Vec<Blk> = child_blocks(&hdr, b.depth).collect();
+                    if self.track {
+                        self.key_children(&b, &out.data, &mut kids);
+                    }
+                    // Reversed: the stack pops them in key order (the bookmark needs it).
+                    stack.extend(kids.into_iter().rev());
                     self.set(|p| p.nodes += 1);
                 }
                 Err(e) => {
@@ -527,6 +671,90 @@ impl Scrubber {
             }
         } else {
             self.set(|p| p.extents += 1);
+        }
+    }
+
+    /// Give `kids` (a node's children, in key order) their keys, and drop those the
+    /// bookmark says are done. Stops tracking if the node cannot be decoded.
+    fn key_children(&mut self, b: &Blk, stored: &[u8], kids: &mut Vec<Blk>) {
+        let Some(node) = decode_node(&self.inner, stored, b.addr) else {
+            self.track = false;
+            return;
+        };
+        match &node.body {
+            super::node::Body::Internal(_) => {
+                for (i, k) in kids.iter_mut().enumerate() {
+                    k.key = match node.keys.get(i + 1) {
+                        Some(hi) => Some(Arc::from(hi.as_slice())),
+                        None => b.key.clone(),
+                    };
+                }
+            }
+            super::node::Body::Leaf(vals) => {
+                let ext = node
+                    .keys
+                    .iter()
+                    .zip(vals)
+                    .filter(|(k, v)| super::keys::extent_bp(k, v).is_some())
+                    .map(|(k, _)| k);
+                for (kid, key) in kids.iter_mut().zip(ext) {
+                    kid.key = Some(Arc::from(key.as_slice()));
+                }
+            }
+        }
+        let Some(bm) = &self.bookmark else { return };
+        kids.retain(|k| match &k.key {
+            // A node: keep unless every key in it (< its upper bound) is below the bookmark.
+            Some(key) if k.node => key.as_ref() > bm.as_slice(),
+            Some(key) => key.as_ref() >= bm.as_slice(),
+            None => true,
+        });
+    }
+
+    /// Save the position in the open txg (committed with it), if the pool can be written.
+    async fn save(&mut self) {
+        let inner = self.inner.clone();
+        if !self.track || !inner.io.repair || inner.writable().is_err() {
+            return;
+        }
+        let bm = self.bookmark.clone().unwrap_or_default();
+        let p = self.progress.borrow().clone();
+        let sv = Saved {
+            txg: p.resumed_from_txg.unwrap_or(p.txg),
+            scanned: p.scanned_bytes,
+            found: p.errors_found,
+            repaired: p.repaired,
+            unrecoverable: p.unrecoverable,
+            bookmark: bm,
+        };
+        let mut g = inner.open.lock().await;
+        let o = &mut *g;
+        match o
+            .tree
+            .insert(&inner.io, saved_key(), sv.encode(), &mut o.frees)
+            .await
+        {
+            Ok(_) => o.dirty = true,
+            Err(e) => {
+                tracing::warn!(pool = %inner.id.name, error = %e, "cannot save the scrub position")
+            }
+        }
+    }
+
+    /// Drop a saved position (the scrub finished or was cancelled).
+    async fn forget(&mut self) {
+        let inner = self.inner.clone();
+        if !inner.io.unlocked || !inner.io.repair || inner.writable().is_err() {
+            return;
+        }
+        let mut g = inner.open.lock().await;
+        let o = &mut *g;
+        match o.tree.remove(&inner.io, &saved_key(), &mut o.frees).await {
+            Ok(Some(_)) => o.dirty = true,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(pool = %inner.id.name, error = %e, "cannot drop the scrub position")
+            }
         }
     }
 
