@@ -135,7 +135,7 @@ async fn case(label: &str, compression: PoolCompression, encrypted: bool, seq_mi
     pool.sync().await.expect("sync");
     m.report(
         &format!("{label} seq write 1 MiB, 2 writers (+sync)"),
-        half * 2 << 20,
+        (half * 2) << 20,
         half * 2,
     );
     pool.apply(vec![Op::Delete { id: 65 }, Op::Delete { id: 66 }])
