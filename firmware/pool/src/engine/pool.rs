@@ -446,10 +446,28 @@ impl Pool {
             }
             per_dev.push((d, labels));
         }
-        // 2. The pool: the one named by the newest label.
+        // 2. The pool: the one most of the given devices belong to (by their newest
+        //    label), ties to the newest txg; its newest label gives the configuration.
+        let mut votes: std::collections::HashMap<u64, (usize, u64)> =
+            std::collections::HashMap::new();
+        for (_, ls) in &per_dev {
+            if let Some(best) = ls.iter().max_by_key(|l| l.uber.txg) {
+                let v = votes.entry(best.pool_guid).or_insert((0, 0));
+                v.0 += 1;
+                v.1 = v.1.max(best.uber.txg);
+            }
+        }
+        let chosen_guid = votes
+            .iter()
+            .max_by_key(|(_, v)| **v)
+            .map(|(g, _)| *g)
+            .ok_or_else(|| PoolError::NotAPool {
+                detail: "no labels".into(),
+            })?;
         let newest = per_dev
             .iter()
             .flat_map(|(_, ls)| ls.iter())
+            .filter(|l| l.pool_guid == chosen_guid)
             .max_by_key(|l| l.uber.txg)
             .cloned()
             .ok_or_else(|| PoolError::NotAPool {
