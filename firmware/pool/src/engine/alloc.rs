@@ -329,6 +329,11 @@ impl Allocator {
         self.free.insert(start, len).map_err(PoolError::Internal)
     }
 
+    /// Whether freed space is waiting for its txg (and the next) to be durable before reuse.
+    pub fn has_pending_frees(&self) -> bool {
+        !self.deferred.is_empty() || !self.pending_frees.is_empty()
+    }
+
     /// Record that txg `txg` no longer references `start+len`.
     pub fn free(&mut self, start: u64, len: u64, txg: u64) {
         self.pending_frees

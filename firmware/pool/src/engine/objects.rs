@@ -549,6 +549,18 @@ impl ObjectStore for Pool {
     }
 
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        // Space freed by earlier batches is reusable only once the freeing txg and the next
+        // are durable. A full pool with frees pending commits and tries again (as ZFS waits
+        // for the txg sync) instead of reporting ENOSPC while space is on its way back.
+        const COMMITS: usize = 3;
+        for _ in 0..COMMITS {
+            match self.inner.apply_batch(ops.clone()).await {
+                Err(StoreError::NoSpace) if self.inner.alloc.lock().has_pending_frees() => {
+                    self.inner.commit().await?;
+                }
+                r => return r,
+            }
+        }
         self.inner.apply_batch(ops).await
     }
 
@@ -667,9 +679,9 @@ impl ObjectStore for Pool {
         let l = i.lbytes.load(Ordering::Relaxed);
         let p = i.pbytes.load(Ordering::Relaxed);
         StoreStats {
-            capacity_bytes: a.capacity() * 4096,
-            used_bytes: a.used() * 4096,
-            available_bytes: a.available() * 4096,
+            capacity_bytes: i.usable_bytes(a.capacity()),
+            used_bytes: i.usable_bytes(a.used()),
+            available_bytes: i.usable_bytes(a.available()),
             objects: i.objects.load(Ordering::Relaxed),
             compression_ratio: if p == 0 { 1.0 } else { l as f64 / p as f64 },
             txg: i.durable_txg.load(Ordering::Acquire),
