@@ -233,6 +233,7 @@ fn random_operations_match_a_model() {
                 let bytes = random_bytes(&mut rng, len);
                 let f = OpenOptions::new()
                     .create(true)
+                    .truncate(false)
                     .write(true)
                     .open(&path)
                     .unwrap();
