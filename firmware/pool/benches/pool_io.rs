@@ -105,6 +105,44 @@ async fn case(label: &str, compression: PoolCompression, encrypted: bool, seq_mi
         seq_mib,
     );
 
+    // Two writers on two objects at once (record data path runs outside the writer lock).
+    let pool = Arc::new(pool);
+    pool.apply(vec![Op::Create { id: 65 }, Op::Create { id: 66 }])
+        .await
+        .expect("create objects");
+    let m = Meter::start();
+    let half = seq_mib / 2;
+    let tasks: Vec<_> = (65..67u64)
+        .map(|id| {
+            let p = pool.clone();
+            let c = chunk.clone();
+            tokio::spawn(async move {
+                for i in 0..half {
+                    p.apply(vec![Op::Write {
+                        id,
+                        offset: i << 20,
+                        data: c.clone(),
+                    }])
+                    .await
+                    .expect("write");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    pool.sync().await.expect("sync");
+    m.report(
+        &format!("{label} seq write 1 MiB, 2 writers (+sync)"),
+        (half * 2) << 20,
+        half * 2,
+    );
+    pool.apply(vec![Op::Delete { id: 65 }, Op::Delete { id: 66 }])
+        .await
+        .expect("delete");
+    pool.sync().await.expect("sync");
+
     let mut buf = vec![0u8; 1 << 20];
     let m = Meter::start();
     for i in 0..seq_mib {
@@ -145,7 +183,10 @@ async fn case(label: &str, compression: PoolCompression, encrypted: bool, seq_mi
         st.compression_ratio,
         peak_rss_mib()
     );
-    pool.export().await.expect("export");
+    match Arc::try_unwrap(pool) {
+        Ok(p) => p.export().await.expect("export"),
+        Err(_) => panic!("pool still shared"),
+    }
 }
 
 fn main() {

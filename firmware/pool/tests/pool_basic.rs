@@ -239,6 +239,7 @@ async fn import_refuses_foreign_and_empty_devices() {
     let e = Pool::import(vec![a[0].clone(), b[0].clone()], ImportOptions::default())
         .await
         .unwrap_err();
+    assert!(e.to_string().contains("belongs to pool"), "{e}");
     assert!(
         matches!(
             e,
@@ -246,6 +247,29 @@ async fn import_refuses_foreign_and_empty_devices() {
         ),
         "{e}"
     );
+    // Majority wins: two devices of a mirror plus a stranger names the stranger.
+    let m = mem(2, 8);
+    let pm = Pool::create(m.clone(), cfg(PoolLayout::Mirror))
+        .await
+        .unwrap();
+    pm.export().await.unwrap();
+    let stranger: Arc<dyn BlockDevice> = Arc::new(MemBlockDevice::new("stranger", 4096, 2048));
+    Pool::create(vec![stranger.clone()], cfg(PoolLayout::Stripe))
+        .await
+        .unwrap()
+        .export()
+        .await
+        .unwrap();
+    let e = Pool::import(
+        vec![m[0].clone(), stranger, m[1].clone()],
+        ImportOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    match &e {
+        PoolError::ForeignDevice { device, .. } => assert_eq!(device, "stranger", "{e}"),
+        other => panic!("expected ForeignDevice, got {other}"),
+    }
     let labels = Pool::read_labels(a[0].as_ref()).await;
     assert_eq!(labels.len(), 4);
     assert!(labels.iter().all(|l| l.is_ok()));

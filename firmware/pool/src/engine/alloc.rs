@@ -290,6 +290,34 @@ impl Allocator {
         Ok(start)
     }
 
+    /// Allocate `len` sectors not yet tied to a txg (a record written before its batch
+    /// takes the writer lock). Such ranges are in no space map: lost at a crash, they are
+    /// free again. [`Allocator::attach`] ties them to the txg that references them.
+    pub fn alloc_detached(&mut self, len: u64) -> Result<u64, PoolError> {
+        if self.free.total() < len + self.reserve {
+            return Err(PoolError::NoSpace);
+        }
+        let start = self
+            .free
+            .take_fit(len, self.hint)
+            .ok_or(PoolError::NoSpace)?;
+        self.hint = start + len;
+        Ok(start)
+    }
+
+    /// Tie a detached allocation to txg `txg`.
+    pub fn attach(&mut self, start: u64, len: u64, txg: u64) {
+        self.pending_allocs
+            .entry(txg)
+            .or_default()
+            .push((start, len));
+    }
+
+    /// Give back a detached allocation that was never attached.
+    pub fn unalloc_detached(&mut self, start: u64, len: u64) -> Result<(), PoolError> {
+        self.free.insert(start, len).map_err(PoolError::Internal)
+    }
+
     /// Give back an allocation of txg `txg` that was never referenced (failed batch).
     pub fn unalloc(&mut self, start: u64, len: u64, txg: u64) -> Result<(), PoolError> {
         let list = self.pending_allocs.entry(txg).or_default();
@@ -299,6 +327,11 @@ impl Allocator {
             .ok_or_else(|| PoolError::Internal(format!("unalloc of unknown {start}+{len}")))?;
         list.swap_remove(pos);
         self.free.insert(start, len).map_err(PoolError::Internal)
+    }
+
+    /// Whether freed space is waiting for its txg (and the next) to be durable before reuse.
+    pub fn has_pending_frees(&self) -> bool {
+        !self.deferred.is_empty() || !self.pending_frees.is_empty()
     }
 
     /// Record that txg `txg` no longer references `start+len`.

@@ -53,6 +53,13 @@ impl<'a> AllocCtx<'a> {
         Ok(a)
     }
 
+    /// Tie a detached allocation (see `Allocator::alloc_detached`) to this txg; `undo`
+    /// gives it back like the others.
+    pub fn attach(&mut self, start: u64, len: u64) {
+        self.alloc.lock().attach(start, len, self.txg);
+        self.taken.push((start, len));
+    }
+
     /// Give back everything taken (the operation failed before anything referenced it).
     pub fn undo(&mut self) {
         let mut a = self.alloc.lock();
@@ -187,6 +194,54 @@ impl BlockIo {
             crc,
             comp: c.kind.code(),
             kind,
+        })
+    }
+
+    /// Write one data record into a detached allocation (no txg yet: the caller attaches
+    /// it when the record enters the tree, or gives it back). `birth` is left 0.
+    pub async fn write_data_detached(
+        &self,
+        logical: &[u8],
+        alloc: &Mutex<Allocator>,
+    ) -> Result<BlockPtr, PoolError> {
+        if !self.unlocked {
+            return Err(PoolError::Locked {
+                pool: String::new(),
+            });
+        }
+        if logical.is_empty() || logical.len() > crate::compress::MAX_EXTENT_BYTES {
+            return Err(PoolError::Internal(format!(
+                "extent of {} bytes outside 1..={}",
+                logical.len(),
+                crate::compress::MAX_EXTENT_BYTES
+            )));
+        }
+        let mut c = self.codec.compress(logical);
+        let d = (c.buf.len() / SECTOR) as u64;
+        let asize = self.vdev.asize(d);
+        let addr = alloc.lock().alloc_detached(asize)?;
+        let crc = self.codec.seal(&mut c.buf, addr);
+        if let Err(e) = self.vdev.write(addr, &c.buf).await {
+            if let Err(e2) = alloc.lock().unalloc_detached(addr, asize) {
+                tracing::error!(error = %e2, "giving back a detached allocation failed");
+            }
+            return Err(io_err("write", addr, e));
+        }
+        self.stats
+            .data_lbytes
+            .fetch_add(logical.len() as u64, Ordering::Relaxed);
+        self.stats
+            .data_pbytes
+            .fetch_add(c.buf.len() as u64, Ordering::Relaxed);
+        Ok(BlockPtr {
+            addr,
+            birth: 0,
+            lsize: logical.len() as u32,
+            psize: c.psize,
+            asize: asize as u32,
+            crc,
+            comp: c.kind.code(),
+            kind: BlockKind::Data,
         })
     }
 

@@ -19,6 +19,7 @@ use crate::store::{
 };
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 /// Largest object offset + length accepted.
@@ -73,6 +74,10 @@ struct Batch<'a> {
     rs: u64,
     counters: Counters,
     dirty: u64,
+    /// Full records written before the lock, by (op index, record); `None` = all zero.
+    pre: HashMap<(usize, u64), Option<BlockPtr>>,
+    /// Index of the op being applied.
+    op_index: usize,
 }
 
 impl Batch<'_> {
@@ -138,6 +143,34 @@ impl Batch<'_> {
             self.tree
                 .insert(self.io, key, bp.to_bytes(), &mut self.frees)
                 .await?
+        };
+        if let Some(v) = old {
+            let bp = BlockPtr::from_bytes(&v)?;
+            self.free_data(bp);
+        }
+        Ok(())
+    }
+
+    /// Store record `rec` from a record written before the lock (`None`: all zero).
+    async fn set_record_pre(
+        &mut self,
+        id: ObjectId,
+        rec: u64,
+        pre: Option<BlockPtr>,
+    ) -> Result<(), StoreError> {
+        let key = keys::extent(id, rec);
+        let old = match pre {
+            None => self.tree.remove(self.io, &key, &mut self.frees).await?,
+            Some(mut bp) => {
+                self.ctx.attach(bp.addr, u64::from(bp.asize));
+                bp.birth = self.ctx.txg();
+                self.dirty += bp.data_sectors() * 4096;
+                self.counters.lbytes += u64::from(bp.lsize);
+                self.counters.pbytes += bp.data_sectors() * 4096;
+                self.tree
+                    .insert(self.io, key, bp.to_bytes(), &mut self.frees)
+                    .await?
+            }
         };
         if let Some(v) = old {
             let bp = BlockPtr::from_bytes(&v)?;
@@ -262,7 +295,10 @@ impl Batch<'_> {
                     let src = &data[(pos - offset) as usize..(pos - offset + n) as usize];
                     let in_off = (pos - rstart) as usize;
                     if in_off == 0 && n == rs {
-                        self.set_record(id, rec, src).await?;
+                        match self.pre.remove(&(self.op_index, rec)) {
+                            Some(p) => self.set_record_pre(id, rec, p).await?,
+                            None => self.set_record(id, rec, src).await?,
+                        }
                     } else {
                         let mut buf = self.read_record(id, rec).await?;
                         if buf.len() < in_off + n as usize {
@@ -391,13 +427,66 @@ impl Inner {
         }
     }
 
+    /// Compress, encrypt and write the full records of the batch's writes before taking
+    /// the writer lock, so concurrent batches overlap their data path.
+    async fn prewrite(
+        &self,
+        ops: &[Op],
+    ) -> Result<HashMap<(usize, u64), Option<BlockPtr>>, StoreError> {
+        let rs = u64::from(self.id.record_size);
+        let mut pre = HashMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            let Op::Write { offset, data, .. } = op else {
+                continue;
+            };
+            let Some(end) = offset.checked_add(data.len() as u64) else {
+                continue;
+            };
+            let mut rec = offset.div_ceil(rs);
+            while (rec + 1) * rs <= end {
+                let a = (rec * rs - offset) as usize;
+                let src = &data[a..a + rs as usize];
+                let trimmed = src.len() - src.iter().rev().take_while(|&&b| b == 0).count();
+                let r = if trimmed == 0 {
+                    Ok(None)
+                } else {
+                    self.io
+                        .write_data_detached(&src[..trimmed], &self.alloc)
+                        .await
+                        .map(Some)
+                };
+                match r {
+                    Ok(p) => {
+                        pre.insert((i, rec), p);
+                    }
+                    Err(e) => {
+                        self.give_back(pre);
+                        return Err(e.into());
+                    }
+                }
+                rec += 1;
+            }
+        }
+        Ok(pre)
+    }
+
+    fn give_back(&self, pre: HashMap<(usize, u64), Option<BlockPtr>>) {
+        let mut a = self.alloc.lock();
+        for bp in pre.into_values().flatten() {
+            if let Err(e) = a.unalloc_detached(bp.addr, u64::from(bp.asize)) {
+                tracing::error!(error = %e, "giving back a pre-written record failed");
+            }
+        }
+    }
+
     pub(crate) async fn apply_batch(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         self.writable()?;
+        if ops.iter().any(consumes_space) && self.alloc.lock().available() == 0 {
+            return Err(StoreError::NoSpace);
+        }
+        let pre = self.prewrite(&ops).await?;
         let over = {
             let mut o = self.open.lock().await;
-            if ops.iter().any(consumes_space) && self.alloc.lock().available() == 0 {
-                return Err(StoreError::NoSpace);
-            }
             let mut b = Batch {
                 io: &self.io,
                 tree: o.tree.clone(),
@@ -406,10 +495,14 @@ impl Inner {
                 rs: u64::from(self.id.record_size),
                 counters: o.counters,
                 dirty: 0,
+                pre,
+                op_index: 0,
             };
-            for op in ops {
+            for (i, op) in ops.into_iter().enumerate() {
+                b.op_index = i;
                 if let Err(e) = b.apply_op(op).await {
                     b.ctx.undo();
+                    self.give_back(std::mem::take(&mut b.pre));
                     return Err(match e {
                         StoreError::Io { detail } if detail.contains("no space") => {
                             StoreError::NoSpace
@@ -417,6 +510,10 @@ impl Inner {
                         other => other,
                     });
                 }
+            }
+            if !b.pre.is_empty() {
+                // Every pre-written record belongs to an op that ran; defensive only.
+                self.give_back(std::mem::take(&mut b.pre));
             }
             o.tree = b.tree;
             b.dirty += b.frees.dirtied;
@@ -452,6 +549,18 @@ impl ObjectStore for Pool {
     }
 
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        // Space freed by earlier batches is reusable only once the freeing txg and the next
+        // are durable. A full pool with frees pending commits and tries again (as ZFS waits
+        // for the txg sync) instead of reporting ENOSPC while space is on its way back.
+        const COMMITS: usize = 3;
+        for _ in 0..COMMITS {
+            match self.inner.apply_batch(ops.clone()).await {
+                Err(StoreError::NoSpace) if self.inner.alloc.lock().has_pending_frees() => {
+                    self.inner.commit().await?;
+                }
+                r => return r,
+            }
+        }
         self.inner.apply_batch(ops).await
     }
 
@@ -575,9 +684,9 @@ impl ObjectStore for Pool {
         let l = i.lbytes.load(Ordering::Relaxed);
         let p = i.pbytes.load(Ordering::Relaxed);
         StoreStats {
-            capacity_bytes: a.capacity() * 4096,
-            used_bytes: a.used() * 4096,
-            available_bytes: a.available() * 4096,
+            capacity_bytes: i.usable_bytes(a.capacity()),
+            used_bytes: i.usable_bytes(a.used()),
+            available_bytes: i.usable_bytes(a.available()),
             objects: i.objects.load(Ordering::Relaxed),
             compression_ratio: if p == 0 { 1.0 } else { l as f64 / p as f64 },
             txg: i.durable_txg.load(Ordering::Acquire),

@@ -129,6 +129,18 @@ pub(crate) struct Inner {
     pub kick: tokio::sync::Notify,
 }
 
+impl Inner {
+    /// Bytes of file data that `sectors` of the vdev's raw address space hold: parity and
+    /// padding taken out at the rate of a full record (ZFS's deflate ratio), so capacity,
+    /// used and available speak of data, as `df` users expect.
+    pub(crate) fn usable_bytes(&self, sectors: u64) -> u64 {
+        let d = u64::from(self.id.record_size / 4096).max(1);
+        let a = self.io.vdev.asize(d).max(d);
+        u64::try_from(u128::from(sectors) * u128::from(d) / u128::from(a)).unwrap_or(u64::MAX)
+            * 4096
+    }
+}
+
 /// An imported (or freshly created) pool. Implements [`crate::store::ObjectStore`].
 #[derive(Debug)]
 pub struct Pool {
@@ -446,10 +458,28 @@ impl Pool {
             }
             per_dev.push((d, labels));
         }
-        // 2. The pool: the one named by the newest label.
+        // 2. The pool: the one most of the given devices belong to (by their newest
+        //    label), ties to the newest txg; its newest label gives the configuration.
+        let mut votes: std::collections::HashMap<u64, (usize, u64)> =
+            std::collections::HashMap::new();
+        for (_, ls) in &per_dev {
+            if let Some(best) = ls.iter().max_by_key(|l| l.uber.txg) {
+                let v = votes.entry(best.pool_guid).or_insert((0, 0));
+                v.0 += 1;
+                v.1 = v.1.max(best.uber.txg);
+            }
+        }
+        let chosen_guid = votes
+            .iter()
+            .max_by_key(|(_, v)| **v)
+            .map(|(g, _)| *g)
+            .ok_or_else(|| PoolError::NotAPool {
+                detail: "no labels".into(),
+            })?;
         let newest = per_dev
             .iter()
             .flat_map(|(_, ls)| ls.iter())
+            .filter(|l| l.pool_guid == chosen_guid)
             .max_by_key(|l| l.uber.txg)
             .cloned()
             .ok_or_else(|| PoolError::NotAPool {
@@ -694,9 +724,17 @@ impl Pool {
             compression: i.id.compression,
             record_size: i.id.record_size,
             devices,
-            capacity_bytes: a.capacity() * 4096,
-            used_bytes: if i.locked { 0 } else { a.used() * 4096 },
-            available_bytes: if i.locked { 0 } else { a.available() * 4096 },
+            capacity_bytes: i.usable_bytes(a.capacity()),
+            used_bytes: if i.locked {
+                0
+            } else {
+                i.usable_bytes(a.used())
+            },
+            available_bytes: if i.locked {
+                0
+            } else {
+                i.usable_bytes(a.available())
+            },
             compression_ratio: if p == 0 { 1.0 } else { l as f64 / p as f64 },
             txg: i.durable_txg.load(Ordering::Acquire),
             encrypted: i.id.encrypted,
