@@ -40,10 +40,15 @@ struct Rig {
 }
 
 fn rig(n: usize) -> Rig {
+    rig_of(n, 4096)
+}
+
+/// `n` devices of `blocks` 4 KiB blocks.
+fn rig_of(n: usize, blocks: u64) -> Rig {
     let faulty: Vec<Arc<FaultyBlockDevice>> = (0..n)
         .map(|i| {
             let media: Arc<dyn BlockDevice> =
-                Arc::new(MemBlockDevice::new(format!("m{i}"), 4096, 4096));
+                Arc::new(MemBlockDevice::new(format!("m{i}"), 4096, blocks));
             Arc::new(FaultyBlockDevice::new(media))
         })
         .collect();
@@ -456,6 +461,9 @@ async fn scrub_pause_resume_and_cancel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrub_runs_online_while_writers_overwrite_and_commit() {
+    // 16 MiB devices and 10 MiB of churn: fits even if the scrub never let go of a tree
+    // (a starved scrub on a loaded machine); freed-block reuse while a tree is held is
+    // the next test's business.
     let rig = rig(2);
     let mut cfg = config(PoolLayout::Mirror);
     cfg.tunables.txg_interval = std::time::Duration::from_millis(2);
@@ -464,7 +472,7 @@ async fn scrub_runs_online_while_writers_overwrite_and_commit() {
     // Throttled so that it spans many commits of the writers.
     let h = pool
         .start_scrub(ScrubOptions {
-            max_bytes_per_sec: Some(16 << 20),
+            max_bytes_per_sec: Some(2 << 20),
             ..ScrubOptions::default()
         })
         .await
@@ -476,19 +484,22 @@ async fn scrub_runs_online_while_writers_overwrite_and_commit() {
             for round in 0..40u64 {
                 let id = 64 + round % 6;
                 let data = random(1000 + round, 256 * 1024);
-                pool.apply(vec![
-                    Op::Truncate { id, size: 0 },
-                    Op::Write {
-                        id,
-                        offset: 0,
-                        data: Bytes::from(data.clone()),
-                    },
-                ])
-                .await
-                .unwrap();
-                if round % 4 == 0 {
-                    pool.sync_now().await.unwrap();
+                let r = pool
+                    .apply(vec![
+                        Op::Truncate { id, size: 0 },
+                        Op::Write {
+                            id,
+                            offset: 0,
+                            data: Bytes::from(data.clone()),
+                        },
+                    ])
+                    .await;
+                if let Err(e) = r {
+                    panic!("round {round}: {e} (status {:?})", pool.status().used_bytes);
                 }
+                // Commit every round so that freed extents become reusable (and are
+                // reused) while the scrub still has the old tree's blocks to read.
+                pool.sync_now().await.unwrap();
                 last.push((id, data));
             }
             last
@@ -501,6 +512,8 @@ async fn scrub_runs_online_while_writers_overwrite_and_commit() {
         pool.status().txg > p.txg,
         "writers did not commit during the scrub"
     );
+    // It moved on to newer trees rather than hold the writers' churn.
+    assert!(p.moves > 0, "{p:?}");
     for (id, data) in written.iter().rev().take(6) {
         assert!(&read_all(&pool, *id, data.len()).await.unwrap() == data);
     }
@@ -589,4 +602,49 @@ async fn paused_scrub_resumes_after_export_and_import() {
     for (k, d) in data.iter().enumerate() {
         assert!(&read_all(&pool, 64 + k as u64, d.len()).await.unwrap() == d);
     }
+}
+
+#[tokio::test]
+async fn a_scrub_paused_before_its_first_block_holds_its_tree_against_reuse() {
+    // 4 MiB devices: the writers' churn soon wraps the allocator onto freed blocks.
+    let rig = rig_of(2, 1024);
+    let pool = Pool::create(rig.devs.clone(), config(PoolLayout::Mirror))
+        .await
+        .unwrap();
+    fill(&pool, 4, 80).await;
+    let h = pool.start_scrub(ScrubOptions::default()).await.unwrap();
+    h.pause();
+    h.subscribe()
+        .wait_for(|p| p.state == ScrubState::Paused)
+        .await
+        .unwrap();
+    // Overwrite everything, committing each time, until the pool is full: the scrubbed
+    // tree's blocks are freed but must not be reused while the scrub may read them.
+    let mut rounds = 0;
+    for round in 0..64u64 {
+        let id = 64 + round % 4;
+        let r = pool
+            .apply(vec![
+                Op::Truncate { id, size: 0 },
+                Op::Write {
+                    id,
+                    offset: 0,
+                    data: Bytes::from(random(2000 + round, 256 * 1024)),
+                },
+            ])
+            .await;
+        match r {
+            Ok(()) => rounds += 1,
+            Err(StoreError::NoSpace) => break,
+            Err(e) => panic!("round {round}: {e}"),
+        }
+        pool.sync_now().await.unwrap();
+    }
+    assert!(
+        rounds >= 4,
+        "every object overwritten at least once ({rounds})"
+    );
+    h.resume();
+    let p = h.wait().await.unwrap();
+    assert_clean(&p);
 }

@@ -215,6 +215,7 @@ mod tests {
             unrecoverable: 0,
             repairing: true,
             resumed_from_txg: None,
+            moves: 0,
             errors: vec![],
         }
     }

@@ -6,8 +6,11 @@
 //! - Keyless: it checks crc32c over the stored (encrypted) bytes, so it runs on a locked
 //!   pool (which only counts what it finds, as does a read-only pool).
 //! - Online: the pool keeps serving reads and writes. The walked txg's blocks are held
-//!   against reuse (a reader registration, like foreground reads take) until the scrub
-//!   ends, so a block freed and reallocated meanwhile is never misreported.
+//!   against reuse (a reader registration, like foreground reads take), so a block freed
+//!   and reallocated meanwhile is never misreported. With the key loaded the scrub moves
+//!   to the newest committed tree every few txgs, continuing from its key bookmark, so
+//!   the space freed meanwhile is not held for the whole scrub (a locked or read-only
+//!   pool frees nothing, and keeps its one txg).
 //! - Controllable: [`ScrubHandle`] pauses, resumes and cancels it; progress (bytes
 //!   scanned of the txg's allocated bytes, rate over a sliding window, ETA, errors found
 //!   and repaired) is published on a `tokio::sync::watch` channel.
@@ -38,6 +41,11 @@ const RATE_WINDOW: Duration = Duration::from_secs(10);
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// Most error messages kept in the progress report.
 const MAX_ERRORS: usize = 64;
+/// A scrub that knows keys moves to the newest tree once this many txgs committed since
+/// it anchored, so a long scrub does not keep the space freed meanwhile from reuse.
+const REANCHOR_TXGS: u64 = 4;
+/// Longest single sleep of a throttled scrub.
+const PACE_SLICE: Duration = Duration::from_millis(5);
 /// How often a running scrub saves its position (committed with the next txg).
 const SAVE_EVERY: Duration = Duration::from_secs(5);
 
@@ -100,6 +108,9 @@ pub struct ScrubProgress {
     /// that txg); scanned bytes and the error counts include the interrupted run's, nodes
     /// and extents count this run only.
     pub resumed_from_txg: Option<u64>,
+    /// Times the scrub moved to a newer committed tree (online, with the key loaded).
+    #[serde(default)]
+    pub moves: u64,
     /// What went wrong, first [`MAX_ERRORS`] messages.
     pub errors: Vec<String>,
 }
@@ -264,6 +275,7 @@ impl Pool {
             unrecoverable: 0,
             repairing: inner.io.repair,
             resumed_from_txg: None,
+            moves: 0,
             errors: Vec::new(),
         };
         let mut first = first;
@@ -307,9 +319,11 @@ impl Pool {
         ];
         tracing::info!(pool = %inner.id.name, txg = uber.txg, "scrub started");
         let task = tokio::spawn(async move {
-            let _hold = hold;
             Scrubber {
                 inner,
+                hold: Some(hold),
+                need_reanchor: false,
+                anchor_txg: uber.txg,
                 root,
                 damaged: Vec::new(),
                 track,
@@ -333,6 +347,12 @@ impl Pool {
 
 struct Scrubber {
     inner: Arc<Inner>,
+    /// Keeps the blocks of the tree being walked from reuse.
+    hold: Option<Hold>,
+    /// Set when a pause let go of the hold: continue from the bookmark in a newer tree.
+    need_reanchor: bool,
+    /// The committed txg whose tree is being walked.
+    anchor_txg: u64,
     /// Root of the scrubbed txg's tree.
     root: super::bptr::BlockPtr,
     /// Unrecoverable extents found (pool addresses), to name their objects at the end.
@@ -457,6 +477,12 @@ impl Scrubber {
                 }
                 Control::Pause => {
                     self.save().await;
+                    // With a bookmark the scrub continues in a newer tree on resume, so
+                    // a pause holds no space.
+                    if self.track && self.bookmark.is_some() {
+                        self.hold = None;
+                        self.need_reanchor = true;
+                    }
                     self.set(|p| {
                         p.state = ScrubState::Paused;
                         p.rate_bytes_per_sec = 0.0;
@@ -494,13 +520,26 @@ impl Scrubber {
                 run_start = Instant::now();
                 run_bytes = 0;
             }
+            if self.need_reanchor {
+                // `b` belongs to the tree let go of; start from the newest root.
+                self.need_reanchor = false;
+                self.reanchor(&mut stack).await;
+                continue;
+            }
             let mut bytes = self.inner.io.vdev.asize(b.sectors) * 4096;
             if b.node {
                 self.scrub_block(b, &mut stack).await;
             } else {
                 // Data extents have no children: check a run of them concurrently.
                 let mut batch = vec![b];
-                while batch.len() < MAX_IN_FLIGHT
+                // Throttled: one extent at a time, so the pacing (and moving to a newer
+                // tree) happens at a fine grain.
+                let in_flight = if self.opts.max_bytes_per_sec.is_some() {
+                    1
+                } else {
+                    MAX_IN_FLIGHT
+                };
+                while batch.len() < in_flight
                     && let Some(next) = stack.pop_if(|n| !n.node)
                 {
                     bytes += self.inner.io.vdev.asize(next.sectors) * 4096;
@@ -530,6 +569,7 @@ impl Scrubber {
                 }
             }
             run_bytes += bytes;
+            self.maybe_reanchor(&mut stack).await;
             if last_save.elapsed() >= SAVE_EVERY {
                 self.save().await;
                 last_save = Instant::now();
@@ -538,9 +578,15 @@ impl Scrubber {
             match self.opts.max_bytes_per_sec {
                 Some(cap) if cap > 0 => {
                     let due = run_start + Duration::from_secs_f64(run_bytes as f64 / cap as f64);
-                    let now = Instant::now();
-                    if due > now {
-                        tokio::time::sleep(due - now).await;
+                    // In slices: a busy pool commits meanwhile, and the scrub moves on to
+                    // newer trees rather than hold the space they free.
+                    loop {
+                        let now = Instant::now();
+                        if due <= now {
+                            break;
+                        }
+                        tokio::time::sleep((due - now).min(PACE_SLICE)).await;
+                        self.maybe_reanchor(&mut stack).await;
                     }
                 }
                 _ => tokio::task::yield_now().await,
@@ -708,6 +754,48 @@ impl Scrubber {
             Some(key) if k.node => key.as_ref() > bm.as_slice(),
             Some(key) => key.as_ref() >= bm.as_slice(),
             None => true,
+        });
+    }
+
+    /// [`Scrubber::reanchor`] once enough txgs committed since the last anchor.
+    async fn maybe_reanchor(&mut self, stack: &mut Vec<Blk>) {
+        if self.track
+            && self.bookmark.is_some()
+            && self.inner.durable_txg.load(Ordering::Acquire) >= self.anchor_txg + REANCHOR_TXGS
+        {
+            self.reanchor(stack).await;
+        }
+    }
+
+    /// Move to the newest committed tree, continuing from the bookmark (the path down to
+    /// it is read again), and let go of the old tree so the space it held can be reused.
+    async fn reanchor(&mut self, stack: &mut Vec<Blk>) {
+        let inner = self.inner.clone();
+        let (uber, hold) = {
+            let cs = inner.commit.lock().await;
+            let txg = cs.uber.txg + 1;
+            *inner.readers.lock().entry(txg).or_insert(0) += 1;
+            (
+                cs.uber,
+                Hold {
+                    inner: inner.clone(),
+                    txg,
+                },
+            )
+        };
+        tracing::debug!(pool = %inner.id.name, from = self.anchor_txg, to = uber.txg, "scrub moves to a newer txg");
+        self.hold = Some(hold);
+        self.anchor_txg = uber.txg;
+        self.set(|p| p.moves += 1);
+        self.root = uber.root;
+        stack.clear();
+        stack.push(Blk {
+            addr: uber.root.addr,
+            sectors: uber.root.data_sectors(),
+            crc: uber.root.crc,
+            node: true,
+            depth: 0,
+            key: None,
         });
     }
 
