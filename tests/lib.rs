@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::Duration;
 
 /// The `ingot` binary: `$INGOT_BIN`, else `ingot` beside the test binary's `deps/` directory
-/// (cargo builds every workspace binary before running the workspace's tests).
+/// (`cargo build -p ingot` puts it there; `tests/run-all` builds it before the tests).
 pub fn ingot_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("INGOT_BIN") {
         return PathBuf::from(p);
@@ -23,7 +23,7 @@ pub fn ingot_bin() -> PathBuf {
     let bin = dir.join("ingot");
     assert!(
         bin.is_file(),
-        "{} not built: run the tests with `cargo test --workspace` (or set INGOT_BIN)",
+        "{} not built: run `cargo build -p ingot` first (tests/run-all does), or set INGOT_BIN",
         bin.display()
     );
     bin

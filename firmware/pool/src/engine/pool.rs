@@ -85,6 +85,10 @@ pub(crate) struct CommitState {
     pub uber: Uberblock,
     pub key_slot: Vec<u8>,
     pub force: bool,
+    /// The last txg whose commit freed data extents: while frees of it (or earlier) are
+    /// still deferred, a commit runs even with nothing dirty, so freed space is released
+    /// after the freeing txg and the next are durable instead of waiting for other writes.
+    pub release_through: u64,
 }
 
 /// Identity and layout of the imported pool.
@@ -394,6 +398,8 @@ impl Pool {
                 uber,
                 key_slot,
                 force: false,
+                // Frees deferred in the imported space map are released by the next commit.
+                release_through: uber.txg,
             }),
             next_oid: AtomicU64::new(counters.next_oid),
             objects: AtomicU64::new(counters.objects),
@@ -950,7 +956,8 @@ impl Inner {
         }
         let (snap, txg, frees) = {
             let mut o = self.open.lock().await;
-            if !o.dirty && !cs.force {
+            if !o.dirty && !cs.force && !self.alloc.lock().has_deferred_through(cs.release_through)
+            {
                 return Ok(cs.uber.txg);
             }
             let mut frees = std::mem::take(&mut o.frees);
@@ -973,8 +980,23 @@ impl Inner {
             (snap, txg, frees)
         };
         cs.force = false;
+        let freed_data = !frees.bps.is_empty();
         match self.sync_txg(&mut cs, snap, txg, frees).await {
-            Ok(()) => Ok(txg),
+            Ok(()) => {
+                if freed_data {
+                    cs.release_through = txg;
+                }
+                let (pending, tight) = {
+                    let a = self.alloc.lock();
+                    (a.has_deferred_through(cs.release_through), a.is_tight())
+                };
+                if freed_data && pending && tight {
+                    // Space is short and the data this txg freed waits for one more durable
+                    // txg: commit again at once rather than after the txg interval.
+                    self.kick.notify_one();
+                }
+                Ok(txg)
+            }
             Err(e) => {
                 self.suspend(&e);
                 Err(e)
