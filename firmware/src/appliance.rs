@@ -13,11 +13,13 @@ use ingot_console::appliance::{
     EventQuery, ExportState, ExportStatus, IoCounters, IoStats, Job, PoolMember, PoolState,
     PoolStatus, ReplaceRequest, ScrubSchedule, Settings, Severity, Smart, SystemInfo,
 };
+use ingot_console::appliance::{JobKind, JobState};
 use ingot_console::{Appliance, ApplianceError, ApplianceResult};
 use ingot_export::{MountHandle, MountOptions};
 use ingot_fs::{Fs, FsOptions};
 use ingot_hal::blockdev::BlockDevice;
 use ingot_hal::nvme::driver::Controller;
+use ingot_pool::engine::scrub::{ScrubHandle, ScrubOptions, ScrubProgress, ScrubState};
 use ingot_pool::engine::{DeviceState as PoolDeviceState, PoolError};
 use ingot_pool::store::ObjectStore;
 use ingot_pool::{ImportOptions, Pool, PoolLayout};
@@ -44,6 +46,50 @@ struct Serving {
     mount: Option<MountHandle>,
 }
 
+/// A scrub started from the console.
+#[derive(Debug)]
+struct ScrubJob {
+    id: String,
+    started_ms: u64,
+    finished_ms: Arc<parking_lot::Mutex<Option<u64>>>,
+    /// Dropping it cancels the scrub, so it is kept while the job is listed.
+    handle: ScrubHandle,
+}
+
+/// How many finished jobs the console lists.
+const KEEP_JOBS: usize = 20;
+
+fn job_view(j: &ScrubJob) -> Job {
+    let p = j.handle.progress();
+    Job {
+        id: j.id.clone(),
+        kind: JobKind::Scrub,
+        state: match p.state {
+            ScrubState::Counting | ScrubState::Running => JobState::Running,
+            ScrubState::Paused => JobState::Paused,
+            ScrubState::Cancelled => JobState::Cancelled,
+            ScrubState::Finished if p.unrecoverable > 0 => JobState::Failed,
+            ScrubState::Finished => JobState::Completed,
+        },
+        device: None,
+        bytes_done: p.scanned_bytes,
+        bytes_total: p.total_bytes,
+        rate_bytes_per_sec: p.rate_bytes_per_sec as u64,
+        eta_secs: p.eta_secs.map(|s| s as u64),
+        errors_found: p.errors_found,
+        errors_repaired: p.repaired,
+        started_ms: j.started_ms,
+        finished_ms: *j.finished_ms.lock(),
+    }
+}
+
+fn is_active(p: &ScrubProgress) -> bool {
+    matches!(
+        p.state,
+        ScrubState::Counting | ScrubState::Running | ScrubState::Paused
+    )
+}
+
 /// A running appliance.
 #[derive(Debug)]
 pub struct Live {
@@ -53,6 +99,8 @@ pub struct Live {
     mountpoint: PathBuf,
     mount_opts: MountOptions,
     settings: parking_lot::Mutex<Settings>,
+    jobs: parking_lot::Mutex<Vec<ScrubJob>>,
+    next_job: std::sync::atomic::AtomicU64,
     /// The event log (the binary emits start-up and shutdown events too).
     pub events: EventLog,
 }
@@ -111,8 +159,32 @@ impl Live {
                 txg_interval_ms,
                 scrub_schedule: ScrubSchedule::Off,
             }),
+            jobs: parking_lot::Mutex::new(Vec::new()),
+            next_job: std::sync::atomic::AtomicU64::new(1),
             events: EventLog::default(),
         }
+    }
+
+    /// Cancel every running job (before the pool is exported or re-imported).
+    fn cancel_jobs(&self) {
+        for j in self.jobs.lock().iter() {
+            if is_active(&j.handle.progress()) {
+                j.handle.cancel();
+            }
+        }
+    }
+
+    fn with_job(&self, id: &str, f: impl FnOnce(&ScrubHandle)) -> ApplianceResult<Job> {
+        let jobs = self.jobs.lock();
+        let j = jobs
+            .iter()
+            .find(|j| j.id == id)
+            .ok_or_else(|| ApplianceError::not_found(format!("no job {id:?}")))?;
+        if !is_active(&j.handle.progress()) {
+            return Err(ApplianceError::conflict(format!("job {id} has ended")));
+        }
+        f(&j.handle);
+        Ok(job_view(j))
     }
 
     async fn pool_handle(&self) -> ApplianceResult<Arc<Pool>> {
@@ -134,6 +206,7 @@ impl Live {
 
     /// Unmount and export everything (shutdown). Returns what happened, for the log.
     pub async fn shutdown(&self) -> Result<(), String> {
+        self.cancel_jobs();
         let mut s = self.serving.lock().await;
         if let Some(m) = s.mount.take() {
             match tokio::task::spawn_blocking(move || m.unmount()).await {
@@ -161,6 +234,7 @@ impl Live {
 
     /// Export the pool and import it again with `passphrase` (None: locked, read-only).
     async fn reimport(&self, s: &mut Serving, passphrase: Option<String>) -> ApplianceResult<()> {
+        self.cancel_jobs();
         let Some(pool) = s.pool.take() else {
             return Err(ApplianceError::conflict("the pool is being re-imported"));
         };
@@ -345,25 +419,123 @@ impl Appliance for Live {
     }
 
     async fn jobs(&self) -> ApplianceResult<Vec<Job>> {
-        Ok(Vec::new())
+        Ok(self.jobs.lock().iter().rev().map(job_view).collect())
     }
 
     async fn start_scrub(&self) -> ApplianceResult<Job> {
-        Err(ApplianceError::unsupported(
-            "scrub is not available in this build of the appliance yet",
-        ))
+        if self
+            .jobs
+            .lock()
+            .iter()
+            .any(|j| is_active(&j.handle.progress()))
+        {
+            return Err(ApplianceError::conflict("a scrub is already running"));
+        }
+        let pool = self.pool_handle().await?;
+        let handle = pool
+            .start_scrub(ScrubOptions::default())
+            .await
+            .map_err(pool_err)?;
+        let n = self
+            .next_job
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let job = ScrubJob {
+            id: format!("scrub-{n}"),
+            started_ms: now_ms(),
+            finished_ms: Arc::new(parking_lot::Mutex::new(None)),
+            handle,
+        };
+        // Push progress to the console while it runs, and mark the end.
+        let mut rx = job.handle.subscribe();
+        let events = self.events.subscriber_handle();
+        let (id, started_ms, finished) = (job.id.clone(), job.started_ms, job.finished_ms.clone());
+        tokio::spawn(async move {
+            let mut last_emit = Instant::now() - std::time::Duration::from_secs(1);
+            loop {
+                let p = rx.borrow_and_update().clone();
+                let done = !is_active(&p);
+                if done {
+                    *finished.lock() = Some(now_ms());
+                }
+                let view = Job {
+                    id: id.clone(),
+                    kind: JobKind::Scrub,
+                    state: match p.state {
+                        ScrubState::Counting | ScrubState::Running => JobState::Running,
+                        ScrubState::Paused => JobState::Paused,
+                        ScrubState::Cancelled => JobState::Cancelled,
+                        ScrubState::Finished if p.unrecoverable > 0 => JobState::Failed,
+                        ScrubState::Finished => JobState::Completed,
+                    },
+                    device: None,
+                    bytes_done: p.scanned_bytes,
+                    bytes_total: p.total_bytes,
+                    rate_bytes_per_sec: p.rate_bytes_per_sec as u64,
+                    eta_secs: p.eta_secs.map(|s| s as u64),
+                    errors_found: p.errors_found,
+                    errors_repaired: p.repaired,
+                    started_ms,
+                    finished_ms: *finished.lock(),
+                };
+                if done || last_emit.elapsed().as_millis() >= 500 {
+                    last_emit = Instant::now();
+                    events.emit(
+                        Severity::Info,
+                        format!("{id}: {:.1}% scanned", p.percent()),
+                        EventData::JobProgress { job: view },
+                    );
+                }
+                if done {
+                    let (sev, what) = if p.unrecoverable > 0 {
+                        (Severity::Critical, "found unrecoverable blocks")
+                    } else if p.errors_found > 0 {
+                        (Severity::Warning, "repaired errors")
+                    } else {
+                        (Severity::Info, "found no errors")
+                    };
+                    events.emit(
+                        sev,
+                        format!(
+                            "{id} {:?}: {what} ({} found, {} repaired, {} unrecoverable)",
+                            p.state, p.errors_found, p.repaired, p.unrecoverable
+                        ),
+                        EventData::StateChange {
+                            subject: "scrub".into(),
+                            device: None,
+                            state: format!("{:?}", p.state).to_lowercase(),
+                        },
+                    );
+                    break;
+                }
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+        let view = job_view(&job);
+        let mut jobs = self.jobs.lock();
+        jobs.push(job);
+        while jobs.len() > KEEP_JOBS {
+            let Some(pos) = jobs.iter().position(|j| !is_active(&j.handle.progress())) else {
+                break;
+            };
+            jobs.remove(pos);
+        }
+        drop(jobs);
+        self.state_event("scrub", None, "started", format!("{} started", view.id));
+        Ok(view)
     }
 
     async fn pause_job(&self, id: &str) -> ApplianceResult<Job> {
-        Err(ApplianceError::not_found(format!("no job {id:?}")))
+        self.with_job(id, ScrubHandle::pause)
     }
 
     async fn resume_job(&self, id: &str) -> ApplianceResult<Job> {
-        Err(ApplianceError::not_found(format!("no job {id:?}")))
+        self.with_job(id, ScrubHandle::resume)
     }
 
     async fn cancel_job(&self, id: &str) -> ApplianceResult<Job> {
-        Err(ApplianceError::not_found(format!("no job {id:?}")))
+        self.with_job(id, ScrubHandle::cancel)
     }
 
     async fn replace_device(&self, req: ReplaceRequest) -> ApplianceResult<Job> {

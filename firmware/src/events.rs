@@ -11,11 +11,11 @@ use tokio::sync::broadcast;
 /// How many events the history keeps.
 const HISTORY: usize = 2000;
 
-/// Events since start.
-#[derive(Debug)]
+/// Events since start. Cheap to clone: clones share the same log.
+#[derive(Debug, Clone)]
 pub struct EventLog {
     tx: broadcast::Sender<Event>,
-    history: Mutex<(u64, VecDeque<Event>)>,
+    history: std::sync::Arc<Mutex<(u64, VecDeque<Event>)>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -29,7 +29,7 @@ impl Default for EventLog {
     fn default() -> Self {
         EventLog {
             tx: broadcast::channel(256).0,
-            history: Mutex::new((0, VecDeque::new())),
+            history: std::sync::Arc::new(Mutex::new((0, VecDeque::new()))),
         }
     }
 }
@@ -63,6 +63,11 @@ impl EventLog {
         };
         // No subscriber is fine: nobody has the console open.
         let _ = self.tx.send(ev);
+    }
+
+    /// A handle on the same log, for background tasks.
+    pub fn subscriber_handle(&self) -> EventLog {
+        self.clone()
     }
 
     /// A live feed.
