@@ -21,10 +21,10 @@ use std::time::{Duration, SystemTime};
 
 /// Block size reported in `st_blksize`: programs size their I/O buffers by it.
 const BLKSIZE: u32 = 1 << 20;
-/// Directory entries fetched per `readdir` request (a reply holds about a page).
-const READDIR_BATCH: usize = 128;
-/// Entries fetched per `readdirplus` request (larger records).
-const READDIRPLUS_BATCH: usize = 40;
+/// Directory entries fetched from the fs at a time while filling a `readdir` reply.
+const READDIR_BATCH: usize = 64;
+/// Entries fetched at a time while filling a `readdirplus` reply (each needs its attributes).
+const READDIRPLUS_BATCH: usize = 16;
 
 /// Settings the adapter needs from the mount options.
 #[derive(Debug, Clone)]
@@ -102,6 +102,27 @@ pub(crate) fn attr(i: &Inode) -> FileAttr {
     }
 }
 
+/// Attributes of a negative lookup reply (node id 0).
+fn negative_attr() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: BLKSIZE,
+        flags: 0,
+    }
+}
+
 fn ctx(req: &Request) -> Ctx {
     Ctx {
         uid: req.uid(),
@@ -171,7 +192,8 @@ impl fuser::Filesystem for Adapter {
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_ATOMIC_O_TRUNC
-            | InitFlags::FUSE_CACHE_SYMLINKS;
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
         if self.cfg.writeback_cache {
             wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
         }
@@ -205,7 +227,16 @@ impl fuser::Filesystem for Adapter {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
         let (p, n, ttl) = (fs_ino(parent), name(n), self.cfg.entry_ttl);
-        self.spawn(move |fs| async move { Self::reply_entry(ttl, fs.lookup(p, &n).await, reply) });
+        self.spawn(move |fs| async move {
+            match fs.lookup(p, &n).await {
+                // A negative entry (node id 0) lets the kernel cache the miss for `ttl`; every
+                // change goes through this mount, so the kernel invalidates it on create.
+                Err(FsError::NotFound(_)) if !ttl.is_zero() => {
+                    reply.entry(&ttl, &negative_attr(), Generation(0))
+                }
+                r => Self::reply_entry(ttl, r, reply),
+            }
+        });
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -469,21 +500,24 @@ impl fuser::Filesystem for Adapter {
     ) {
         let ino = fs_ino(ino);
         self.spawn(move |fs| async move {
-            match fs.readdir(ino, offset, READDIR_BATCH).await {
-                Ok(ents) => {
-                    for e in ents {
-                        if reply.add(
-                            fuse_ino(e.ino),
-                            e.offset,
-                            kind(e.kind),
-                            OsStr::from_bytes(&e.name),
-                        ) {
-                            break;
-                        }
+            // Fill the kernel's buffer batch by batch: only the last batch is partly wasted.
+            let mut off = offset;
+            loop {
+                let ents = match fs.readdir(ino, off, READDIR_BATCH).await {
+                    Ok(e) => e,
+                    Err(e) => return reply.error(errno(&e)),
+                };
+                let n = ents.len();
+                for e in ents {
+                    off = e.offset;
+                    let name = OsStr::from_bytes(&e.name);
+                    if reply.add(fuse_ino(e.ino), e.offset, kind(e.kind), name) {
+                        return reply.ok();
                     }
-                    reply.ok();
                 }
-                Err(e) => reply.error(errno(&e)),
+                if n < READDIR_BATCH {
+                    return reply.ok();
+                }
             }
         });
     }
@@ -498,24 +532,35 @@ impl fuser::Filesystem for Adapter {
     ) {
         let (ino, ttl) = (fs_ino(ino), self.cfg.entry_ttl);
         self.spawn(move |fs| async move {
-            match fs.readdirplus(ino, offset, READDIRPLUS_BATCH).await {
-                Ok(ents) => {
-                    for (e, i) in ents {
-                        let a = attr(&i);
-                        if reply.add(
-                            fuse_ino(e.ino),
-                            e.offset,
-                            OsStr::from_bytes(&e.name),
-                            &ttl,
-                            &a,
-                            Generation(0),
-                        ) {
-                            break;
-                        }
+            let mut off = offset;
+            loop {
+                let ents = match fs.readdir(ino, off, READDIRPLUS_BATCH).await {
+                    Ok(e) => e,
+                    Err(e) => return reply.error(errno(&e)),
+                };
+                let n = ents.len();
+                for e in ents {
+                    off = e.offset;
+                    let i = match fs.getattr(e.ino).await {
+                        Ok(i) => i,
+                        Err(FsError::NotFound(_)) => continue, // removed meanwhile
+                        Err(err) => return reply.error(errno(&err)),
+                    };
+                    let name = OsStr::from_bytes(&e.name);
+                    if reply.add(
+                        fuse_ino(e.ino),
+                        e.offset,
+                        name,
+                        &ttl,
+                        &attr(&i),
+                        Generation(0),
+                    ) {
+                        return reply.ok();
                     }
-                    reply.ok();
                 }
-                Err(e) => reply.error(errno(&e)),
+                if n < READDIRPLUS_BATCH {
+                    return reply.ok();
+                }
             }
         });
     }

@@ -119,6 +119,9 @@ fn large_files_write_read_truncate() {
     assert_eq!(back.len(), 10_000);
     assert!(back[..1000] == data[..1000]);
     assert!(back[1000..].iter().all(|&b| b == 0));
+    // O_TRUNC on an existing file (FUSE_ATOMIC_O_TRUNC: the fs truncates in open).
+    fs::write(m.p("big"), b"tiny").unwrap();
+    assert_eq!(fs::read(m.p("big")).unwrap(), b"tiny");
     // Sparse file.
     let mut s = File::create(m.p("sparse")).unwrap();
     s.seek(SeekFrom::Start(1 << 30)).unwrap();
@@ -383,19 +386,29 @@ fn stale_mount_is_cleared() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mnt");
     fs::create_dir(&path).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "stale_mount_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("INGOT_STALE_CHILD_MOUNT", &path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    /// Kills the child mount server even if the test fails half-way.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "stale_mount_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("INGOT_STALE_CHILD_MOUNT", &path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
     let mut line = String::new();
     loop {
         line.clear();
@@ -407,8 +420,8 @@ fn stale_mount_is_cleared() {
             break;
         }
     }
-    child.kill().unwrap(); // SIGKILL: the mount is left behind, dead
-    child.wait().unwrap();
+    child.0.kill().unwrap(); // SIGKILL: the mount is left behind, dead
+    child.0.wait().unwrap();
     let e = fs::metadata(&path).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOTCONN));
     // Mounting again clears it first.
@@ -426,4 +439,115 @@ fn stale_mount_is_cleared() {
     assert_eq!(fs::read(m.p("alive")).unwrap(), b"yes");
     m.unmount();
     assert!(fs::metadata(&path).is_ok());
+}
+
+#[test]
+fn parallel_writers_through_fuse() {
+    use std::os::unix::fs::FileExt;
+    let m = Mounted::new(MountOptions::default());
+    // A shared file written in disjoint 1 MiB regions by several threads at once.
+    let shared = File::create(m.p("shared")).unwrap();
+    shared.set_len(8 << 20).unwrap();
+    drop(shared);
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let m = &m;
+            s.spawn(move || {
+                let own = pattern(6 << 20, t);
+                let mut f = File::create(m.p(&format!("own-{t}"))).unwrap();
+                for c in own.chunks(256 << 10) {
+                    f.write_all(c).unwrap();
+                }
+                let sh = OpenOptions::new().write(true).open(m.p("shared")).unwrap();
+                for region in [t as u64, t as u64 + 4] {
+                    sh.write_all_at(&pattern(1 << 20, region as u8 + 100), region << 20)
+                        .unwrap();
+                }
+            });
+        }
+    });
+    for t in 0..4u8 {
+        assert!(fs::read(m.p(&format!("own-{t}"))).unwrap() == pattern(6 << 20, t));
+    }
+    let all = fs::read(m.p("shared")).unwrap();
+    assert_eq!(all.len(), 8 << 20);
+    for region in 0..8usize {
+        let want = pattern(1 << 20, region as u8 + 100);
+        assert!(
+            all[region << 20..(region + 1) << 20] == want[..],
+            "region {region}"
+        );
+    }
+}
+
+#[test]
+fn read_only_mount_refuses_changes() {
+    let store = Arc::new(MemStore::new());
+    let mut m = Mounted::with_store(store.clone(), MountOptions::default());
+    fs::write(m.p("f"), b"data").unwrap();
+    m.unmount();
+    let ro = Mounted::with_store(
+        store,
+        MountOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(fs::read(ro.p("f")).unwrap(), b"data");
+    assert_eq!(
+        errno_of(fs::write(ro.p("g"), b"x").unwrap_err()),
+        libc::EROFS
+    );
+    assert_eq!(
+        errno_of(fs::remove_file(ro.p("f")).unwrap_err()),
+        libc::EROFS
+    );
+    assert_eq!(
+        errno_of(fs::create_dir(ro.p("d")).unwrap_err()),
+        libc::EROFS
+    );
+}
+
+#[test]
+fn large_file_through_fuse_on_the_real_pool() {
+    use ingot_hal::blockdev::{BlockDevice, MemBlockDevice};
+    use ingot_pool::engine::{Pool, PoolConfig, PoolLayout};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let devs: Vec<Arc<dyn BlockDevice>> = (0..2)
+        .map(|i| Arc::new(MemBlockDevice::new(format!("m{i}"), 4096, 128 * 256)) as _)
+        .collect();
+    let mut c = PoolConfig::new("tank", PoolLayout::Mirror);
+    c.kdf = ingot_pool::crypto::KdfParams::FAST_INSECURE;
+    let pool = rt.block_on(Pool::create(devs, c)).unwrap();
+    let fs = rt
+        .block_on(Fs::mount(Arc::new(pool), FsOptions::default()))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mnt");
+    fs::create_dir(&path).unwrap();
+    let opts = MountOptions {
+        runtime: Some(rt.handle().clone()),
+        ..Default::default()
+    };
+    let m = Mounted {
+        handle: Some(mount(Arc::new(fs), &path, &opts).unwrap()),
+        path,
+        store: Arc::new(MemStore::new()),
+        _dir: dir,
+    };
+    let data = pattern(20 << 20, 3);
+    let mut f = File::create(m.p("big")).unwrap();
+    for c in data.chunks(1 << 20) {
+        f.write_all(c).unwrap();
+    }
+    f.sync_all().unwrap();
+    drop(f);
+    assert!(fs::read(m.p("big")).unwrap() == data);
+    fs::rename(m.p("big"), m.p("renamed")).unwrap();
+    assert_eq!(fs::metadata(m.p("renamed")).unwrap().len(), 20 << 20);
+    drop(m);
 }

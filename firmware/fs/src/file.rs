@@ -6,8 +6,8 @@
 //! bits take it exclusive and write data and attributes in one batch.
 
 use crate::error::{FsError, FsResult};
-use crate::fs::{Ctx, Fh, Fs, MAX_FILE_SIZE};
-use crate::inode::{FileKind, Timestamp};
+use crate::fs::{Ctx, Fh, Fs, MAX_FILE_SIZE, kill_caps};
+use crate::inode::{FL_HAS_CAPS, FileKind, Timestamp};
 use bytes::Bytes;
 use ingot_pool::store::Op;
 
@@ -40,7 +40,7 @@ impl Fs {
 
     /// Writes `data` at `offset` (or at the end for a handle opened with `O_APPEND`) and
     /// returns the bytes written. A write by a non-root caller clears suid (and sgid when
-    /// group-executable), as ext4 does.
+    /// group-executable), and any write drops `security.capability`, as ext4 does.
     pub async fn write(
         &self,
         ctx: Ctx,
@@ -69,7 +69,8 @@ impl Fs {
                     "write to non-regular inode {ino}"
                 )));
             }
-            let setid = i.mode & (libc::S_ISUID | libc::S_ISGID) != 0 && !ctx.is_root();
+            let setid = (i.mode & (libc::S_ISUID | libc::S_ISGID) != 0 && !ctx.is_root())
+                || i.flags & FL_HAS_CAPS != 0;
             if len == 0 {
                 return Ok(0);
             }
@@ -120,16 +121,15 @@ impl Fs {
                 i.mode &= !libc::S_ISGID;
             }
         }
-        self.commit(
-            vec![Op::Write {
-                id: ino,
-                offset,
-                data,
-            }],
-            &[&i],
-            &[],
-        )
-        .await?;
+        let mut ops = vec![Op::Write {
+            id: ino,
+            offset,
+            data,
+        }];
+        if i.flags & FL_HAS_CAPS != 0 {
+            kill_caps(&mut i, &mut ops);
+        }
+        self.commit(ops, &[&i], &[]).await?;
         Ok(written)
     }
 

@@ -4,7 +4,7 @@
 
 use crate::cache::{Node, NodeCache};
 use crate::error::{FsError, FsResult};
-use crate::inode::{FileKind, Inode, Timestamp};
+use crate::inode::{FL_HAS_CAPS, FileKind, Inode, Timestamp};
 use crate::superblock::{ORPHANS_ID, ROOT_ID, SUPERBLOCK_ID, Superblock};
 use bytes::Bytes;
 use ingot_pool::store::{ObjectStore, Op, StoreError};
@@ -95,6 +95,15 @@ pub struct StatFs {
     pub namelen: u32,
     /// Fragment size (the unit of the block counts).
     pub frsize: u32,
+}
+
+/// Removes the `security.capability` xattr of `i` (killpriv) in the same batch.
+pub(crate) fn kill_caps(i: &mut Inode, ops: &mut Vec<Op>) {
+    i.flags &= !FL_HAS_CAPS;
+    ops.push(Op::KvDelete {
+        id: i.ino,
+        key: Bytes::from(crate::dirent::xattr_key(crate::xattr::XATTR_CAPS)),
+    });
 }
 
 /// An open file handle, returned by [`Fs::open`].
@@ -381,6 +390,11 @@ impl Fs {
                     i.mode &= !libc::S_ISGID;
                 }
             }
+        }
+        if (set.uid.is_some() || set.gid.is_some() || set.size.is_some())
+            && i.flags & FL_HAS_CAPS != 0
+        {
+            kill_caps(&mut i, &mut ops);
         }
         if let Some(m) = set.mode {
             i.mode = (i.mode & libc::S_IFMT) | (m & 0o7777);

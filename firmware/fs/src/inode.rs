@@ -9,6 +9,10 @@
 use crate::error::{FsError, FsResult};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Inode flag (private to ingot): the inode has a `security.capability` xattr, which writes,
+/// truncates and chowns remove (as the kernel's killpriv does on ext4).
+pub const FL_HAS_CAPS: u32 = 1 << 31;
+
 /// Current inode encoding version.
 pub const INODE_VERSION: u8 = 1;
 /// Length of a v1 record.
@@ -54,14 +58,20 @@ impl Timestamp {
         }
     }
 
-    /// Converts to a `SystemTime`.
+    /// Converts to a `SystemTime`, saturating at what the platform can represent (a corrupt
+    /// or extreme record never panics).
     pub fn to_system(self) -> SystemTime {
         use std::time::Duration;
-        if self.secs >= 0 {
-            UNIX_EPOCH + Duration::new(self.secs.unsigned_abs(), self.nsecs)
+        let nanos = Duration::from_nanos(u64::from(self.nsecs.min(999_999_999)));
+        let t = if self.secs >= 0 {
+            UNIX_EPOCH.checked_add(Duration::from_secs(self.secs.unsigned_abs()))
         } else {
-            UNIX_EPOCH - Duration::from_secs(self.secs.unsigned_abs())
-                + Duration::from_nanos(u64::from(self.nsecs))
+            UNIX_EPOCH.checked_sub(Duration::from_secs(self.secs.unsigned_abs()))
+        };
+        match t.and_then(|t| t.checked_add(nanos)) {
+            Some(t) => t,
+            None if self.secs >= 0 => UNIX_EPOCH + Duration::from_secs(i64::MAX as u64 / 2),
+            None => UNIX_EPOCH,
         }
     }
 }
@@ -340,6 +350,17 @@ mod tests {
         let off = 1 + 4 * 4 + 8 + 4 + 8 + 8 + 8;
         t[off..off + 4].copy_from_slice(&2_000_000_000u32.to_le_bytes());
         assert!(Inode::decode(1, &t).is_err());
+    }
+
+    #[test]
+    fn extreme_timestamps_do_not_panic() {
+        for secs in [i64::MAX, i64::MIN, i64::MAX - 1, i64::MIN + 1] {
+            let _ = Timestamp {
+                secs,
+                nsecs: 999_999_999,
+            }
+            .to_system();
+        }
     }
 
     #[test]

@@ -29,4 +29,4 @@ pub use fs::{
 };
 pub use inode::{FileKind, Inode, Timestamp};
 pub use namespace::{DirEntry, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT};
-pub use xattr::{XATTR_CREATE, XATTR_NAME_MAX, XATTR_REPLACE};
+pub use xattr::{XATTR_CAPS, XATTR_CREATE, XATTR_NAME_MAX, XATTR_REPLACE};

@@ -9,11 +9,12 @@ use ingot_pool::store::{
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Data chunk size of the in-memory objects.
 const CHUNK: u64 = 4096;
+/// Bytes accounted to every object besides its data, attribute and records.
+const OBJ_OVERHEAD: u64 = 64;
 
 /// A simple, obviously correct in-memory object store.
 ///
@@ -21,9 +22,10 @@ const CHUNK: u64 = 4096;
 /// (and independently of) the real pool. The appliance uses the real pool, never this.
 ///
 /// Objects are `BTreeMap`s of 4 KiB chunks (holes are absent chunks), one attribute record and
-/// a `BTreeMap` of records. A batch is applied to copies of the objects it touches and
-/// committed only if every op succeeds and the result fits the configured capacity, so batches
-/// are atomic and `NoSpace` leaves nothing applied. `sync` is a counted no-op: everything is
+/// a `BTreeMap` of records. A batch is first validated as a whole (object existence through
+/// its own creates and deletes, size limits, an upper bound of the space it adds against the
+/// configured capacity) and only then applied, by steps that cannot fail: batches are atomic
+/// and `NoSpace` leaves nothing applied. `sync` is a counted no-op: everything is
 /// "durable" once applied.
 #[derive(Debug, Default)]
 pub struct MemStore {
@@ -44,19 +46,20 @@ struct Inner {
 #[derive(Debug, Clone, Default)]
 struct Obj {
     size: u64,
-    chunks: BTreeMap<u64, Arc<Vec<u8>>>,
+    chunks: BTreeMap<u64, Vec<u8>>,
     attr: Option<Bytes>,
     kv: BTreeMap<Bytes, Bytes>,
+    /// Sum of key and value lengths in `kv`.
+    kv_bytes: u64,
 }
 
 impl Obj {
     /// Bytes this object accounts for.
     fn footprint(&self) -> u64 {
-        let kv: usize = self.kv.iter().map(|(k, v)| k.len() + v.len()).sum();
         self.chunks.len() as u64 * CHUNK
             + self.attr.as_ref().map_or(0, |a| a.len() as u64)
-            + kv as u64
-            + 64
+            + self.kv_bytes
+            + OBJ_OVERHEAD
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
@@ -69,8 +72,8 @@ impl Obj {
             let chunk = self
                 .chunks
                 .entry(idx)
-                .or_insert_with(|| Arc::new(vec![0; CHUNK as usize]));
-            Arc::make_mut(chunk)[within..within + n].copy_from_slice(&rest[..n]);
+                .or_insert_with(|| vec![0; CHUNK as usize]);
+            chunk[within..within + n].copy_from_slice(&rest[..n]);
             rest = &rest[n..];
             pos += n as u64;
         }
@@ -93,7 +96,7 @@ impl Obj {
             } else if let Some(c) = self.chunks.get_mut(&idx) {
                 let a = (start.max(cs) - cs) as usize;
                 let b = (end.min(ce) - cs) as usize;
-                Arc::make_mut(c)[a..b].fill(0);
+                c[a..b].fill(0);
             }
         }
     }
@@ -166,71 +169,65 @@ impl MemStore {
         StoreError::Invalid { what }
     }
 
-    fn apply_locked(inner: &mut Inner, ops: Vec<Op>) -> Result<(), StoreError> {
-        if inner.read_only {
-            return Err(StoreError::ReadOnly {
-                reason: "MemStore set read-only".into(),
-            });
-        }
-        // Staged copies of the touched objects: None = deleted / absent.
-        let mut staged: HashMap<ObjectId, Option<Obj>> = HashMap::new();
-        fn slot<'a>(
-            inner: &Inner,
-            staged: &'a mut HashMap<ObjectId, Option<Obj>>,
-            id: ObjectId,
-        ) -> &'a mut Option<Obj> {
-            staged
-                .entry(id)
-                .or_insert_with(|| inner.objects.get(&id).cloned())
-        }
+    /// Checks a whole batch against the current state without changing anything: existence
+    /// (following the batch's own creates and deletes), limits, and an upper bound of the
+    /// space it can add. Returns that bound.
+    fn validate(inner: &Inner, ops: &[Op]) -> Result<u64, StoreError> {
+        let mut exists: HashMap<ObjectId, bool> = HashMap::new();
+        let mut grow = 0u64;
+        let present = |exists: &HashMap<ObjectId, bool>, id: ObjectId| {
+            exists
+                .get(&id)
+                .copied()
+                .unwrap_or_else(|| inner.objects.contains_key(&id))
+        };
         for op in ops {
             match op {
                 Op::Create { id } => {
-                    if id == 0 {
+                    if *id == 0 {
                         return Err(Self::invalid("object id 0".into()));
                     }
-                    let s = slot(inner, &mut staged, id);
-                    if s.is_some() {
-                        return Err(StoreError::Exists { id });
+                    if present(&exists, *id) {
+                        return Err(StoreError::Exists { id: *id });
                     }
-                    *s = Some(Obj::default());
+                    exists.insert(*id, true);
+                    grow += OBJ_OVERHEAD;
                 }
                 Op::Delete { id } => {
-                    let s = slot(inner, &mut staged, id);
-                    if s.take().is_none() {
-                        return Err(StoreError::NotFound { id });
+                    if !present(&exists, *id) {
+                        return Err(StoreError::NotFound { id: *id });
                     }
+                    exists.insert(*id, false);
                 }
                 Op::Write { id, offset, data } => {
-                    if offset.checked_add(data.len() as u64).is_none() {
-                        return Err(Self::invalid(format!("write at {offset} overflows")));
+                    let end = offset
+                        .checked_add(data.len() as u64)
+                        .ok_or_else(|| Self::invalid(format!("write at {offset} overflows")))?;
+                    if !present(&exists, *id) {
+                        return Err(StoreError::NotFound { id: *id });
                     }
-                    let o = slot(inner, &mut staged, id)
-                        .as_mut()
-                        .ok_or(StoreError::NotFound { id })?;
-                    o.write(offset, &data);
+                    if !data.is_empty() {
+                        let existing = inner.objects.get(id);
+                        for idx in offset / CHUNK..=(end - 1) / CHUNK {
+                            if existing.is_none_or(|o| !o.chunks.contains_key(&idx)) {
+                                grow += CHUNK;
+                            }
+                        }
+                    }
                 }
-                Op::Truncate { id, size } => {
-                    let o = slot(inner, &mut staged, id)
-                        .as_mut()
-                        .ok_or(StoreError::NotFound { id })?;
-                    o.truncate(size);
-                }
-                Op::PunchHole { id, offset, len } => {
-                    let o = slot(inner, &mut staged, id)
-                        .as_mut()
-                        .ok_or(StoreError::NotFound { id })?;
-                    let end = offset.saturating_add(len).min(o.size);
-                    o.zero(offset, end);
+                Op::Truncate { id, .. } | Op::PunchHole { id, .. } | Op::KvDelete { id, .. } => {
+                    if !present(&exists, *id) {
+                        return Err(StoreError::NotFound { id: *id });
+                    }
                 }
                 Op::SetAttr { id, attr } => {
                     if attr.len() > MAX_ATTR_LEN {
                         return Err(Self::invalid(format!("attribute of {} bytes", attr.len())));
                     }
-                    let o = slot(inner, &mut staged, id)
-                        .as_mut()
-                        .ok_or(StoreError::NotFound { id })?;
-                    o.attr = Some(attr);
+                    if !present(&exists, *id) {
+                        return Err(StoreError::NotFound { id: *id });
+                    }
+                    grow += attr.len() as u64;
                 }
                 Op::KvPut { id, key, value } => {
                     if key.len() > MAX_KEY_LEN || value.len() > MAX_VALUE_LEN {
@@ -240,39 +237,82 @@ impl MemStore {
                             value.len()
                         )));
                     }
-                    let o = slot(inner, &mut staged, id)
-                        .as_mut()
-                        .ok_or(StoreError::NotFound { id })?;
-                    o.kv.insert(key, value);
-                }
-                Op::KvDelete { id, key } => {
-                    let o = slot(inner, &mut staged, id)
-                        .as_mut()
-                        .ok_or(StoreError::NotFound { id })?;
-                    o.kv.remove(&key);
+                    if !present(&exists, *id) {
+                        return Err(StoreError::NotFound { id: *id });
+                    }
+                    grow += (key.len() + value.len()) as u64;
                 }
             }
         }
-        let before: u64 = staged
-            .keys()
-            .filter_map(|id| inner.objects.get(id))
-            .map(Obj::footprint)
-            .sum();
-        let after: u64 = staged.values().flatten().map(Obj::footprint).sum();
-        let used = inner.used - before + after;
+        Ok(grow)
+    }
+
+    /// Applies a batch: validates all of it first, then applies it (which cannot fail), so a
+    /// failed batch changes nothing. `NoSpace` is conservative: it uses an upper bound of the
+    /// growth, ignoring space the same batch frees.
+    fn apply_locked(inner: &mut Inner, ops: Vec<Op>) -> Result<(), StoreError> {
+        if inner.read_only {
+            return Err(StoreError::ReadOnly {
+                reason: "MemStore set read-only".into(),
+            });
+        }
+        let grow = Self::validate(inner, &ops)?;
         if let Some(cap) = inner.capacity
-            && after > before
-            && used > cap
+            && grow > 0
+            && inner.used + grow > cap
         {
             return Err(StoreError::NoSpace);
         }
-        for (id, o) in staged {
-            match o {
-                Some(o) => inner.objects.insert(id, o),
-                None => inner.objects.remove(&id),
+        for op in ops {
+            let id = match &op {
+                Op::Create { id }
+                | Op::Delete { id }
+                | Op::Write { id, .. }
+                | Op::Truncate { id, .. }
+                | Op::PunchHole { id, .. }
+                | Op::SetAttr { id, .. }
+                | Op::KvPut { id, .. }
+                | Op::KvDelete { id, .. } => *id,
             };
+            let before = inner.objects.get(&id).map_or(0, Obj::footprint);
+            match op {
+                Op::Create { id } => {
+                    inner.objects.insert(id, Obj::default());
+                }
+                Op::Delete { id } => {
+                    inner.objects.remove(&id);
+                }
+                other => {
+                    // Validated above: the object exists at this point of the batch.
+                    let Some(o) = inner.objects.get_mut(&id) else {
+                        continue;
+                    };
+                    match other {
+                        Op::Write { offset, data, .. } => o.write(offset, &data),
+                        Op::Truncate { size, .. } => o.truncate(size),
+                        Op::PunchHole { offset, len, .. } => {
+                            let end = offset.saturating_add(len).min(o.size);
+                            o.zero(offset, end);
+                        }
+                        Op::SetAttr { attr, .. } => o.attr = Some(attr),
+                        Op::KvPut { key, value, .. } => {
+                            o.kv_bytes += (key.len() + value.len()) as u64;
+                            if let Some(old) = o.kv.insert(key.clone(), value) {
+                                o.kv_bytes -= (key.len() + old.len()) as u64;
+                            }
+                        }
+                        Op::KvDelete { key, .. } => {
+                            if let Some(old) = o.kv.remove(&key) {
+                                o.kv_bytes -= (key.len() + old.len()) as u64;
+                            }
+                        }
+                        Op::Create { .. } | Op::Delete { .. } => {}
+                    }
+                }
+            }
+            let after = inner.objects.get(&id).map_or(0, Obj::footprint);
+            inner.used = inner.used + after - before;
         }
-        inner.used = used;
         inner.applied += 1;
         Ok(())
     }
@@ -460,6 +500,50 @@ mod tests {
             assert!(matches!(r, Err(StoreError::NoSpace)));
             assert_eq!(s.get_attr(70).await.unwrap(), None);
             assert_eq!(s.size(70).await.unwrap(), 0);
+        });
+    }
+
+    #[test]
+    fn space_accounting_returns_to_zero() {
+        rt().block_on(async {
+            let s = MemStore::new();
+            s.apply(vec![
+                Op::Create { id: 70 },
+                Op::Write {
+                    id: 70,
+                    offset: 5000,
+                    data: Bytes::from(vec![1u8; 10_000]),
+                },
+                Op::KvPut {
+                    id: 70,
+                    key: Bytes::from_static(b"k"),
+                    value: Bytes::from_static(b"vv"),
+                },
+                Op::KvPut {
+                    id: 70,
+                    key: Bytes::from_static(b"k"),
+                    value: Bytes::from_static(b"v"),
+                },
+                Op::SetAttr {
+                    id: 70,
+                    attr: Bytes::from_static(b"attr"),
+                },
+            ])
+            .await
+            .unwrap();
+            // Chunks 1..=3 of 4 KiB, one 2-byte record, a 4-byte attribute, the overhead.
+            assert_eq!(s.stats().used_bytes, 3 * CHUNK + 2 + 4 + OBJ_OVERHEAD);
+            s.apply(vec![Op::PunchHole {
+                id: 70,
+                offset: 8192,
+                len: 4096,
+            }])
+            .await
+            .unwrap();
+            assert_eq!(s.stats().used_bytes, 2 * CHUNK + 2 + 4 + OBJ_OVERHEAD);
+            s.apply(vec![Op::Delete { id: 70 }]).await.unwrap();
+            assert_eq!(s.stats().used_bytes, 0);
+            assert_eq!(s.stats().objects, 0);
         });
     }
 

@@ -7,7 +7,7 @@
 use crate::dirent::{TAG_XATTR, xattr_key};
 use crate::error::{FsError, FsResult};
 use crate::fs::{Ctx, Fs};
-use crate::inode::{FileKind, Timestamp};
+use crate::inode::{FL_HAS_CAPS, FileKind, Timestamp};
 use bytes::Bytes;
 use ingot_pool::store::{MAX_VALUE_LEN, Op};
 
@@ -15,6 +15,8 @@ use ingot_pool::store::{MAX_VALUE_LEN, Op};
 pub const XATTR_CREATE: i32 = 1;
 /// `setxattr` flag: fail if the attribute does not exist.
 pub const XATTR_REPLACE: i32 = 2;
+/// The file-capabilities xattr, removed on write, truncate and chown.
+pub const XATTR_CAPS: &[u8] = b"security.capability";
 /// Longest xattr name.
 pub const XATTR_NAME_MAX: usize = 255;
 
@@ -135,6 +137,9 @@ impl Fs {
             return Err(FsError::NoData(String::from_utf8_lossy(name).into_owned()));
         }
         i.ctime = Timestamp::now();
+        if name == XATTR_CAPS {
+            i.flags |= FL_HAS_CAPS;
+        }
         let ops = vec![Op::KvPut {
             id: ino,
             key: Bytes::from(key),

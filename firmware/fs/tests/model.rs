@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use ingot_fs::memstore::MemStore;
 use ingot_fs::*;
+use ingot_pool::store::ObjectStore;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, HashMap};
@@ -186,11 +187,13 @@ async fn check_tree(fs: &Fs, m: &Model) {
     }
 }
 
-async fn run(seed: u64, steps: usize) -> HashMap<(u32, Result<(), i32>), u32> {
+async fn run(
+    seed: u64,
+    steps: usize,
+    store: Arc<dyn ObjectStore>,
+) -> HashMap<(u32, Result<(), i32>), u32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let fs = Fs::mount(Arc::new(MemStore::new()), FsOptions::default())
-        .await
-        .unwrap();
+    let fs = Fs::mount(store, FsOptions::default()).await.unwrap();
     let root = fs.root();
     let mut m = Model {
         inodes: HashMap::new(),
@@ -361,7 +364,7 @@ async fn run(seed: u64, steps: usize) -> HashMap<(u32, Result<(), i32>), u32> {
 async fn random_operations_match_the_model() {
     let mut all: HashMap<(u32, Result<(), i32>), u32> = HashMap::new();
     for seed in 0..12 {
-        for (k, v) in run(seed, 600).await {
+        for (k, v) in run(seed, 600, Arc::new(MemStore::new())).await {
             *all.entry(k).or_insert(0) += v;
         }
     }
@@ -379,5 +382,21 @@ async fn random_operations_match_the_model() {
             all.get(&want).copied().unwrap_or(0) > 0,
             "no rename ended in {want:?}: {all:?}"
         );
+    }
+}
+
+/// The same sequences on the real pool (mirror of two in-memory devices).
+#[tokio::test]
+async fn random_operations_match_the_model_on_the_pool() {
+    use ingot_hal::blockdev::{BlockDevice, MemBlockDevice};
+    use ingot_pool::engine::{Pool, PoolConfig, PoolLayout};
+    for seed in 100..103 {
+        let devs: Vec<Arc<dyn BlockDevice>> = (0..2)
+            .map(|i| Arc::new(MemBlockDevice::new(format!("m{i}"), 4096, 64 * 256)) as _)
+            .collect();
+        let mut c = PoolConfig::new("tank", PoolLayout::Mirror);
+        c.kdf = ingot_pool::crypto::KdfParams::FAST_INSECURE;
+        let pool = Pool::create(devs, c).await.unwrap();
+        run(seed, 400, Arc::new(pool)).await;
     }
 }

@@ -766,3 +766,73 @@ async fn enospc_erofs_and_corrupt() {
         libc::EIO
     );
 }
+
+#[tokio::test]
+async fn writes_truncates_and_chowns_drop_file_capabilities() {
+    let (_s, fs) = setup().await;
+    let root = fs.root();
+    let (f, fh) = fs
+        .create(R, root, b"tool", 0o755, libc::O_RDWR)
+        .await
+        .unwrap();
+    fs.write(R, f.ino, fh, 0, Bytes::from(vec![1u8; 100]))
+        .await
+        .unwrap();
+    // In-place write (the shared path) by root still drops the capability.
+    fs.setxattr(R, f.ino, XATTR_CAPS, b"caps", 0).await.unwrap();
+    fs.write(R, f.ino, fh, 10, Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        errno(fs.getxattr(R, f.ino, XATTR_CAPS).await),
+        libc::ENODATA
+    );
+    fs.setxattr(R, f.ino, XATTR_CAPS, b"caps", 0).await.unwrap();
+    fs.setattr(
+        R,
+        f.ino,
+        SetAttr {
+            size: Some(50),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        errno(fs.getxattr(R, f.ino, XATTR_CAPS).await),
+        libc::ENODATA
+    );
+    fs.setxattr(R, f.ino, XATTR_CAPS, b"caps", 0).await.unwrap();
+    fs.setattr(
+        R,
+        f.ino,
+        SetAttr {
+            uid: Some(7),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        errno(fs.getxattr(R, f.ino, XATTR_CAPS).await),
+        libc::ENODATA
+    );
+    // Other xattrs and chmod leave it alone.
+    fs.setxattr(R, f.ino, XATTR_CAPS, b"caps", 0).await.unwrap();
+    fs.setattr(
+        R,
+        f.ino,
+        SetAttr {
+            mode: Some(0o700),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    fs.setxattr(R, f.ino, b"user.x", b"1", 0).await.unwrap();
+    assert_eq!(
+        fs.getxattr(R, f.ino, XATTR_CAPS).await.unwrap().as_ref(),
+        b"caps"
+    );
+    fs.release(fh).await.unwrap();
+}
