@@ -239,6 +239,7 @@ async fn import_refuses_foreign_and_empty_devices() {
     let e = Pool::import(vec![a[0].clone(), b[0].clone()], ImportOptions::default())
         .await
         .unwrap_err();
+    assert!(e.to_string().contains("belongs to pool"), "{e}");
     assert!(
         matches!(
             e,
@@ -246,6 +247,29 @@ async fn import_refuses_foreign_and_empty_devices() {
         ),
         "{e}"
     );
+    // Majority wins: two devices of a mirror plus a stranger names the stranger.
+    let m = mem(2, 8);
+    let pm = Pool::create(m.clone(), cfg(PoolLayout::Mirror))
+        .await
+        .unwrap();
+    pm.export().await.unwrap();
+    let stranger: Arc<dyn BlockDevice> = Arc::new(MemBlockDevice::new("stranger", 4096, 2048));
+    Pool::create(vec![stranger.clone()], cfg(PoolLayout::Stripe))
+        .await
+        .unwrap()
+        .export()
+        .await
+        .unwrap();
+    let e = Pool::import(
+        vec![m[0].clone(), stranger, m[1].clone()],
+        ImportOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    match &e {
+        PoolError::ForeignDevice { device, .. } => assert_eq!(device, "stranger", "{e}"),
+        other => panic!("expected ForeignDevice, got {other}"),
+    }
     let labels = Pool::read_labels(a[0].as_ref()).await;
     assert_eq!(labels.len(), 4);
     assert!(labels.iter().all(|l| l.is_ok()));
@@ -461,4 +485,108 @@ async fn timer_commits_without_sync() {
     drop(pool);
     let p = Pool::import(devs, ImportOptions::default()).await.unwrap();
     assert_eq!(p.size(64).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_readers_and_timer_commits() {
+    let devs = mem(2, 32);
+    let mut c = cfg(PoolLayout::Mirror);
+    c.tunables.txg_interval = Duration::from_millis(2);
+    c.tunables.dirty_limit_bytes = 256 << 10;
+    c.tunables.cache_bytes = 64 << 10;
+    let pool = Arc::new(Pool::create(devs.clone(), c).await.unwrap());
+    pool.apply((64..68).map(|id| Op::Create { id }).collect())
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..2u64 {
+        let p = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            for v in 1..=60u8 {
+                let id = 64 + w * 2 + u64::from(v % 2);
+                // A whole-object rewrite in one batch: readers must see all or nothing.
+                p.apply(vec![Op::Write {
+                    id,
+                    offset: 0,
+                    data: Bytes::from(vec![v; 70_000]),
+                }])
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for _ in 0..2 {
+        let p = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 70_000];
+            for i in 0..200u64 {
+                let id = 64 + i % 4;
+                let n = p.read(id, 0, &mut buf).await.unwrap();
+                let first = buf[0];
+                assert!(
+                    buf[..n].iter().all(|&b| b == first),
+                    "torn read of object {id}"
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    pool.sync().await.unwrap();
+    let before = model::read_back(pool.as_ref(), 4).await.unwrap();
+    let rep = pool.verify_all().await.unwrap();
+    assert!(rep.errors.is_empty(), "{:?}", rep.errors);
+    drop(pool);
+    let p = Pool::import(devs, ImportOptions::default()).await.unwrap();
+    assert_eq!(model::read_back(&p, 4).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn read_only_import_reads_and_never_writes() {
+    let mems: Vec<Arc<MemBlockDevice>> = (0..2)
+        .map(|i| Arc::new(MemBlockDevice::new(format!("ro{i}"), 4096, 2048)))
+        .collect();
+    let devs: Vec<Arc<dyn BlockDevice>> = mems
+        .iter()
+        .map(|m| m.clone() as Arc<dyn BlockDevice>)
+        .collect();
+    let pool = Pool::create(devs.clone(), cfg(PoolLayout::Mirror))
+        .await
+        .unwrap();
+    pool.apply(vec![
+        Op::Create { id: 64 },
+        Op::Write {
+            id: 64,
+            offset: 0,
+            data: Bytes::from_static(b"kept"),
+        },
+    ])
+    .await
+    .unwrap();
+    pool.export().await.unwrap();
+    let before: Vec<Vec<u8>> = mems.iter().map(|m| m.snapshot()).collect();
+    let p = Pool::import(
+        devs,
+        ImportOptions {
+            read_only: true,
+            ..ImportOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(p.status().read_only);
+    let mut b = [0u8; 4];
+    p.read(64, 0, &mut b).await.unwrap();
+    assert_eq!(&b, b"kept");
+    assert!(matches!(
+        p.apply(vec![Op::Create { id: 65 }]).await,
+        Err(StoreError::ReadOnly { .. })
+    ));
+    assert!(matches!(p.sync().await, Err(StoreError::ReadOnly { .. })));
+    let rep = p.scrub().await.unwrap();
+    assert!(rep.errors.is_empty());
+    p.export().await.unwrap();
+    let after: Vec<Vec<u8>> = mems.iter().map(|m| m.snapshot()).collect();
+    assert!(before == after, "a read-only import wrote to the devices");
 }

@@ -254,7 +254,7 @@ impl Allocator {
             pending_frees: BTreeMap::new(),
             hint: 0,
         };
-        a.release(sm.txg)?;
+        a.release(sm.txg, u64::MAX)?;
         Ok(a)
     }
 
@@ -288,6 +288,34 @@ impl Allocator {
             .or_default()
             .push((start, len));
         Ok(start)
+    }
+
+    /// Allocate `len` sectors not yet tied to a txg (a record written before its batch
+    /// takes the writer lock). Such ranges are in no space map: lost at a crash, they are
+    /// free again. [`Allocator::attach`] ties them to the txg that references them.
+    pub fn alloc_detached(&mut self, len: u64) -> Result<u64, PoolError> {
+        if self.free.total() < len + self.reserve {
+            return Err(PoolError::NoSpace);
+        }
+        let start = self
+            .free
+            .take_fit(len, self.hint)
+            .ok_or(PoolError::NoSpace)?;
+        self.hint = start + len;
+        Ok(start)
+    }
+
+    /// Tie a detached allocation to txg `txg`.
+    pub fn attach(&mut self, start: u64, len: u64, txg: u64) {
+        self.pending_allocs
+            .entry(txg)
+            .or_default()
+            .push((start, len));
+    }
+
+    /// Give back a detached allocation that was never attached.
+    pub fn unalloc_detached(&mut self, start: u64, len: u64) -> Result<(), PoolError> {
+        self.free.insert(start, len).map_err(PoolError::Internal)
     }
 
     /// Give back an allocation of txg `txg` that was never referenced (failed batch).
@@ -333,19 +361,25 @@ impl Allocator {
     /// Txg `txg` is durable: fold its allocations and frees into the committed state and
     /// release frees that are now old enough.
     pub fn finish(&mut self, txg: u64) -> Result<(), PoolError> {
+        self.finish_held(txg, u64::MAX)
+    }
+
+    /// [`Allocator::finish`], but frees of txgs `>= hold_from` stay deferred (a reader may
+    /// still be walking a tree that references them); they are released by a later finish.
+    pub fn finish_held(&mut self, txg: u64, hold_from: u64) -> Result<(), PoolError> {
         for (s, l) in self.pending_allocs.remove(&txg).unwrap_or_default() {
             self.committed.insert(s, l).map_err(PoolError::Internal)?;
         }
         for (s, l) in self.pending_frees.remove(&txg).unwrap_or_default() {
             self.deferred.push((txg, s, l));
         }
-        self.release(txg)
+        self.release(txg, hold_from)
     }
 
-    fn release(&mut self, durable: u64) -> Result<(), PoolError> {
+    fn release(&mut self, durable: u64, hold_from: u64) -> Result<(), PoolError> {
         let mut keep = Vec::with_capacity(self.deferred.len());
         for (t, s, l) in std::mem::take(&mut self.deferred) {
-            if t + DEFER_TXGS - 1 <= durable {
+            if t + DEFER_TXGS - 1 <= durable && t < hold_from {
                 self.committed
                     .remove(s, l)
                     .map_err(|e| PoolError::Corrupt {
@@ -405,6 +439,37 @@ mod tests {
         let b = Allocator::from_space_map(1000, &d, (500, 3)).unwrap();
         assert_eq!(b.used(), 18);
         assert!(SpaceMap::decode(&[1, 2, 3]).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::testutil::proptest_config(128))]
+        #[test]
+        fn space_map_decode_arbitrary_never_panics(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = SpaceMap::decode(&b);
+        }
+
+        #[test]
+        fn allocator_never_double_allocates(ops in proptest::collection::vec((1u64..40, proptest::prelude::any::<bool>()), 1..200)) {
+            let mut a = Allocator::new(2000);
+            let mut live: Vec<(u64, u64)> = Vec::new();
+            for (txg, (len, free)) in (1u64..).zip(ops) {
+                if free && !live.is_empty() {
+                    let (s, l) = live.remove(0);
+                    a.free(s, l, txg);
+                } else if let Ok(s) = a.alloc(len, txg, true) {
+                    for &(ls, ll) in &live {
+                        proptest::prop_assert!(s + len <= ls || ls + ll <= s, "overlap");
+                    }
+                    live.push((s, len));
+                }
+                // The protocol: the space map of txg is written, then txg is durable.
+                let sm = a.space_map(txg).unwrap();
+                a.finish(txg).unwrap();
+                let back = Allocator::from_space_map(2000, &sm, (0, 0)).unwrap();
+                proptest::prop_assert_eq!(back.used(), a.used());
+                proptest::prop_assert_eq!(&back.free, &a.free);
+            }
+        }
     }
 
     #[test]

@@ -101,6 +101,19 @@ pub struct DeviceStatus {
     pub state: DeviceState,
     /// Newest label txg seen on it at import (0 if none).
     pub label_txg: u64,
+    /// Error counters since import.
+    pub errors: DeviceErrors,
+}
+
+/// Per-device error counters (since import).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceErrors {
+    /// Failed reads.
+    pub read: u64,
+    /// Failed writes or flushes.
+    pub write: u64,
+    /// Columns returned with wrong contents.
+    pub checksum: u64,
 }
 
 /// What `Pool::status` reports.
@@ -151,6 +164,8 @@ pub struct VerifyReport {
     pub extents: u64,
     /// Stored bytes read.
     pub bytes: u64,
+    /// Bad columns or copies found (and rewritten unless read-only) during the walk.
+    pub bad_columns: u64,
     /// Problems found.
     pub errors: Vec<String>,
 }

@@ -53,6 +53,13 @@ impl<'a> AllocCtx<'a> {
         Ok(a)
     }
 
+    /// Tie a detached allocation (see `Allocator::alloc_detached`) to this txg; `undo`
+    /// gives it back like the others.
+    pub fn attach(&mut self, start: u64, len: u64) {
+        self.alloc.lock().attach(start, len, self.txg);
+        self.taken.push((start, len));
+    }
+
     /// Give back everything taken (the operation failed before anything referenced it).
     pub fn undo(&mut self) {
         let mut a = self.alloc.lock();
@@ -86,6 +93,8 @@ pub struct BlockIo {
     pub cache: NodeCache,
     /// Whether the codec can decode (false for a locked encrypted pool).
     pub unlocked: bool,
+    /// Rewrite bad copies found by reads (self-healing); off when imported read-only.
+    pub repair: bool,
     /// Counters.
     pub stats: IoStats,
 }
@@ -97,17 +106,35 @@ fn io_err(what: &str, addr: u64, e: impl std::fmt::Display) -> PoolError {
 impl BlockIo {
     /// Read `sectors` data sectors at `addr`, verifying crc32c = `crc`.
     async fn read_verified(&self, addr: u64, sectors: u64, crc: u32) -> Result<Vec<u8>, PoolError> {
+        self.read_checked(addr, sectors, crc, false).await
+    }
+
+    /// Read and verify; `scrub` reads every column and copy (parity included). Bad columns
+    /// are rewritten from the verified data when `self.repair` is on.
+    async fn read_checked(
+        &self,
+        addr: u64,
+        sectors: u64,
+        crc: u32,
+        scrub: bool,
+    ) -> Result<Vec<u8>, PoolError> {
         let verify = move |b: &[u8]| crc32c::crc32c(b) == crc;
-        let out = self
-            .vdev
-            .read(addr, sectors, &verify)
-            .await
-            .map_err(|e| io_err("read", addr, e))?;
+        let r = if scrub {
+            self.vdev.scrub(addr, sectors, &verify).await
+        } else {
+            self.vdev.read(addr, sectors, &verify).await
+        };
+        let out = r.map_err(|e| io_err("read", addr, e))?;
         if !out.bad_columns.is_empty() {
             self.stats
                 .checksum_errors
                 .fetch_add(out.bad_columns.len() as u64, Ordering::Relaxed);
             tracing::warn!(addr, bad = ?out.bad_columns, repaired = out.repaired, "checksum errors on read");
+            if self.repair
+                && let Err(e) = self.vdev.repair(addr, &out).await
+            {
+                tracing::warn!(addr, error = %e, "self-healing rewrite failed");
+            }
         }
         Ok(out.data)
     }
@@ -157,6 +184,54 @@ impl BlockIo {
             crc,
             comp: c.kind.code(),
             kind,
+        })
+    }
+
+    /// Write one data record into a detached allocation (no txg yet: the caller attaches
+    /// it when the record enters the tree, or gives it back). `birth` is left 0.
+    pub async fn write_data_detached(
+        &self,
+        logical: &[u8],
+        alloc: &Mutex<Allocator>,
+    ) -> Result<BlockPtr, PoolError> {
+        if !self.unlocked {
+            return Err(PoolError::Locked {
+                pool: String::new(),
+            });
+        }
+        if logical.is_empty() || logical.len() > crate::compress::MAX_EXTENT_BYTES {
+            return Err(PoolError::Internal(format!(
+                "extent of {} bytes outside 1..={}",
+                logical.len(),
+                crate::compress::MAX_EXTENT_BYTES
+            )));
+        }
+        let mut c = self.codec.compress(logical);
+        let d = (c.buf.len() / SECTOR) as u64;
+        let asize = self.vdev.asize(d);
+        let addr = alloc.lock().alloc_detached(asize)?;
+        let crc = self.codec.seal(&mut c.buf, addr);
+        if let Err(e) = self.vdev.write(addr, &c.buf).await {
+            if let Err(e2) = alloc.lock().unalloc_detached(addr, asize) {
+                tracing::error!(error = %e2, "giving back a detached allocation failed");
+            }
+            return Err(io_err("write", addr, e));
+        }
+        self.stats
+            .data_lbytes
+            .fetch_add(logical.len() as u64, Ordering::Relaxed);
+        self.stats
+            .data_pbytes
+            .fetch_add(c.buf.len() as u64, Ordering::Relaxed);
+        Ok(BlockPtr {
+            addr,
+            birth: 0,
+            lsize: logical.len() as u32,
+            psize: c.psize,
+            asize: asize as u32,
+            crc,
+            comp: c.kind.code(),
+            kind: BlockKind::Data,
         })
     }
 
@@ -238,8 +313,17 @@ impl BlockIo {
         &self,
         bp: &BlockPtr,
     ) -> Result<(Vec<u8>, ClearHeader, usize), PoolError> {
+        self.read_node_checked(bp, false).await
+    }
+
+    /// [`BlockIo::read_node_raw`], optionally as a scrub read (every column and copy).
+    pub async fn read_node_checked(
+        &self,
+        bp: &BlockPtr,
+        scrub: bool,
+    ) -> Result<(Vec<u8>, ClearHeader, usize), PoolError> {
         let stored = self
-            .read_verified(bp.addr, bp.data_sectors(), bp.crc)
+            .read_checked(bp.addr, bp.data_sectors(), bp.crc, scrub)
             .await?;
         let (hdr, clear_len) = ClearHeader::decode(&stored)?;
         // birth 0: a keyless walk that only knows the physical pointer.
@@ -322,6 +406,16 @@ impl BlockIo {
         crc: u32,
     ) -> Result<Vec<u8>, PoolError> {
         self.read_verified(addr, sectors, crc).await
+    }
+
+    /// Keylessly scrub one extent: read every column and copy, verify, repair bad ones.
+    pub async fn scrub_extent(
+        &self,
+        addr: u64,
+        sectors: u64,
+        crc: u32,
+    ) -> Result<Vec<u8>, PoolError> {
+        self.read_checked(addr, sectors, crc, true).await
     }
 
     /// Flush every device.

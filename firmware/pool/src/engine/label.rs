@@ -354,6 +354,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::testutil::proptest_config(256))]
         #[test]
         fn decode_arbitrary_never_panics(b in proptest::collection::vec(any::<u8>(), 0..9000)) {
             let _ = Label::decode(&b);

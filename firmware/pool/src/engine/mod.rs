@@ -21,8 +21,11 @@ pub mod pool;
 pub mod tree;
 
 pub use config::{
-    DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolStatus, Tunables, VerifyReport,
+    DeviceErrors, DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolStatus, Tunables,
+    VerifyReport,
 };
 pub use error::PoolError;
 pub use label::{Label, PoolCompression, PoolLayout};
 pub use pool::Pool;
+#[cfg(test)]
+mod tests;

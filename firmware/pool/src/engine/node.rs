@@ -393,6 +393,7 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(crate::testutil::proptest_config(256))]
         #[test]
         fn leaf_roundtrip(mut entries in proptest::collection::btree_map(
             proptest::collection::vec(any::<u8>(), 0..40),

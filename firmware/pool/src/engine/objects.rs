@@ -19,6 +19,7 @@ use crate::store::{
 };
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 /// Largest object offset + length accepted.
@@ -73,6 +74,10 @@ struct Batch<'a> {
     rs: u64,
     counters: Counters,
     dirty: u64,
+    /// Full records written before the lock, by (op index, record); `None` = all zero.
+    pre: HashMap<(usize, u64), Option<BlockPtr>>,
+    /// Index of the op being applied.
+    op_index: usize,
 }
 
 impl Batch<'_> {
@@ -146,6 +151,34 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Store record `rec` from a record written before the lock (`None`: all zero).
+    async fn set_record_pre(
+        &mut self,
+        id: ObjectId,
+        rec: u64,
+        pre: Option<BlockPtr>,
+    ) -> Result<(), StoreError> {
+        let key = keys::extent(id, rec);
+        let old = match pre {
+            None => self.tree.remove(self.io, &key, &mut self.frees).await?,
+            Some(mut bp) => {
+                self.ctx.attach(bp.addr, u64::from(bp.asize));
+                bp.birth = self.ctx.txg();
+                self.dirty += bp.data_sectors() * 4096;
+                self.counters.lbytes += u64::from(bp.lsize);
+                self.counters.pbytes += bp.data_sectors() * 4096;
+                self.tree
+                    .insert(self.io, key, bp.to_bytes(), &mut self.frees)
+                    .await?
+            }
+        };
+        if let Some(v) = old {
+            let bp = BlockPtr::from_bytes(&v)?;
+            self.free_data(bp);
+        }
+        Ok(())
+    }
+
     /// Remove every extent of `id` with record index in `[from, to)`.
     async fn drop_records(
         &mut self,
@@ -187,10 +220,10 @@ impl Batch<'_> {
         let last_full = end / rs; // exclusive
         // Partial head and tail records.
         let mut partial = Vec::new();
-        if off % rs != 0 {
+        if !off.is_multiple_of(rs) {
             partial.push(off / rs);
         }
-        if end % rs != 0 && (partial.first() != Some(&(end / rs))) {
+        if !end.is_multiple_of(rs) && (partial.first() != Some(&(end / rs))) {
             partial.push(end / rs);
         }
         for rec in partial {
@@ -262,7 +295,10 @@ impl Batch<'_> {
                     let src = &data[(pos - offset) as usize..(pos - offset + n) as usize];
                     let in_off = (pos - rstart) as usize;
                     if in_off == 0 && n == rs {
-                        self.set_record(id, rec, src).await?;
+                        match self.pre.remove(&(self.op_index, rec)) {
+                            Some(p) => self.set_record_pre(id, rec, p).await?,
+                            None => self.set_record(id, rec, src).await?,
+                        }
                     } else {
                         let mut buf = self.read_record(id, rec).await?;
                         if buf.len() < in_off + n as usize {
@@ -337,6 +373,24 @@ impl Batch<'_> {
     }
 }
 
+/// Registers a reader of the tree as of an open txg (see [`Inner::reader_root`]).
+pub(crate) struct ReadGuard<'a> {
+    inner: &'a Inner,
+    txg: u64,
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        let mut r = self.inner.readers.lock();
+        if let Some(n) = r.get_mut(&self.txg) {
+            *n -= 1;
+            if *n == 0 {
+                r.remove(&self.txg);
+            }
+        }
+    }
+}
+
 fn consumes_space(op: &Op) -> bool {
     matches!(
         op,
@@ -345,8 +399,13 @@ fn consumes_space(op: &Op) -> bool {
 }
 
 impl Inner {
-    fn reader_root(&self) -> Child {
-        self.readable.read().clone()
+    /// The root readers use, with a guard that keeps the extents it references from being
+    /// reused while the read runs.
+    fn reader_root(&self) -> (Child, ReadGuard<'_>) {
+        let g = self.readable.read();
+        let txg = g.1;
+        *self.readers.lock().entry(txg).or_insert(0) += 1;
+        (g.0.clone(), ReadGuard { inner: self, txg })
     }
 
     fn check_readable(&self) -> Result<(), StoreError> {
@@ -368,13 +427,66 @@ impl Inner {
         }
     }
 
+    /// Compress, encrypt and write the full records of the batch's writes before taking
+    /// the writer lock, so concurrent batches overlap their data path.
+    async fn prewrite(
+        &self,
+        ops: &[Op],
+    ) -> Result<HashMap<(usize, u64), Option<BlockPtr>>, StoreError> {
+        let rs = u64::from(self.id.record_size);
+        let mut pre = HashMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            let Op::Write { offset, data, .. } = op else {
+                continue;
+            };
+            let Some(end) = offset.checked_add(data.len() as u64) else {
+                continue;
+            };
+            let mut rec = offset.div_ceil(rs);
+            while (rec + 1) * rs <= end {
+                let a = (rec * rs - offset) as usize;
+                let src = &data[a..a + rs as usize];
+                let trimmed = src.len() - src.iter().rev().take_while(|&&b| b == 0).count();
+                let r = if trimmed == 0 {
+                    Ok(None)
+                } else {
+                    self.io
+                        .write_data_detached(&src[..trimmed], &self.alloc)
+                        .await
+                        .map(Some)
+                };
+                match r {
+                    Ok(p) => {
+                        pre.insert((i, rec), p);
+                    }
+                    Err(e) => {
+                        self.give_back(pre);
+                        return Err(e.into());
+                    }
+                }
+                rec += 1;
+            }
+        }
+        Ok(pre)
+    }
+
+    fn give_back(&self, pre: HashMap<(usize, u64), Option<BlockPtr>>) {
+        let mut a = self.alloc.lock();
+        for bp in pre.into_values().flatten() {
+            if let Err(e) = a.unalloc_detached(bp.addr, u64::from(bp.asize)) {
+                tracing::error!(error = %e, "giving back a pre-written record failed");
+            }
+        }
+    }
+
     pub(crate) async fn apply_batch(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         self.writable()?;
+        if ops.iter().any(consumes_space) && self.alloc.lock().available() == 0 {
+            return Err(StoreError::NoSpace);
+        }
+        let pre = self.prewrite(&ops).await?;
         let over = {
             let mut o = self.open.lock().await;
-            if ops.iter().any(consumes_space) && self.alloc.lock().available() == 0 {
-                return Err(StoreError::NoSpace);
-            }
             let mut b = Batch {
                 io: &self.io,
                 tree: o.tree.clone(),
@@ -383,10 +495,14 @@ impl Inner {
                 rs: u64::from(self.id.record_size),
                 counters: o.counters,
                 dirty: 0,
+                pre,
+                op_index: 0,
             };
-            for op in ops {
+            for (i, op) in ops.into_iter().enumerate() {
+                b.op_index = i;
                 if let Err(e) = b.apply_op(op).await {
                     b.ctx.undo();
+                    self.give_back(std::mem::take(&mut b.pre));
                     return Err(match e {
                         StoreError::Io { detail } if detail.contains("no space") => {
                             StoreError::NoSpace
@@ -395,7 +511,12 @@ impl Inner {
                     });
                 }
             }
+            if !b.pre.is_empty() {
+                // Every pre-written record belongs to an op that ran; defensive only.
+                self.give_back(std::mem::take(&mut b.pre));
+            }
             o.tree = b.tree;
+            b.dirty += b.frees.dirtied;
             o.frees.append(&mut b.frees);
             o.counters = b.counters;
             o.dirty = true;
@@ -403,7 +524,7 @@ impl Inner {
             self.objects.store(b.counters.objects, Ordering::Relaxed);
             self.lbytes.store(b.counters.lbytes, Ordering::Relaxed);
             self.pbytes.store(b.counters.pbytes, Ordering::Relaxed);
-            *self.readable.write() = o.tree.root.clone();
+            *self.readable.write() = (o.tree.root.clone(), o.txg);
             o.dirty_bytes
         };
         let limit = self.tunables.dirty_limit_bytes;
@@ -434,7 +555,7 @@ impl ObjectStore for Pool {
     async fn read(&self, id: ObjectId, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
         let i = &self.inner;
         i.check_readable()?;
-        let root = i.reader_root();
+        let (root, _guard) = i.reader_root();
         let ino = i.read_inode(&root, id).await?;
         if offset >= ino.size || buf.is_empty() {
             return Ok(0);
@@ -479,13 +600,13 @@ impl ObjectStore for Pool {
 
     async fn size(&self, id: ObjectId) -> Result<u64, StoreError> {
         self.inner.check_readable()?;
-        let root = self.inner.reader_root();
+        let (root, _guard) = self.inner.reader_root();
         Ok(self.inner.read_inode(&root, id).await?.size)
     }
 
     async fn get_attr(&self, id: ObjectId) -> Result<Option<Bytes>, StoreError> {
         self.inner.check_readable()?;
-        let root = self.inner.reader_root();
+        let (root, _guard) = self.inner.reader_root();
         Ok(self
             .inner
             .read_inode(&root, id)
@@ -497,7 +618,7 @@ impl ObjectStore for Pool {
     async fn kv_get(&self, id: ObjectId, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
         let i = &self.inner;
         i.check_readable()?;
-        let root = i.reader_root();
+        let (root, _guard) = i.reader_root();
         i.read_inode(&root, id).await?;
         Ok(tree::get(&i.io, &root, &keys::kv(id, key))
             .await?
@@ -512,7 +633,7 @@ impl ObjectStore for Pool {
     ) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
         let i = &self.inner;
         i.check_readable()?;
-        let root = i.reader_root();
+        let (root, _guard) = i.reader_root();
         i.read_inode(&root, id).await?;
         let start = match after {
             Some(a) => {

@@ -14,7 +14,8 @@ use super::bptr::{BlockKind, BlockPtr};
 use super::bytes::Reader;
 use super::cache::NodeCache;
 use super::config::{
-    DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolStatus, Tunables, VerifyReport,
+    DeviceErrors, DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolStatus, Tunables,
+    VerifyReport,
 };
 use super::error::PoolError;
 use super::io::{AllocCtx, BlockIo, IoStats};
@@ -110,7 +111,10 @@ pub(crate) struct Inner {
     pub io: BlockIo,
     pub alloc: Mutex<Allocator>,
     pub open: tokio::sync::Mutex<OpenTxg>,
-    pub readable: RwLock<Child>,
+    /// The root readers see and the open txg it belongs to.
+    pub readable: RwLock<(Child, u64)>,
+    /// Active readers, by the open txg of the root they read.
+    pub readers: Mutex<std::collections::BTreeMap<u64, usize>>,
     pub commit: tokio::sync::Mutex<CommitState>,
     pub next_oid: AtomicU64,
     pub objects: AtomicU64,
@@ -284,6 +288,7 @@ impl Pool {
             codec: Codec::new(codec_compression(cfg.compression), cipher),
             cache: NodeCache::new(cfg.tunables.cache_bytes),
             unlocked: true,
+            repair: true,
             stats: IoStats::default(),
         };
         // Txg 1: an empty tree with the bookkeeping record, and its space map.
@@ -309,7 +314,7 @@ impl Pool {
             root,
             space_map,
         };
-        // Wipe the other pair first (old labels of a previous pool), then write both pairs.
+        // Txg 1 goes to all four copies (overwriting any labels of a previous pool).
         for (i, d) in devs.iter().enumerate() {
             let Some(d) = d else { continue };
             let label = make_label(&id, i, &uber, &key_slot);
@@ -363,7 +368,8 @@ impl Pool {
             device_states,
             io,
             alloc: Mutex::new(alloc),
-            readable: RwLock::new(tree.root.clone()),
+            readable: RwLock::new((tree.root.clone(), uber.txg + 1)),
+            readers: Mutex::new(std::collections::BTreeMap::new()),
             open: tokio::sync::Mutex::new(OpenTxg {
                 tree,
                 txg: uber.txg + 1,
@@ -440,10 +446,28 @@ impl Pool {
             }
             per_dev.push((d, labels));
         }
-        // 2. The pool: the one named by the newest label.
+        // 2. The pool: the one most of the given devices belong to (by their newest
+        //    label), ties to the newest txg; its newest label gives the configuration.
+        let mut votes: std::collections::HashMap<u64, (usize, u64)> =
+            std::collections::HashMap::new();
+        for (_, ls) in &per_dev {
+            if let Some(best) = ls.iter().max_by_key(|l| l.uber.txg) {
+                let v = votes.entry(best.pool_guid).or_insert((0, 0));
+                v.0 += 1;
+                v.1 = v.1.max(best.uber.txg);
+            }
+        }
+        let chosen_guid = votes
+            .iter()
+            .max_by_key(|(_, v)| **v)
+            .map(|(g, _)| *g)
+            .ok_or_else(|| PoolError::NotAPool {
+                detail: "no labels".into(),
+            })?;
         let newest = per_dev
             .iter()
             .flat_map(|(_, ls)| ls.iter())
+            .filter(|l| l.pool_guid == chosen_guid)
             .max_by_key(|l| l.uber.txg)
             .cloned()
             .ok_or_else(|| PoolError::NotAPool {
@@ -524,13 +548,14 @@ impl Pool {
             });
         }
         // 3. Candidate txgs, newest first; take the first whose root and space map verify.
-        ubers.sort_by(|a, b| b.0.txg.cmp(&a.0.txg));
+        ubers.sort_by_key(|u| std::cmp::Reverse(u.0.txg));
         ubers.dedup_by(|a, b| a.0 == b.0);
         let probe = BlockIo {
             vdev,
             codec: Codec::new(codec_compression(newest.compression), None),
             cache: NodeCache::new(opts.tunables.cache_bytes),
             unlocked: false,
+            repair: false,
             stats: IoStats::default(),
         };
         let mut chosen: Option<(Uberblock, Label)> = None;
@@ -560,9 +585,15 @@ impl Pool {
                 detail: tried.join("; "),
             });
         };
-        for st in states.iter_mut() {
+        for (k, st) in states.iter_mut().enumerate() {
             if st.0 == DeviceState::Online && st.1 + 1 < uber.txg {
                 st.0 = DeviceState::Stale;
+                tracing::warn!(
+                    column = k,
+                    label_txg = st.1,
+                    pool_txg = uber.txg,
+                    "device is stale (missed commits); reads repair it through redundancy"
+                );
             }
         }
         let BlockIo { vdev, .. } = probe;
@@ -599,6 +630,7 @@ impl Pool {
             codec: Codec::new(codec_compression(label.compression), cipher),
             cache: NodeCache::new(opts.tunables.cache_bytes),
             unlocked: !locked,
+            repair: !(opts.read_only || locked),
             stats: IoStats::default(),
         };
         let capacity = io.vdev.capacity_sectors();
@@ -658,6 +690,17 @@ impl Pool {
                 identity: i.devices[k].as_ref().map(|d| d.identity()),
                 state: i.device_states[k].0,
                 label_txg: i.device_states[k].1,
+                errors: i
+                    .io
+                    .vdev
+                    .error_counts()
+                    .get(k)
+                    .map(|c| DeviceErrors {
+                        read: c.read,
+                        write: c.write,
+                        checksum: c.checksum,
+                    })
+                    .unwrap_or_default(),
             })
             .collect();
         let l = i.lbytes.load(Ordering::Relaxed);
@@ -736,16 +779,46 @@ impl Pool {
     }
 
     /// Walk the durable tree without keys: verify every node's and every data extent's
-    /// stored bytes against the checksums in their parents.
+    /// stored bytes against the checksums in their parents (reads reconstruct and, unless
+    /// read-only, heal bad copies on the way).
     pub async fn verify_all(&self) -> Result<VerifyReport, PoolError> {
+        self.walk(false).await
+    }
+
+    /// Scrub: [`Pool::verify_all`] reading every column and copy of every block (parity
+    /// included), rewriting bad ones from redundancy unless the pool is read-only. Needs no
+    /// keys. `VerifyReport::bad_columns` counts what was found.
+    pub async fn scrub(&self) -> Result<VerifyReport, PoolError> {
+        self.walk(true).await
+    }
+
+    async fn check_extent(
+        &self,
+        scrub: bool,
+        addr: u64,
+        sectors: u64,
+        crc: u32,
+    ) -> Result<Vec<u8>, PoolError> {
+        if scrub {
+            self.inner.io.scrub_extent(addr, sectors, crc).await
+        } else {
+            self.inner.io.verify_extent(addr, sectors, crc).await
+        }
+    }
+
+    async fn walk(&self, scrub: bool) -> Result<VerifyReport, PoolError> {
         let i = &self.inner;
         let cs = i.commit.lock().await;
+        let bad_before = i.io.stats.checksum_errors.load(Ordering::Relaxed);
         let mut rep = VerifyReport {
             txg: cs.uber.txg,
             ..VerifyReport::default()
         };
         let sm = cs.uber.space_map;
-        match i.io.verify_extent(sm.addr, sm.data_sectors(), sm.crc).await {
+        match self
+            .check_extent(scrub, sm.addr, sm.data_sectors(), sm.crc)
+            .await
+        {
             Ok(b) => rep.bytes += b.len() as u64,
             Err(e) => rep.errors.push(format!("space map: {e}")),
         }
@@ -756,13 +829,13 @@ impl Pool {
                     .push(format!("tree deeper than allowed at sector {}", bp.addr));
                 continue;
             }
-            match i.io.read_node_raw(&bp).await {
+            match i.io.read_node_checked(&bp, scrub).await {
                 Ok((stored, hdr, _)) => {
                     rep.nodes += 1;
                     rep.bytes += stored.len() as u64;
                     for p in hdr.ptrs {
-                        match p.kind {
-                            BlockKind::Node => stack.push((
+                        if p.kind == BlockKind::Node {
+                            stack.push((
                                 BlockPtr {
                                     addr: p.addr,
                                     birth: 0,
@@ -774,26 +847,25 @@ impl Pool {
                                     kind: BlockKind::Node,
                                 },
                                 depth + 1,
-                            )),
-                            _ => match i
-                                .io
-                                .verify_extent(p.addr, u64::from(p.sectors), p.crc)
-                                .await
-                            {
-                                Ok(b) => {
-                                    rep.extents += 1;
-                                    rep.bytes += b.len() as u64;
-                                }
-                                Err(e) => {
-                                    rep.errors.push(format!("extent at sector {}: {e}", p.addr))
-                                }
-                            },
+                            ));
+                            continue;
+                        }
+                        match self
+                            .check_extent(scrub, p.addr, u64::from(p.sectors), p.crc)
+                            .await
+                        {
+                            Ok(b) => {
+                                rep.extents += 1;
+                                rep.bytes += b.len() as u64;
+                            }
+                            Err(e) => rep.errors.push(format!("extent at sector {}: {e}", p.addr)),
                         }
                     }
                 }
                 Err(e) => rep.errors.push(format!("node at sector {}: {e}", bp.addr)),
             }
         }
+        rep.bad_columns = i.io.stats.checksum_errors.load(Ordering::Relaxed) - bad_before;
         Ok(rep)
     }
 }
@@ -937,12 +1009,25 @@ impl Inner {
         };
         self.write_labels(&uber, &cs.key_slot).await?;
         cs.uber = uber;
-        self.alloc.lock().finish(txg)?;
+        {
+            // Frees of txgs a reader may still walk stay deferred. Taking the readable lock
+            // for writing excludes a reader between reading the root and registering.
+            let rg = self.readable.write();
+            let hold_from = self
+                .readers
+                .lock()
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(u64::MAX)
+                .min(rg.1);
+            self.alloc.lock().finish_held(txg, hold_from)?;
+        }
         self.durable_txg.store(txg, Ordering::Release);
         {
             let mut o = self.open.lock().await;
             tree::demote(&self.io, &mut o.tree.root);
-            *self.readable.write() = o.tree.root.clone();
+            *self.readable.write() = (o.tree.root.clone(), o.txg);
         }
         tracing::debug!(pool = %self.id.name, txg, "txg committed");
         Ok(())

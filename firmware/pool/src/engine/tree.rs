@@ -30,6 +30,8 @@ pub struct Frees {
     pub slots: Vec<Arc<OnceLock<BlockPtr>>>,
     /// Extents known to be on disk (data extents).
     pub bps: Vec<BlockPtr>,
+    /// Payload bytes of nodes that became dirty (for the dirty-bytes threshold).
+    pub dirtied: u64,
 }
 
 impl Frees {
@@ -37,6 +39,7 @@ impl Frees {
     pub fn append(&mut self, other: &mut Frees) {
         self.slots.append(&mut other.slots);
         self.bps.append(&mut other.bps);
+        self.dirtied += std::mem::take(&mut other.dirtied);
     }
 }
 
@@ -59,6 +62,7 @@ fn node_mut<'a>(arc: &'a mut Arc<Node>, frees: &mut Frees) -> &'a mut Node {
     if n.slot.get().is_some() || Arc::strong_count(&n.slot) > 1 {
         let old = std::mem::replace(&mut n.slot, Arc::new(OnceLock::new()));
         frees.slots.push(old);
+        frees.dirtied += n.bytes as u64;
     }
     n
 }
@@ -149,6 +153,7 @@ fn scan_rec<'a>(
     out: &'a mut Vec<(Vec<u8>, Vec<u8>)>,
 ) -> BoxFut<'a, ()> {
     Box::pin(async move {
+        #[allow(clippy::needless_range_loop)]
         match &node.body {
             Body::Leaf(vals) => {
                 let from = node.keys.partition_point(|k| k.as_slice() < start);
@@ -269,10 +274,7 @@ impl Tree {
         self.load_path(io, key).await?;
         let (old, _) = remove_rec(&mut self.root, key, frees)?;
         // Collapse a root with a single child; an emptied root becomes an empty leaf.
-        loop {
-            let Child::Mem(arc) = &mut self.root else {
-                break;
-            };
+        while let Child::Mem(arc) = &mut self.root {
             match &arc.body {
                 Body::Internal(ch) if ch.is_empty() => {
                     self.root = Child::Mem(Arc::new(Node::empty_leaf()));
@@ -288,11 +290,6 @@ impl Tree {
             }
         }
         Ok(old)
-    }
-
-    /// Number of entries under the root (walks everything; tests only).
-    pub async fn count(&self, io: &BlockIo) -> Result<usize, PoolError> {
-        Ok(scan(io, &self.root, &[], None, usize::MAX).await?.len())
     }
 }
 
@@ -433,6 +430,112 @@ pub fn demote(io: &BlockIo, child: &mut Child) {
             for c in ch.iter_mut() {
                 demote(io, c);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Codec;
+    use crate::compress::Compression;
+    use crate::engine::alloc::Allocator;
+    use crate::engine::cache::NodeCache;
+    use crate::engine::io::IoStats;
+    use crate::raid::{Layout, Vdev};
+    use ingot_hal::blockdev::{BlockDevice, MemBlockDevice};
+    use parking_lot::Mutex;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn io() -> BlockIo {
+        let dev: Arc<dyn BlockDevice> = Arc::new(MemBlockDevice::new("t", 4096, 8192));
+        BlockIo {
+            vdev: Vdev::new(Layout::Stripe, vec![Some(dev)], 0, 8192 * 4096).unwrap(),
+            codec: Codec::new(Compression::Zstd { level: 1 }, None),
+            // Tiny cache: nodes are re-read from disk all the time.
+            cache: NodeCache::new(20_000),
+            unlocked: true,
+            repair: false,
+            stats: IoStats::default(),
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum TOp {
+        Put(u16, usize),
+        Del(u16),
+        Commit,
+    }
+
+    fn top() -> impl Strategy<Value = TOp> {
+        prop_oneof![
+            6 => (0u16..400, 0usize..3000).prop_map(|(k, l)| TOp::Put(k, l)),
+            3 => (0u16..400).prop_map(TOp::Del),
+            1 => Just(TOp::Commit),
+        ]
+    }
+
+    fn key(k: u16) -> Vec<u8> {
+        format!("key-{k:05}").into_bytes()
+    }
+
+    async fn check(io: &BlockIo, t: &Tree, model: &BTreeMap<Vec<u8>, Vec<u8>>) {
+        let all = scan(io, &t.root, &[], None, usize::MAX).await.unwrap();
+        let want: Vec<_> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert_eq!(all, want);
+        for (k, v) in model.iter().take(20) {
+            assert_eq!(get(io, &t.root, k).await.unwrap().as_ref(), Some(v));
+        }
+        // A bounded scan from the middle.
+        if let Some((mid, _)) = model.iter().nth(model.len() / 2) {
+            let part = scan(io, &t.root, mid, None, 5).await.unwrap();
+            let want: Vec<_> = model
+                .range(mid.clone()..)
+                .take(5)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            assert_eq!(part, want);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(crate::testutil::proptest_config(24))]
+        #[test]
+        fn tree_matches_btreemap(ops in proptest::collection::vec(top(), 1..400)) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let io = io();
+                let alloc = Mutex::new(Allocator::new(io.vdev.capacity_sectors()));
+                let mut t = Tree::empty();
+                let mut model = BTreeMap::new();
+                let mut txg = 1;
+                let mut frees = Frees::default();
+                for op in ops {
+                    match op {
+                        TOp::Put(k, l) => {
+                            let v = vec![(k % 251) as u8; l];
+                            let old = t.insert(&io, key(k), v.clone(), &mut frees).await.unwrap();
+                            assert_eq!(old, model.insert(key(k), v));
+                        }
+                        TOp::Del(k) => {
+                            let old = t.remove(&io, &key(k), &mut frees).await.unwrap();
+                            assert_eq!(old, model.remove(&key(k)));
+                        }
+                        TOp::Commit => {
+                            let mut ctx = AllocCtx::new(&alloc, txg, true);
+                            let bp = write_tree(&io, &t.root, &mut ctx).await.unwrap();
+                            alloc.lock().finish(txg).unwrap();
+                            txg += 1;
+                            demote(&io, &mut t.root);
+                            // The root is now on disk, and a fresh tree over it agrees.
+                            let reopened = Tree { root: Child::Disk(bp) };
+                            check(&io, &reopened, &model).await;
+                        }
+                    }
+                }
+                check(&io, &t, &model).await;
+            });
         }
     }
 }
