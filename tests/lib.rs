@@ -68,6 +68,8 @@ pub struct Up {
     pub data: PathBuf,
     /// The FUSE mountpoint.
     pub mnt: PathBuf,
+    /// The console's base URL (`http://127.0.0.1:PORT`).
+    pub console: String,
     /// Leave the mount as the process left it (a crash test checks the next start clears it).
     leave_mount: bool,
 }
@@ -84,6 +86,7 @@ impl Up {
             .arg(data)
             .arg("--passphrase-file")
             .arg(pass)
+            .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env("INGOT_LOG", "warn")
             .stdin(Stdio::null())
@@ -120,8 +123,14 @@ impl Up {
             log: Vec::new(),
             data: data.to_path_buf(),
             mnt: data.join("mnt"),
+            console: String::new(),
             leave_mount: false,
         };
+        let line = up.wait_for("ingot up: console at ");
+        up.console = line
+            .trim_start_matches("ingot up: console at ")
+            .trim_end_matches('/')
+            .to_string();
         up.wait_for("ingot up: running");
         up
     }

@@ -197,4 +197,11 @@ pub struct UpArgs {
     /// Let the kernel cache writes (FUSE writeback cache).
     #[arg(long)]
     pub writeback_cache: bool,
+    /// Console address (default from the config: 127.0.0.1:8080; port 0 picks a free one).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Set the console's admin password from this file (scripted installs); otherwise the
+    /// console asks for one on first visit.
+    #[arg(long)]
+    pub admin_password_file: Option<PathBuf>,
 }

@@ -3,11 +3,14 @@
 
 #![forbid(unsafe_code)]
 
+mod appliance;
 mod cli;
 mod cmd;
 mod config;
 mod drives;
 mod error;
+mod events;
+mod metered;
 mod passphrase;
 mod size;
 mod table;

@@ -119,6 +119,22 @@ fn enospc_is_clean_and_space_comes_back() {
     // The mount still works, reads still work, and deleting gives the space back.
     assert!(fs::metadata(up.mnt.join("fill")).unwrap().len() >= written);
     fs::remove_file(up.mnt.join("fill")).unwrap();
+    // Space of an unlinked file comes back asynchronously (the kernel's release/forget, then
+    // the freeing txg and the next must be durable), as with ZFS's deferred frees: wait for
+    // statfs to show it, bounded.
+    let free = || {
+        let st = nix::sys::statvfs::statvfs(&up.mnt).unwrap();
+        st.blocks_available() as u64 * st.fragment_size() as u64
+    };
+    let t0 = std::time::Instant::now();
+    while free() < 32 << 20 {
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "space never came back: {} free",
+            free()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let again = random_bytes(&mut rng, 8 << 20);
     let f = File::create(up.mnt.join("after")).unwrap();
     f.write_all_at(&again, 0).unwrap();
@@ -217,6 +233,7 @@ fn random_operations_match_a_model() {
                 let bytes = random_bytes(&mut rng, len);
                 let f = OpenOptions::new()
                     .create(true)
+                    .truncate(false)
                     .write(true)
                     .open(&path)
                     .unwrap();

@@ -9,7 +9,7 @@ use crate::superblock::{ORPHANS_ID, ROOT_ID, SUPERBLOCK_ID, Superblock};
 use bytes::Bytes;
 use ingot_pool::store::{ObjectStore, Op, StoreError};
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -125,6 +125,10 @@ pub struct Fs {
     /// Serialises directory moves between parents (the loop check needs a stable tree).
     pub(crate) rename_lock: tokio::sync::Mutex<()>,
     read_only: bool,
+    /// Unlinked inodes whose deletion failed (at last close or mount); retried by
+    /// [`Fs::retry_reclaims`]. They stay on the on-disk orphan list meanwhile, so a restart
+    /// reclaims them too.
+    reclaim: Mutex<BTreeSet<u64>>,
 }
 
 impl Fs {
@@ -165,6 +169,7 @@ impl Fs {
             next_fh: AtomicU64::new(1),
             rename_lock: tokio::sync::Mutex::new(()),
             read_only: opts.read_only,
+            reclaim: Mutex::new(BTreeSet::new()),
         };
         if !fs.read_only {
             fs.reclaim_orphans().await?;
@@ -242,8 +247,15 @@ impl Fs {
                     Err(StoreError::NotFound { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }
-                self.store.apply(ops).await?;
-                n += 1;
+                match self.store.apply(ops).await {
+                    Ok(()) => n += 1,
+                    Err(e) => {
+                        // Stays on the orphan list; retried by `retry_reclaims` and at the
+                        // next mount. Not a reason to refuse the mount.
+                        tracing::warn!(ino, error = %e, "reclaiming an orphan failed; will retry");
+                        self.reclaim.lock().insert(ino);
+                    }
+                }
             }
         }
         if n > 0 {
@@ -501,7 +513,7 @@ impl Fs {
         if !last {
             return Ok(());
         }
-        let _g = node.io.write().await;
+        let g = node.io.write().await;
         let (open, nlink, dirty) = {
             let st = node.state.lock();
             if st.gone {
@@ -513,23 +525,92 @@ impl Fs {
             if self.read_only {
                 return Ok(());
             }
-            self.commit(
-                vec![
-                    Op::Delete { id: h.ino },
-                    Op::KvDelete {
-                        id: ORPHANS_ID,
-                        key: Bytes::copy_from_slice(&h.ino.to_be_bytes()),
-                    },
-                ],
-                &[],
-                &[h.ino],
-            )
-            .await?;
+            if let Err(e) = self.delete_unlinked(h.ino).await {
+                // The kernel ignores errors of release: never drop this one silently. The
+                // inode stays on the orphan list and its deletion is retried.
+                tracing::warn!(ino = h.ino, error = %e, "deleting an unlinked inode at last close failed; will retry");
+                self.reclaim.lock().insert(h.ino);
+                return Err(e);
+            }
             tracing::debug!(ino = h.ino, "deleted unlinked inode at last close");
         } else if dirty {
             self.flush_dirty_locked(&node).await?;
         }
+        drop(g);
+        self.retry_reclaims().await;
         Ok(())
+    }
+
+    /// Deletes unlinked inode `ino` and its orphan record (caller holds its exclusive lock).
+    async fn delete_unlinked(&self, ino: u64) -> FsResult<()> {
+        self.commit(
+            vec![
+                Op::Delete { id: ino },
+                Op::KvDelete {
+                    id: ORPHANS_ID,
+                    key: Bytes::copy_from_slice(&ino.to_be_bytes()),
+                },
+            ],
+            &[],
+            &[ino],
+        )
+        .await
+    }
+
+    /// Number of unlinked inodes whose deletion failed and waits for a retry.
+    pub fn pending_reclaims(&self) -> usize {
+        self.reclaim.lock().len()
+    }
+
+    /// Retries deleting the unlinked inodes whose deletion failed earlier (at last close or
+    /// at mount). Called after each release and by [`Fs::sync`]; failures are logged and kept.
+    pub async fn retry_reclaims(&self) {
+        if self.read_only {
+            return;
+        }
+        let pending: Vec<u64> = self.reclaim.lock().iter().copied().collect();
+        for ino in pending {
+            match self.reclaim_one(ino).await {
+                Ok(()) => {
+                    self.reclaim.lock().remove(&ino);
+                    tracing::info!(ino, "deleted an unlinked inode on retry");
+                }
+                Err(e) => {
+                    tracing::warn!(ino, error = %e, "deleting an unlinked inode failed again; will retry");
+                }
+            }
+        }
+    }
+
+    async fn reclaim_one(&self, ino: u64) -> FsResult<()> {
+        let node = self.cache.get(ino);
+        let _g = node.io.write().await;
+        if node.state.lock().open > 0 {
+            return Ok(()); // open again: its last close deletes it
+        }
+        match self.load(&node).await {
+            Ok(i) if i.nlink == 0 => self.delete_unlinked(ino).await,
+            Ok(_) => {
+                // Linked again: only the orphan record goes.
+                self.store
+                    .apply(vec![Op::KvDelete {
+                        id: ORPHANS_ID,
+                        key: Bytes::copy_from_slice(&ino.to_be_bytes()),
+                    }])
+                    .await?;
+                Ok(())
+            }
+            Err(FsError::NotFound(_)) => {
+                self.store
+                    .apply(vec![Op::KvDelete {
+                        id: ORPHANS_ID,
+                        key: Bytes::copy_from_slice(&ino.to_be_bytes()),
+                    }])
+                    .await?;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Flushes the inode's timestamps and makes everything durable (`fsync`/`fdatasync`).
@@ -545,6 +626,7 @@ impl Fs {
 
     /// Writes every unwritten timestamp and makes everything durable (`syncfs`, unmount).
     pub async fn sync(&self) -> FsResult<()> {
+        self.retry_reclaims().await;
         for node in self.cache.dirty_nodes() {
             let _g = node.io.write().await;
             self.flush_dirty_locked(&node).await?;

@@ -106,3 +106,73 @@ async fn fs_on_the_real_pool_survives_export_and_import() {
     assert!(st.blocks > 0 && st.bfree <= st.blocks);
     let _ = pool.sync().await;
 }
+
+#[tokio::test]
+async fn unlink_on_a_full_pool_succeeds_and_the_space_comes_back() {
+    let devs: Vec<Arc<dyn BlockDevice>> = (0..2)
+        .map(|i| {
+            Arc::new(MemBlockDevice::new(format!("s{i}"), 4096, 16 * 256)) as Arc<dyn BlockDevice>
+        })
+        .collect();
+    let mut c = cfg();
+    c.compression = ingot_pool::PoolCompression::Off;
+    // Small records: the last 4 KiB writes fill the pool to the last sector.
+    c.record_size = 4096;
+    let pool = Arc::new(Pool::create(devs.clone(), c).await.unwrap());
+    let fs = Fs::mount(pool.clone(), FsOptions::default()).await.unwrap();
+    let root = fs.root();
+    let (f, fh) = fs
+        .create(U, root, b"fill", 0o644, libc::O_RDWR)
+        .await
+        .unwrap();
+    // Fill with decreasing chunk sizes until nothing at all is available.
+    let mut off = 0u64;
+    let mut x = 1u32;
+    for len in [1usize << 20, 128 << 10, 4096] {
+        loop {
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            match fs.write(U, f.ino, fh, off, Bytes::from(data)).await {
+                Ok(_) => off += len as u64,
+                Err(e) => {
+                    assert_eq!(e.errno(), libc::ENOSPC, "{e}");
+                    break;
+                }
+            }
+        }
+        fs.fsync(f.ino, false).await.ok();
+    }
+    assert!(off > 4 << 20, "only {off} bytes fit");
+    let full = fs.statfs();
+    assert_eq!(full.bavail, 0, "{full:?}");
+    fs.release(fh).await.ok();
+    // The unlink (entry, object, the directory's attributes) proceeds on the full pool.
+    fs.unlink(root, b"fill").await.unwrap();
+    assert!(matches!(
+        pool.size(f.ino).await,
+        Err(ingot_pool::store::StoreError::NotFound { .. })
+    ));
+    // Two commits with nothing else written give the space back.
+    pool.sync().await.unwrap();
+    pool.sync().await.unwrap();
+    let after = fs.statfs();
+    assert!(
+        after.bavail > full.bavail + (off / 4096) / 2,
+        "space did not come back: {full:?} -> {after:?}"
+    );
+    let (g, gh) = fs
+        .create(U, root, b"after", 0o644, libc::O_RDWR)
+        .await
+        .unwrap();
+    fs.write(U, g.ino, gh, 0, Bytes::from(vec![5u8; 2 << 20]))
+        .await
+        .unwrap();
+    fs.release(gh).await.unwrap();
+    fs.sync().await.unwrap();
+}

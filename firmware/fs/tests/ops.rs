@@ -836,3 +836,50 @@ async fn writes_truncates_and_chowns_drop_file_capabilities() {
     );
     fs.release(fh).await.unwrap();
 }
+
+#[tokio::test]
+async fn failed_delete_at_last_close_is_kept_and_retried() {
+    let (store, fs) = setup().await;
+    let root = fs.root();
+    let (f, fh) = fs.create(U, root, b"f", 0o644, libc::O_RDWR).await.unwrap();
+    fs.write(U, f.ino, fh, 0, Bytes::from(vec![1u8; 64 * 1024]))
+        .await
+        .unwrap();
+    fs.unlink(root, b"f").await.unwrap();
+    // The store refuses the delete at the last close: the error is reported (and logged),
+    // not lost, and the inode stays (on the orphan list) for a retry.
+    store.set_read_only(true);
+    assert!(fs.release(fh).await.is_err());
+    assert!(store.exists(f.ino));
+    assert_eq!(fs.pending_reclaims(), 1);
+    // A retry while the store still refuses keeps it pending.
+    fs.retry_reclaims().await;
+    assert_eq!(fs.pending_reclaims(), 1);
+    store.set_read_only(false);
+    fs.sync().await.unwrap();
+    assert!(!store.exists(f.ino));
+    assert_eq!(fs.pending_reclaims(), 0);
+    // Nothing is left on the orphan list: a new mount reclaims nothing and finds no file.
+    drop(fs);
+    let fs = Fs::mount(store.clone(), FsOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(errno(fs.lookup(root, b"f").await), libc::ENOENT);
+    assert_eq!(fs.pending_reclaims(), 0);
+}
+
+#[tokio::test]
+async fn failed_delete_at_last_close_is_retried_by_a_later_release() {
+    let (store, fs) = setup().await;
+    let root = fs.root();
+    let (f, fh) = fs.create(U, root, b"f", 0o644, libc::O_RDWR).await.unwrap();
+    let (_g, gh) = fs.create(U, root, b"g", 0o644, libc::O_RDWR).await.unwrap();
+    fs.unlink(root, b"f").await.unwrap();
+    store.set_read_only(true);
+    assert!(fs.release(fh).await.is_err());
+    assert!(store.exists(f.ino));
+    store.set_read_only(false);
+    fs.release(gh).await.unwrap();
+    assert!(!store.exists(f.ino));
+    assert_eq!(fs.pending_reclaims(), 0);
+}

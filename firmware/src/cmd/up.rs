@@ -3,17 +3,21 @@
 //! and writes `DATA/ingot.toml`; later runs import and unlock the same pool. The file system is
 //! mounted through FUSE until SIGINT/SIGTERM, then synced, unmounted, and the pool exported.
 
+use crate::appliance::{Drive, Live};
 use crate::cli::UpArgs;
 use crate::cmd::pool::{parse_compression, parse_encryption, parse_layout, render_status};
 use crate::config::Config;
 use crate::drives::{self, OpenDrive};
 use crate::error::CliError;
+use crate::metered::MeteredDevice;
 use crate::passphrase;
+use ingot_console::ConsoleConfig;
+use ingot_console::appliance::{EventData, Severity};
 use ingot_fs::{Fs, FsOptions};
 use ingot_hal::blockdev::BlockDevice;
 use ingot_pool::engine::PoolError;
 use ingot_pool::store::ObjectStore;
-use ingot_pool::{ImportOptions, Pool, PoolConfig};
+use ingot_pool::{ImportOptions, Pool, PoolConfig, Tunables};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -188,7 +192,7 @@ pub async fn run(a: &UpArgs) -> Result<(), CliError> {
         mountpoint.display()
     )))?;
     let open = drives::open_all(&cfg.drives).await?;
-    let result = serve(&cfg, a, &open, &mountpoint).await;
+    let result = serve(&cfg, a, &data, &open, &mountpoint).await;
     close_all(open).await;
     result
 }
@@ -196,10 +200,23 @@ pub async fn run(a: &UpArgs) -> Result<(), CliError> {
 async fn serve(
     cfg: &Config,
     a: &UpArgs,
+    data: &Path,
     open: &[OpenDrive],
     mountpoint: &Path,
 ) -> Result<(), CliError> {
-    let devs: Vec<Arc<dyn BlockDevice>> = open.iter().map(|d| d.device.clone()).collect();
+    let drives: Vec<Drive> = open
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Drive {
+            id: format!("nvme{i}"),
+            controller: d.controller.clone(),
+            device: Arc::new(MeteredDevice::new(d.device.clone())),
+        })
+        .collect();
+    let devs: Vec<Arc<dyn BlockDevice>> = drives
+        .iter()
+        .map(|d| d.device.clone() as Arc<dyn BlockDevice>)
+        .collect();
     let pool = if all_blank(&devs).await {
         create_pool(cfg, a, devs).await?
     } else {
@@ -221,30 +238,72 @@ async fn serve(
     };
     let handle = ingot_export::mount(fs, mountpoint, &opts)
         .map_err(|e| CliError::Usage(format!("cannot export the file system: {e}")))?;
-    println!(
-        "ingot up: file system mounted at {}\ningot up: running; stop with Ctrl-C or SIGTERM (data is synced and the pool exported)",
-        mountpoint.display()
+    println!("ingot up: file system mounted at {}", mountpoint.display());
+    let txg_ms = u64::try_from(Tunables::default().txg_interval.as_millis()).unwrap_or(5000);
+    let live = Arc::new(Live::new(
+        drives,
+        pool,
+        Some(handle),
+        mountpoint.to_path_buf(),
+        opts,
+        txg_ms,
+    ));
+    live.events.emit(
+        Severity::Info,
+        format!(
+            "appliance up: pool {} mounted at {}",
+            cfg.pool.name,
+            mountpoint.display()
+        ),
+        EventData::StateChange {
+            subject: "appliance".into(),
+            device: None,
+            state: "up".into(),
+        },
     );
+
+    // The console.
+    let listen = a
+        .listen
+        .clone()
+        .unwrap_or_else(|| cfg.console.listen.clone());
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(CliError::io(format!(
+            "cannot listen on {listen} for the console"
+        )))?;
+    let addr = listener
+        .local_addr()
+        .map_err(CliError::io("console address"))?;
+    let mut ccfg = ConsoleConfig::new(data.join("console-state.json"));
+    if let Some(f) = &a.admin_password_file {
+        let pw = passphrase::obtain(Some(f), "Admin password", false)?;
+        ccfg.admin_password_hash = Some(
+            ingot_console::hash_password(&pw)
+                .map_err(|e| CliError::Usage(format!("cannot hash the admin password: {e}")))?,
+        );
+    }
+    let router = ingot_console::router(live.clone(), ccfg);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ingot_console::serve(listener, router, async {
+        let _ = stop_rx.await;
+    }));
+    println!("ingot up: console at http://{addr}/");
+    println!(
+        "ingot up: running; stop with Ctrl-C or SIGTERM (data is synced and the pool exported)"
+    );
+
     let sig = wait_for_signal().await?;
     println!("ingot up: {sig}: unmounting and exporting the pool");
-    let unmounted = tokio::task::spawn_blocking(move || handle.unmount())
+    let _ = stop_tx.send(());
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "console server failed"),
+        Err(e) => tracing::error!(error = %e, "console task failed"),
+    }
+    live.shutdown()
         .await
-        .map_err(|e| CliError::Usage(format!("unmount task failed: {e}")))?;
-    if let Err(e) = unmounted {
-        tracing::error!(error = %e, "unmount failed");
-    }
-    match Arc::try_unwrap(pool) {
-        Ok(pool) => pool.export().await?,
-        Err(pool) => {
-            // Something (a lazily detached mount with open files) still holds the pool:
-            // make everything durable; the label stays consistent either way.
-            let txg = pool.sync_now().await?;
-            tracing::warn!(
-                txg,
-                "pool still referenced at shutdown; synced instead of exported"
-            );
-        }
-    }
+        .map_err(|e| CliError::Usage(format!("shutdown: {e}")))?;
     println!("ingot up: pool exported, drives shut down cleanly");
     Ok(())
 }

@@ -329,6 +329,24 @@ impl Allocator {
         self.free.insert(start, len).map_err(PoolError::Internal)
     }
 
+    /// Whether freed space is waiting for its txg (and the next) to be durable before reuse.
+    pub fn has_pending_frees(&self) -> bool {
+        !self.deferred.is_empty() || !self.pending_frees.is_empty()
+    }
+
+    /// Whether a free of txg `txg` or earlier is still waiting to be released (a commit is
+    /// needed to give it back even if nothing else changed).
+    pub fn has_deferred_through(&self, txg: u64) -> bool {
+        self.deferred.iter().any(|&(t, _, _)| t <= txg)
+            || self.pending_frees.range(..=txg).any(|(_, v)| !v.is_empty())
+    }
+
+    /// Whether free space is short: less than 1/16 of the capacity available to user data.
+    /// A large free then commits promptly so the space comes back soon.
+    pub fn is_tight(&self) -> bool {
+        self.available() < self.capacity / 16
+    }
+
     /// Record that txg `txg` no longer references `start+len`.
     pub fn free(&mut self, start: u64, len: u64, txg: u64) {
         self.pending_frees
@@ -470,6 +488,34 @@ mod tests {
                 proptest::prop_assert_eq!(&back.free, &a.free);
             }
         }
+    }
+
+    #[test]
+    fn deferred_through_tracks_frees_until_released() {
+        let mut a = Allocator::new(1000);
+        let x = a.alloc(10, 1, false).unwrap();
+        a.finish(1).unwrap();
+        assert!(!a.has_deferred_through(1));
+        a.free(x, 10, 2);
+        assert!(a.has_deferred_through(2));
+        assert!(!a.has_deferred_through(1));
+        a.finish(2).unwrap();
+        assert!(a.has_deferred_through(2));
+        // Txg 3 changes nothing, yet its commit is what releases the free of txg 2.
+        a.finish(3).unwrap();
+        assert!(!a.has_deferred_through(2));
+        assert_eq!(a.used(), 0);
+    }
+
+    #[test]
+    fn tight_below_a_sixteenth_available() {
+        let mut a = Allocator::new(1600);
+        assert!(!a.is_tight());
+        let r = default_reserve(1600);
+        a.alloc(1600 - r - 100, 1, false).unwrap();
+        assert!(!a.is_tight());
+        a.alloc(1, 1, false).unwrap();
+        assert!(a.is_tight());
     }
 
     #[test]

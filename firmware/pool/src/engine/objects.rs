@@ -398,6 +398,25 @@ fn consumes_space(op: &Op) -> bool {
     )
 }
 
+/// Whether the batch's net effect is to give space back: it adds no data (no `Write`, no
+/// `Create`) and removes something (a `Delete`, `Truncate` or `PunchHole`, or at least as
+/// many `KvDelete`s as `KvPut`s). Such a batch (unlink, rmdir, truncate down, punch hole,
+/// with their attribute and orphan-list bookkeeping) may use the reserve, so deletes always
+/// proceed on a full pool; it is never refused for lack of space.
+fn frees_space(ops: &[Op]) -> bool {
+    let (mut puts, mut dels, mut drops) = (0usize, 0usize, false);
+    for op in ops {
+        match op {
+            Op::Write { .. } | Op::Create { .. } => return false,
+            Op::Delete { .. } | Op::Truncate { .. } | Op::PunchHole { .. } => drops = true,
+            Op::KvPut { .. } => puts += 1,
+            Op::KvDelete { .. } => dels += 1,
+            Op::SetAttr { .. } => {}
+        }
+    }
+    drops || (dels > 0 && dels >= puts)
+}
+
 impl Inner {
     /// The root readers use, with a guard that keeps the extents it references from being
     /// reused while the read runs.
@@ -481,17 +500,18 @@ impl Inner {
 
     pub(crate) async fn apply_batch(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         self.writable()?;
-        if ops.iter().any(consumes_space) && self.alloc.lock().available() == 0 {
+        let freeing = frees_space(&ops);
+        if !freeing && ops.iter().any(consumes_space) && self.alloc.lock().available() == 0 {
             return Err(StoreError::NoSpace);
         }
         let pre = self.prewrite(&ops).await?;
-        let over = {
+        let (over, freed_data) = {
             let mut o = self.open.lock().await;
             let mut b = Batch {
                 io: &self.io,
                 tree: o.tree.clone(),
                 frees: Frees::default(),
-                ctx: AllocCtx::new(&self.alloc, o.txg, false),
+                ctx: AllocCtx::new(&self.alloc, o.txg, freeing),
                 rs: u64::from(self.id.record_size),
                 counters: o.counters,
                 dirty: 0,
@@ -516,6 +536,7 @@ impl Inner {
                 self.give_back(std::mem::take(&mut b.pre));
             }
             o.tree = b.tree;
+            let freed_data = !b.frees.bps.is_empty();
             b.dirty += b.frees.dirtied;
             o.frees.append(&mut b.frees);
             o.counters = b.counters;
@@ -525,9 +546,14 @@ impl Inner {
             self.lbytes.store(b.counters.lbytes, Ordering::Relaxed);
             self.pbytes.store(b.counters.pbytes, Ordering::Relaxed);
             *self.readable.write() = (o.tree.root.clone(), o.txg);
-            o.dirty_bytes
+            (o.dirty_bytes, freed_data)
         };
         let limit = self.tunables.dirty_limit_bytes;
+        if freeing && freed_data && self.alloc.lock().is_tight() {
+            // A delete freed data while space is short: commit now so the space comes back
+            // after two quick commits rather than two txg intervals.
+            self.kick.notify_one();
+        }
         if over >= 2 * limit {
             // Throttle: wait for a commit. The batch is applied whatever happens to the
             // commit; a failed commit suspends the pool and later calls report it.
@@ -549,6 +575,18 @@ impl ObjectStore for Pool {
     }
 
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        // Space freed by earlier batches is reusable only once the freeing txg and the next
+        // are durable. A full pool with frees pending commits and tries again (as ZFS waits
+        // for the txg sync) instead of reporting ENOSPC while space is on its way back.
+        const COMMITS: usize = 3;
+        for _ in 0..COMMITS {
+            match self.inner.apply_batch(ops.clone()).await {
+                Err(StoreError::NoSpace) if self.inner.alloc.lock().has_pending_frees() => {
+                    self.inner.commit().await?;
+                }
+                r => return r,
+            }
+        }
         self.inner.apply_batch(ops).await
     }
 
@@ -667,9 +705,9 @@ impl ObjectStore for Pool {
         let l = i.lbytes.load(Ordering::Relaxed);
         let p = i.pbytes.load(Ordering::Relaxed);
         StoreStats {
-            capacity_bytes: a.capacity() * 4096,
-            used_bytes: a.used() * 4096,
-            available_bytes: a.available() * 4096,
+            capacity_bytes: i.usable_bytes(a.capacity()),
+            used_bytes: i.usable_bytes(a.used()),
+            available_bytes: i.usable_bytes(a.available()),
             objects: i.objects.load(Ordering::Relaxed),
             compression_ratio: if p == 0 { 1.0 } else { l as f64 / p as f64 },
             txg: i.durable_txg.load(Ordering::Acquire),

@@ -85,6 +85,10 @@ pub(crate) struct CommitState {
     pub uber: Uberblock,
     pub key_slot: Vec<u8>,
     pub force: bool,
+    /// The last txg whose commit freed data extents: while frees of it (or earlier) are
+    /// still deferred, a commit runs even with nothing dirty, so freed space is released
+    /// after the freeing txg and the next are durable instead of waiting for other writes.
+    pub release_through: u64,
 }
 
 /// Identity and layout of the imported pool.
@@ -127,6 +131,18 @@ pub(crate) struct Inner {
     pub suspended: Mutex<Option<String>>,
     pub tunables: Tunables,
     pub kick: tokio::sync::Notify,
+}
+
+impl Inner {
+    /// Bytes of file data that `sectors` of the vdev's raw address space hold: parity and
+    /// padding taken out at the rate of a full record (ZFS's deflate ratio), so capacity,
+    /// used and available speak of data, as `df` users expect.
+    pub(crate) fn usable_bytes(&self, sectors: u64) -> u64 {
+        let d = u64::from(self.id.record_size / 4096).max(1);
+        let a = self.io.vdev.asize(d).max(d);
+        u64::try_from(u128::from(sectors) * u128::from(d) / u128::from(a)).unwrap_or(u64::MAX)
+            * 4096
+    }
 }
 
 /// An imported (or freshly created) pool. Implements [`crate::store::ObjectStore`].
@@ -382,6 +398,8 @@ impl Pool {
                 uber,
                 key_slot,
                 force: false,
+                // Frees deferred in the imported space map are released by the next commit.
+                release_through: uber.txg,
             }),
             next_oid: AtomicU64::new(counters.next_oid),
             objects: AtomicU64::new(counters.objects),
@@ -712,9 +730,17 @@ impl Pool {
             compression: i.id.compression,
             record_size: i.id.record_size,
             devices,
-            capacity_bytes: a.capacity() * 4096,
-            used_bytes: if i.locked { 0 } else { a.used() * 4096 },
-            available_bytes: if i.locked { 0 } else { a.available() * 4096 },
+            capacity_bytes: i.usable_bytes(a.capacity()),
+            used_bytes: if i.locked {
+                0
+            } else {
+                i.usable_bytes(a.used())
+            },
+            available_bytes: if i.locked {
+                0
+            } else {
+                i.usable_bytes(a.available())
+            },
             compression_ratio: if p == 0 { 1.0 } else { l as f64 / p as f64 },
             txg: i.durable_txg.load(Ordering::Acquire),
             encrypted: i.id.encrypted,
@@ -929,7 +955,8 @@ impl Inner {
         }
         let (snap, txg, frees) = {
             let mut o = self.open.lock().await;
-            if !o.dirty && !cs.force {
+            if !o.dirty && !cs.force && !self.alloc.lock().has_deferred_through(cs.release_through)
+            {
                 return Ok(cs.uber.txg);
             }
             let mut frees = std::mem::take(&mut o.frees);
@@ -952,8 +979,23 @@ impl Inner {
             (snap, txg, frees)
         };
         cs.force = false;
+        let freed_data = !frees.bps.is_empty();
         match self.sync_txg(&mut cs, snap, txg, frees).await {
-            Ok(()) => Ok(txg),
+            Ok(()) => {
+                if freed_data {
+                    cs.release_through = txg;
+                }
+                let (pending, tight) = {
+                    let a = self.alloc.lock();
+                    (a.has_deferred_through(cs.release_through), a.is_tight())
+                };
+                if freed_data && pending && tight {
+                    // Space is short and the data this txg freed waits for one more durable
+                    // txg: commit again at once rather than after the txg interval.
+                    self.kick.notify_one();
+                }
+                Ok(txg)
+            }
             Err(e) => {
                 self.suspend(&e);
                 Err(e)
