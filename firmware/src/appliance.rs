@@ -432,6 +432,10 @@ impl Appliance for Live {
             return Err(ApplianceError::conflict("a scrub is already running"));
         }
         let pool = self.pool_handle().await?;
+        // Scrub covers committed txgs: commit what was just written so it is covered too.
+        if !pool.status().read_only {
+            pool.sync_now().await.map_err(pool_err)?;
+        }
         let handle = pool
             .start_scrub(ScrubOptions::default())
             .await
