@@ -22,7 +22,7 @@ use ingot_hal::nvme::driver::Controller;
 use ingot_pool::engine::scrub::{ScrubHandle, ScrubOptions, ScrubProgress, ScrubState};
 use ingot_pool::engine::{DeviceState as PoolDeviceState, PoolError};
 use ingot_pool::store::ObjectStore;
-use ingot_pool::{ImportOptions, Pool, PoolLayout};
+use ingot_pool::{ImportOptions, Pool};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,10 +59,10 @@ struct ScrubJob {
 /// How many finished jobs the console lists.
 const KEEP_JOBS: usize = 20;
 
-fn job_view(j: &ScrubJob) -> Job {
-    let p = j.handle.progress();
+/// The console's view of a scrub from its progress.
+fn scrub_job(id: &str, started_ms: u64, finished_ms: Option<u64>, p: &ScrubProgress) -> Job {
     Job {
-        id: j.id.clone(),
+        id: id.to_string(),
         kind: JobKind::Scrub,
         state: match p.state {
             ScrubState::Counting | ScrubState::Running => JobState::Running,
@@ -78,9 +78,18 @@ fn job_view(j: &ScrubJob) -> Job {
         eta_secs: p.eta_secs.map(|s| s as u64),
         errors_found: p.errors_found,
         errors_repaired: p.repaired,
-        started_ms: j.started_ms,
-        finished_ms: *j.finished_ms.lock(),
+        started_ms,
+        finished_ms,
     }
+}
+
+fn job_view(j: &ScrubJob) -> Job {
+    scrub_job(
+        &j.id,
+        j.started_ms,
+        *j.finished_ms.lock(),
+        &j.handle.progress(),
+    )
 }
 
 fn is_active(p: &ScrubProgress) -> bool {
@@ -114,16 +123,6 @@ fn pool_err(e: PoolError) -> ApplianceError {
         PoolError::WrongPassphrase { .. } => ApplianceError::invalid(e.to_string()),
         PoolError::Locked { .. } => ApplianceError::locked(e.to_string()),
         other => internal(other),
-    }
-}
-
-fn layout_name(l: PoolLayout) -> &'static str {
-    match l {
-        PoolLayout::Stripe => "stripe",
-        PoolLayout::Mirror => "mirror",
-        PoolLayout::Raid10 => "raid10",
-        PoolLayout::Raidz1 => "raidz1",
-        PoolLayout::Raidz2 => "raidz2",
     }
 }
 
@@ -341,9 +340,8 @@ impl Appliance for Live {
                     temperature_celsius: i32::from(s.temperature_kelvin) - 273,
                     percentage_used: s.percentage_used,
                     media_errors: u64::try_from(s.media_errors).unwrap_or(u64::MAX),
-                    data_read_bytes: u64::try_from(s.data_units_read * 512_000).unwrap_or(u64::MAX),
-                    data_written_bytes: u64::try_from(s.data_units_written * 512_000)
-                        .unwrap_or(u64::MAX),
+                    data_read_bytes: s.data_read_bytes(),
+                    data_written_bytes: s.data_written_bytes(),
                     power_on_hours: u64::try_from(s.power_on_hours).unwrap_or(u64::MAX),
                 }),
                 None => None,
@@ -406,7 +404,7 @@ impl Appliance for Live {
         };
         Ok(PoolStatus {
             name: st.name,
-            layout: layout_name(st.layout).into(),
+            layout: st.layout.name().into(),
             state,
             capacity_bytes: st.capacity_bytes,
             used_bytes: st.used_bytes,
@@ -461,26 +459,7 @@ impl Appliance for Live {
                 if done {
                     *finished.lock() = Some(now_ms());
                 }
-                let view = Job {
-                    id: id.clone(),
-                    kind: JobKind::Scrub,
-                    state: match p.state {
-                        ScrubState::Counting | ScrubState::Running => JobState::Running,
-                        ScrubState::Paused => JobState::Paused,
-                        ScrubState::Cancelled => JobState::Cancelled,
-                        ScrubState::Finished if p.unrecoverable > 0 => JobState::Failed,
-                        ScrubState::Finished => JobState::Completed,
-                    },
-                    device: None,
-                    bytes_done: p.scanned_bytes,
-                    bytes_total: p.total_bytes,
-                    rate_bytes_per_sec: p.rate_bytes_per_sec as u64,
-                    eta_secs: p.eta_secs.map(|s| s as u64),
-                    errors_found: p.errors_found,
-                    errors_repaired: p.repaired,
-                    started_ms,
-                    finished_ms: *finished.lock(),
-                };
+                let view = scrub_job(&id, started_ms, *finished.lock(), &p);
                 if done || last_emit.elapsed().as_millis() >= 500 {
                     last_emit = Instant::now();
                     events.emit(

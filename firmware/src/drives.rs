@@ -64,14 +64,19 @@ pub async fn open_all(specs: &[DriveSpec]) -> Result<Vec<OpenDrive>, CliError> {
         match open(s).await {
             Ok(d) => out.push(d),
             Err(e) => {
-                for d in out {
-                    if let Err(close_err) = d.close().await {
-                        tracing::warn!(error = %close_err, "closing drive after failed open");
-                    }
-                }
+                close_all(out).await;
                 return Err(e);
             }
         }
     }
     Ok(out)
+}
+
+/// Shut every drive down, logging (not failing on) a drive that does not shut down cleanly.
+pub async fn close_all(open: Vec<OpenDrive>) {
+    for d in open {
+        if let Err(e) = d.close().await {
+            tracing::warn!(error = %e, "drive shutdown failed");
+        }
+    }
 }

@@ -135,11 +135,6 @@ async fn report(spec: &DriveSpec) -> DeviceReport {
     r
 }
 
-/// Bytes from NVMe data units (1000 x 512 B each).
-fn data_units(units: u128) -> String {
-    human(u64::try_from(units.saturating_mul(512_000)).unwrap_or(u64::MAX))
-}
-
 fn render(reports: &[DeviceReport]) -> String {
     let mut t = Table::new([
         "DEVICE",
@@ -185,8 +180,8 @@ fn render(reports: &[DeviceReport]) -> String {
             },
             format!("{}%", s.percentage_used),
             s.media_errors.to_string(),
-            data_units(s.data_units_read),
-            data_units(s.data_units_written),
+            human(s.data_read_bytes()),
+            human(s.data_written_bytes()),
             format!("{} h", s.power_on_hours),
         ]);
     }

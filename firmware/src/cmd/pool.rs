@@ -120,14 +120,6 @@ fn block_devices(open: &[OpenDrive]) -> Vec<Arc<dyn BlockDevice>> {
     open.iter().map(|d| d.device.clone()).collect()
 }
 
-async fn close_all(open: Vec<OpenDrive>) {
-    for d in open {
-        if let Err(e) = d.close().await {
-            tracing::warn!(error = %e, "drive shutdown failed");
-        }
-    }
-}
-
 /// Run `f` on the open drives, then shut them down whatever `f` returned.
 async fn with_drives<T>(
     specs: &[DriveSpec],
@@ -135,7 +127,7 @@ async fn with_drives<T>(
 ) -> Result<T, CliError> {
     let open = drives::open_all(specs).await?;
     let r = f(block_devices(&open)).await;
-    close_all(open).await;
+    drives::close_all(open).await;
     r
 }
 
@@ -157,16 +149,6 @@ pub fn health(s: &PoolStatus) -> &'static str {
         "DEGRADED"
     } else {
         "ONLINE"
-    }
-}
-
-fn layout_name(l: PoolLayout) -> &'static str {
-    match l {
-        PoolLayout::Stripe => "stripe",
-        PoolLayout::Mirror => "mirror",
-        PoolLayout::Raid10 => "raid10",
-        PoolLayout::Raidz1 => "raidz1",
-        PoolLayout::Raidz2 => "raidz2",
     }
 }
 
@@ -194,7 +176,7 @@ pub fn render_status(s: &PoolStatus) -> String {
     out.push('\n');
     out.push_str(&format!(
         "layout:      {} over {} devices, record size {}\n",
-        layout_name(s.layout),
+        s.layout.name(),
         s.devices.len(),
         human(u64::from(s.record_size))
     ));

@@ -161,14 +161,6 @@ async fn wait_for_signal() -> Result<&'static str, CliError> {
     })
 }
 
-async fn close_all(open: Vec<OpenDrive>) {
-    for d in open {
-        if let Err(e) = d.close().await {
-            tracing::warn!(error = %e, "drive shutdown failed");
-        }
-    }
-}
-
 /// Run the appliance until a signal.
 pub async fn run(a: &UpArgs) -> Result<(), CliError> {
     let data = data_dir(a)?;
@@ -193,7 +185,7 @@ pub async fn run(a: &UpArgs) -> Result<(), CliError> {
     )))?;
     let open = drives::open_all(&cfg.drives).await?;
     let result = serve(&cfg, a, &data, &open, &mountpoint).await;
-    close_all(open).await;
+    drives::close_all(open).await;
     result
 }
 

@@ -692,6 +692,11 @@ pub fn parse_namespace_list(b: &[u8]) -> Vec<u32> {
 /// Size of the SMART / Health log page.
 pub const SMART_LOG_SIZE: usize = 512;
 
+/// NVMe data units are thousands of 512-byte units.
+fn data_unit_bytes(units: u128) -> u64 {
+    u64::try_from(units.saturating_mul(512_000)).unwrap_or(u64::MAX)
+}
+
 /// SMART / Health Information log page (LID 02h).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SmartLog {
@@ -726,6 +731,16 @@ pub struct SmartLog {
 }
 
 impl SmartLog {
+    /// Bytes read, from data units (1000 x 512 B each), saturating.
+    pub fn data_read_bytes(&self) -> u64 {
+        data_unit_bytes(self.data_units_read)
+    }
+
+    /// Bytes written, from data units (1000 x 512 B each), saturating.
+    pub fn data_written_bytes(&self) -> u64 {
+        data_unit_bytes(self.data_units_written)
+    }
+
     /// Parse the 512-byte log page.
     pub fn parse(b: &[u8]) -> SmartLog {
         SmartLog {

@@ -45,6 +45,17 @@ pub enum PoolLayout {
 }
 
 impl PoolLayout {
+    /// The name used in configs, the CLI and the console (`raidz1`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolLayout::Stripe => "stripe",
+            PoolLayout::Mirror => "mirror",
+            PoolLayout::Raid10 => "raid10",
+            PoolLayout::Raidz1 => "raidz1",
+            PoolLayout::Raidz2 => "raidz2",
+        }
+    }
+
     fn code(self) -> u8 {
         match self {
             PoolLayout::Stripe => 0,
