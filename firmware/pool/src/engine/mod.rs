@@ -4,13 +4,17 @@
 //! - [`bptr`], [`node`], [`label`], [`alloc`]: on-disk structures (docs/FORMAT.md);
 //! - [`tree`]: the COW B+tree; [`cache`]: the clean node cache;
 //! - [`io`]: extents through the codec and the vdev;
-//! - [`pool`]: create/import/commit/export; [`objects`]: the object store.
+//! - [`pool`]: create/import/commit/export; [`objects`]: the object store;
+//! - [`dirty`]: sub-record writes buffered until the txg commits; [`recordcache`]: decoded
+//!   records; [`datapath`]: their shared state and counters.
 
 pub mod alloc;
 pub mod bptr;
 pub mod bytes;
 pub mod cache;
 pub mod config;
+pub mod datapath;
+pub mod dirty;
 pub mod error;
 pub mod heal;
 pub mod io;
@@ -19,6 +23,7 @@ pub mod label;
 pub mod node;
 pub mod objects;
 pub mod pool;
+pub mod recordcache;
 pub mod scrub;
 pub mod tree;
 
@@ -26,8 +31,10 @@ pub use config::{
     DeviceErrors, DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolStatus, Tunables,
     VerifyReport,
 };
+pub use datapath::DataPathStats;
 pub use error::PoolError;
 pub use label::{Label, PoolCompression, PoolLayout};
 pub use pool::Pool;
+pub use recordcache::RecordCacheStats;
 #[cfg(test)]
 mod tests;

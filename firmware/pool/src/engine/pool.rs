@@ -131,6 +131,8 @@ pub(crate) struct Inner {
     pub suspended: Mutex<Option<String>>,
     pub tunables: Tunables,
     pub kick: tokio::sync::Notify,
+    /// Dirty records and the decoded-record cache (see `datapath.rs`).
+    pub datapath: super::datapath::DataPath,
 }
 
 impl Inner {
@@ -410,6 +412,7 @@ impl Pool {
             locked,
             closed: AtomicBool::new(false),
             suspended: Mutex::new(None),
+            datapath: super::datapath::DataPath::new(&tunables),
             tunables,
             kick: tokio::sync::Notify::new(),
         });
@@ -959,6 +962,11 @@ impl Inner {
             if !o.dirty && !cs.force && !self.alloc.lock().has_deferred_through(cs.release_through)
             {
                 return Ok(cs.uber.txg);
+            }
+            // Freeze: dirty records of this txg go into the tree first (datapath hook).
+            if let Err(e) = self.flush_dirty(&mut o).await {
+                self.suspend(&e);
+                return Err(e);
             }
             let mut frees = std::mem::take(&mut o.frees);
             let mut c = o.counters;
