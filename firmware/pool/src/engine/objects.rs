@@ -94,6 +94,9 @@ struct Batch<'a> {
     freeing: bool,
     /// Sectors a full record allocates (the space a dirty record may need at commit).
     record_asize: u64,
+    /// Record-cache entries this batch added (for extents it allocated): dropped again if
+    /// the batch fails, since its allocations go back and may be reused in the same txg.
+    cached: Vec<(u64, u64)>,
 }
 
 impl Batch<'_> {
@@ -270,8 +273,17 @@ impl Batch<'_> {
     ) -> Result<(), StoreError> {
         if let Some(bp) = self.set_record(id, rec, &data).await? {
             self.dp.cache.put(bp.addr, bp.birth, Arc::new(data));
+            self.cached.push((bp.addr, bp.birth));
         }
         Ok(())
+    }
+
+    /// The batch failed: give its allocations back and drop what it cached for them.
+    fn undo(&mut self) {
+        for (addr, birth) in self.cached.drain(..) {
+            self.dp.cache.remove(addr, birth);
+        }
+        self.ctx.undo();
     }
 
     /// Store `data` as record `rec` (all-zero data removes it); a dirty copy is dropped.
@@ -602,6 +614,7 @@ impl Inner {
             staged: Staged::default(),
             freeing: true,
             record_asize: self.io.vdev.asize(u64::from(self.id.record_size) / 4096),
+            cached: Vec::new(),
         };
         let n = recs.len();
         for ((id, rec), r) in recs {
@@ -617,7 +630,7 @@ impl Inner {
                 Err(e) => Err(e),
             };
             if let Err(e) = r {
-                b.ctx.undo();
+                b.undo();
                 return Err(match e {
                     StoreError::NoSpace => PoolError::NoSpace,
                     other => PoolError::Internal(format!(
@@ -746,11 +759,12 @@ impl Inner {
                 staged: Staged::default(),
                 freeing,
                 record_asize: self.io.vdev.asize(u64::from(self.id.record_size) / 4096),
+                cached: Vec::new(),
             };
             for (i, op) in ops.into_iter().enumerate() {
                 b.op_index = i;
                 if let Err(e) = b.apply_op(op).await {
-                    b.ctx.undo();
+                    b.undo();
                     self.give_back(std::mem::take(&mut b.pre));
                     return Err(match e {
                         StoreError::Io { detail } if detail.contains("no space") => {
@@ -944,7 +958,11 @@ impl ObjectStore for Pool {
                     .await
                     .map(|d| {
                         let d = Arc::new(d);
-                        i.datapath.cache.put(bp.addr, bp.birth, d.clone());
+                        // A read of part of the record caches it (small random reads come
+                        // back); one of all of it is streaming and would only churn the cache.
+                        if rb - ra < bp.lsize as usize {
+                            i.datapath.cache.put(bp.addr, bp.birth, d.clone());
+                        }
                         Some(d)
                     }),
             };

@@ -230,45 +230,74 @@ async fn many_small_appends() {
 
 #[tokio::test]
 async fn record_cache_hits_and_partial_reads_of_raw_records() {
-    let devs = devices(3, 16);
-    let p = Pool::create(
-        devs.clone(),
-        config(PoolCompression::Off, 1 << 20, 64 << 20),
-    )
-    .await
-    .unwrap();
+    let (p, _devs) = pool(1 << 20).await;
     p.apply(vec![Op::Create { id: 64 }]).await.unwrap();
+    // Records 0 and 1 text (compressed), 2 and 3 random (stored raw).
     let data = pattern(4 * RS as usize, 6);
     write(&p, 64, 0, &data).await;
     p.sync().await.unwrap();
-    // 4 KiB reads of raw (uncompressed) records: only the units read are decrypted.
+    // 4 KiB reads of raw records: only the units read are decrypted, nothing is cached.
     let mut b = vec![0u8; 4096];
-    for k in 0..4u64 {
+    for k in 2..4u64 {
         let off = k * RS + 4096;
         p.read(64, off, &mut b).await.unwrap();
         assert_eq!(b, data[off as usize..off as usize + 4096]);
     }
     // Unaligned, across a unit boundary.
     let mut b2 = vec![0u8; 5000];
-    p.read(64, RS + 3000, &mut b2).await.unwrap();
-    assert_eq!(b2, data[(RS + 3000) as usize..(RS + 8000) as usize]);
+    p.read(64, 3 * RS + 3000, &mut b2).await.unwrap();
+    assert_eq!(b2, data[(3 * RS + 3000) as usize..(3 * RS + 8000) as usize]);
     let s = p.datapath_stats();
-    assert_eq!(s.partial_reads, 5);
-    assert_eq!(s.record_cache.hits, 0);
-    // Whole-record reads go through the cache: the second time is a hit.
+    assert_eq!(s.partial_reads, 3);
+    assert_eq!((s.record_cache.hits, s.record_cache.bytes), (0, 0));
+    // Whole-record reads (streaming) do not fill the cache.
     let mut whole = vec![0u8; RS as usize];
     p.read(64, 0, &mut whole).await.unwrap();
-    p.read(64, 0, &mut whole).await.unwrap();
     assert_eq!(whole, data[..RS as usize]);
+    assert_eq!(p.datapath_stats().record_cache.bytes, 0);
+    // Small reads of a compressed record decode it once, then hit.
+    p.read(64, 100, &mut b).await.unwrap();
+    p.read(64, 9000, &mut b).await.unwrap();
+    assert_eq!(b, data[9000..9000 + 4096]);
     let s = p.datapath_stats();
-    assert_eq!((s.record_cache.hits, s.record_cache.misses), (1, 6));
-    assert!(s.record_cache.bytes >= RS);
+    assert_eq!((s.record_cache.hits, s.record_cache.misses), (1, 5));
+    assert_eq!(s.record_cache.bytes, RS);
     // Rewriting the record frees its extent: its cache entry goes with it.
     write(&p, 64, 0, &pattern(RS as usize, 7)).await;
     p.sync().await.unwrap();
     assert_eq!(p.datapath_stats().record_cache.bytes, 0);
     p.read(64, 0, &mut whole).await.unwrap();
     assert_eq!(whole, pattern(RS as usize, 7));
+}
+
+#[tokio::test]
+async fn a_failed_batch_leaves_dirty_records_and_the_cache_as_they_were() {
+    let (p, _devs) = pool(1 << 20).await;
+    p.apply(vec![Op::Create { id: 64 }]).await.unwrap();
+    write(&p, 64, 0, &[1u8; 4096]).await;
+    let before = p.datapath_stats();
+    // The first write completes the record (encoded and cached at once), the second fails.
+    let r = p
+        .apply(vec![
+            Op::Write {
+                id: 64,
+                offset: 4096,
+                data: Bytes::from(vec![2u8; RS as usize - 4096]),
+            },
+            Op::Write {
+                id: 999,
+                offset: 0,
+                data: Bytes::from_static(b"x"),
+            },
+        ])
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound { id: 999 })));
+    let after = p.datapath_stats();
+    assert_eq!(after.dirty_records, 1);
+    assert_eq!(after.record_cache.bytes, before.record_cache.bytes);
+    let mut want = vec![0u8; 4096];
+    want.fill(1);
+    assert_eq!(read_all(&p, 64).await, want);
 }
 
 /// One step of the property test.
