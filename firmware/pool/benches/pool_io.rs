@@ -3,7 +3,9 @@
 //! `cargo bench -p ingot-pool --bench pool_io` (harness = false). Prints one line per case:
 //! throughput or IOPS, and process CPU time per byte (user + system, from /proc/self/stat),
 //! plus the node cache size and the process peak RSS (which includes the RAM devices).
-//! `POOL_BENCH_MIB` sets the sequential size (default 128).
+//! `POOL_BENCH_MIB` sets the sequential size (default 128). Each case also prints the
+//! data-path counters (record cache hits/misses, dirty records flushed) and the machine's
+//! load average at the end (the numbers are only comparable at similar load).
 
 use bytes::Bytes;
 use ingot_hal::blockdev::{BlockDevice, MemBlockDevice};
@@ -175,6 +177,16 @@ async fn case(label: &str, compression: PoolCompression, encrypted: bool, seq_mi
         pool.read(64, off, &mut b4).await.expect("rand read");
     }
     m.report(&format!("{label} rand read 4 KiB"), n * 4096, n);
+    let d = pool.datapath_stats();
+    println!(
+        "{label}: record cache {} hits / {} misses ({:.0} MiB held), dirty records flushed {} at commit + {} when full, {} partial reads",
+        d.record_cache.hits,
+        d.record_cache.misses,
+        d.record_cache.bytes as f64 / 1048576.0,
+        d.flushed_at_commit,
+        d.flushed_when_full,
+        d.partial_reads
+    );
     let st = pool.status();
     println!(
         "{label}: txg {}, used {:.1} MiB, compression ratio {:.2}, peak RSS {:.0} MiB",
@@ -204,4 +216,6 @@ fn main() {
         case("zstd1", PoolCompression::Default, false, mib).await;
         case("zstd1+xts", PoolCompression::Default, true, mib).await;
     });
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average: {}", load.trim());
 }

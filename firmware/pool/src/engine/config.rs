@@ -18,6 +18,8 @@ pub struct Tunables {
     pub dirty_limit_bytes: u64,
     /// Bytes of clean tree nodes kept in memory.
     pub cache_bytes: usize,
+    /// Bytes of decoded data records kept in memory (the record cache; 0 disables it).
+    pub record_cache_bytes: usize,
 }
 
 impl Default for Tunables {
@@ -26,6 +28,7 @@ impl Default for Tunables {
             txg_interval: Duration::from_secs(5),
             dirty_limit_bytes: 64 << 20,
             cache_bytes: 64 << 20,
+            record_cache_bytes: 64 << 20,
         }
     }
 }

@@ -60,6 +60,11 @@ impl<'a> AllocCtx<'a> {
         self.taken.push((start, len));
     }
 
+    /// Sectors available to user data now (free minus the pool's reserve).
+    pub fn available(&self) -> u64 {
+        self.alloc.lock().available()
+    }
+
     /// Give back everything taken (the operation failed before anything referenced it).
     pub fn undo(&mut self) {
         let mut a = self.alloc.lock();
@@ -265,6 +270,67 @@ impl BlockIo {
                 what: "extent",
                 detail: format!("at pool sector {}: {e}", bp.addr),
             })
+    }
+
+    /// Logical bytes `[a, b)` of an uncompressed data extent: the whole stored extent is
+    /// read and its crc32c verified (the checksum covers all of it), but only the 4 KiB
+    /// XTS data units that hold `[a, b)` are decrypted.
+    pub async fn read_data_range(
+        &self,
+        bp: &BlockPtr,
+        a: usize,
+        b: usize,
+    ) -> Result<Vec<u8>, PoolError> {
+        if !self.unlocked {
+            return Err(PoolError::Locked {
+                pool: String::new(),
+            });
+        }
+        let corrupt = |detail: String| PoolError::Corrupt {
+            what: "extent",
+            detail: format!("at pool sector {}: {detail}", bp.addr),
+        };
+        if bp.comp != CompressionKind::None.code() || bp.psize != bp.lsize {
+            return Err(corrupt(format!(
+                "partial read of a compressed extent (comp {}, psize {}, lsize {})",
+                bp.comp, bp.psize, bp.lsize
+            )));
+        }
+        if a >= b || b > bp.lsize as usize {
+            return Err(PoolError::Internal(format!(
+                "partial read [{a}, {b}) outside the {} logical bytes of the extent at {}",
+                bp.lsize, bp.addr
+            )));
+        }
+        // Verified against the whole extent's crc32c by the vdev read.
+        let mut stored = self
+            .read_verified(bp.addr, bp.data_sectors(), bp.crc)
+            .await?;
+        let ua = a / SECTOR;
+        let ub = b.div_ceil(SECTOR);
+        if ub * SECTOR > stored.len() {
+            return Err(corrupt(format!(
+                "{} stored bytes, logical size {}",
+                stored.len(),
+                bp.lsize
+            )));
+        }
+        let units = &mut stored[ua * SECTOR..ub * SECTOR];
+        let len = units.len() as u32;
+        let crc = crc32c::crc32c(units);
+        let clear = self
+            .codec
+            .open(
+                units,
+                bp.addr + ua as u64,
+                crc,
+                CompressionKind::None,
+                len,
+                len,
+            )
+            .map_err(|e| corrupt(e.to_string()))?;
+        let off = ua * SECTOR;
+        Ok(clear[a - off..b - off].to_vec())
     }
 
     /// Write one tree node whose children are all written; returns its block pointer.

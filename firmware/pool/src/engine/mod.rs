@@ -7,6 +7,8 @@
 //! - [`pool`]: create/import/commit/export; [`objects`]: the object store;
 //! - [`scrub`], [`resilver`]: the online tree walks; [`heal`]: damage bookkeeping;
 //!   [`devices`]: replace, reattach, hot spares and device events.
+//! - [`dirty`]: sub-record writes buffered until the txg commits; [`recordcache`]: decoded
+//!   records; [`datapath`]: their shared state and counters.
 
 pub mod alloc;
 pub mod bptr;
@@ -14,6 +16,8 @@ pub mod bytes;
 pub mod cache;
 pub mod config;
 pub mod devices;
+pub mod datapath;
+pub mod dirty;
 pub mod error;
 pub mod heal;
 pub mod io;
@@ -23,6 +27,7 @@ pub mod node;
 pub mod objects;
 pub mod pool;
 pub mod resilver;
+pub mod recordcache;
 pub mod scrub;
 pub mod tree;
 
@@ -30,10 +35,12 @@ pub use config::{
     DeviceErrors, DeviceEvent, DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolHealth,
     PoolStatus, SpareStatus, Tunables, VerifyReport,
 };
+pub use datapath::DataPathStats;
 pub use error::PoolError;
 pub use label::{Label, PoolCompression, PoolLayout};
 pub use pool::Pool;
 pub use resilver::{ResilverHandle, ResilverOptions, ResilverProgress};
 pub use scrub::{JobHandle, JobProgress, ScrubHandle, ScrubOptions, ScrubProgress, ScrubState};
+pub use recordcache::RecordCacheStats;
 #[cfg(test)]
 mod tests;

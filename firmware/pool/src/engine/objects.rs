@@ -2,17 +2,24 @@
 //! atomically swapped into the open txg on success.
 //!
 //! Object data is cut into records of `record_size` logical bytes (record `i` covers
-//! `[i * rs, (i + 1) * rs)`); each record is one extent. A partial overwrite reads the
-//! record, modifies it and writes a new extent (copy-on-write); the old one is freed in
-//! the txg of the change. A record that becomes all zeroes is dropped (a hole).
+//! `[i * rs, (i + 1) * rs)`); each record is one extent. A write of whole records encodes
+//! and writes them (before the writer lock, see [`Inner::prewrite`]). A write of part of
+//! a record, a punch or a truncate inside one, changes a dirty copy of the record in
+//! memory ([`super::dirty`]) that is encoded and written once, when the txg commits or
+//! when the record has been written entirely (copy-on-write: a new extent; the old one is
+//! freed in the txg of the change). A record that becomes all zeroes is dropped (a hole).
+//! Reads take the dirty copy when there is one, else the decoded-record cache, else the
+//! extent.
 
 use super::bptr::{BlockKind, BlockPtr};
 use super::bytes::Reader;
+use super::datapath::DataPath;
+use super::dirty::{DirtyRecord, Staged};
 use super::error::PoolError;
 use super::io::{AllocCtx, BlockIo};
 use super::keys::{self, KIND_EXTENT, KIND_KV};
 use super::node::Child;
-use super::pool::{Counters, Inner, Pool};
+use super::pool::{Counters, Inner, OpenTxg, Pool};
 use super::tree::{self, Frees, Tree};
 use crate::store::{
     MAX_ATTR_LEN, MAX_KEY_LEN, MAX_VALUE_LEN, ObjectId, ObjectStore, Op, StoreError, StoreStats,
@@ -20,6 +27,7 @@ use crate::store::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// Largest object offset + length accepted.
@@ -78,6 +86,17 @@ struct Batch<'a> {
     pre: HashMap<(usize, u64), Option<BlockPtr>>,
     /// Index of the op being applied.
     op_index: usize,
+    /// Dirty records and record cache.
+    dp: &'a DataPath,
+    /// The batch's changes to the dirty records.
+    staged: Staged,
+    /// Whether the batch may dip into the reserve (it frees space).
+    freeing: bool,
+    /// Sectors a full record allocates (the space a dirty record may need at commit).
+    record_asize: u64,
+    /// Record-cache entries this batch added (for extents it allocated): dropped again if
+    /// the batch fails, since its allocations go back and may be reused in the same txg.
+    cached: Vec<(u64, u64)>,
 }
 
 impl Batch<'_> {
@@ -100,6 +119,7 @@ impl Batch<'_> {
     }
 
     fn free_data(&mut self, bp: BlockPtr) {
+        self.dp.cache.remove(bp.addr, bp.birth);
         self.counters.lbytes = self.counters.lbytes.saturating_sub(u64::from(bp.lsize));
         self.counters.pbytes = self
             .counters
@@ -108,28 +128,178 @@ impl Batch<'_> {
         self.frees.bps.push(bp);
     }
 
-    async fn read_record(&self, id: ObjectId, rec: u64) -> Result<Vec<u8>, StoreError> {
+    /// The extent of record `rec` in the batch's tree (`None`: a hole).
+    async fn record_bp(&self, id: ObjectId, rec: u64) -> Result<Option<BlockPtr>, StoreError> {
         match tree::get(self.io, &self.tree.root, &keys::extent(id, rec)).await? {
-            Some(v) => {
-                let bp = BlockPtr::from_bytes(&v)?;
-                Ok(self
-                    .io
-                    .read_data(&bp)
-                    .await
-                    .map_err(|e| StoreError::Corrupt {
-                        id,
-                        offset: rec * self.rs,
-                        detail: e.to_string(),
-                    })?)
-            }
-            None => Ok(Vec::new()),
+            Some(v) => Ok(Some(BlockPtr::from_bytes(&v)?)),
+            None => Ok(None),
         }
     }
 
-    /// Store `data` as record `rec` (all-zero data removes it).
-    async fn set_record(&mut self, id: ObjectId, rec: u64, data: &[u8]) -> Result<(), StoreError> {
+    /// The decoded bytes of extent `bp` of record `rec` (through the record cache).
+    async fn decoded(
+        &self,
+        id: ObjectId,
+        rec: u64,
+        bp: &BlockPtr,
+    ) -> Result<Arc<Vec<u8>>, StoreError> {
+        self.dp
+            .record(self.io, bp)
+            .await
+            .map_err(|e| StoreError::Corrupt {
+                id,
+                offset: rec * self.rs,
+                detail: e.to_string(),
+            })
+    }
+
+    /// Whether record `rec` of `id` is dirty as this batch sees it.
+    fn is_dirty(&self, id: ObjectId, rec: u64) -> bool {
+        self.staged.contains(&self.dp.view.read(), &(id, rec))
+    }
+
+    /// Make record `rec` dirty unless it is already; false (nothing done) if it is a
+    /// clean hole and `create_holes` is false. Its extent is read once (verified, decoded
+    /// and cached), so an unreadable record fails here, not at commit.
+    async fn ensure_dirty(
+        &mut self,
+        id: ObjectId,
+        rec: u64,
+        create_holes: bool,
+    ) -> Result<bool, StoreError> {
+        if self.is_dirty(id, rec) {
+            return Ok(true);
+        }
+        let base = self.record_bp(id, rec).await?;
+        match &base {
+            None if !create_holes => return Ok(false),
+            None => {}
+            Some(bp) => {
+                self.decoded(id, rec, bp).await?;
+            }
+        }
+        if !self.freeing {
+            // A dirty record is written at commit: keep enough space for it (and for
+            // every other dirty record) so the commit never runs out.
+            let dirty = {
+                let v = self.dp.view.read();
+                v.len() as u64 + self.staged.new_records(&v) + 1
+            };
+            if self.ctx.available() < dirty.saturating_mul(self.record_asize) {
+                return Err(StoreError::NoSpace);
+            }
+        }
+        self.staged
+            .insert((id, rec), DirtyRecord::new(self.rs as usize, base));
+        Ok(true)
+    }
+
+    /// The base bytes a change of `[off, off + len)` of dirty record `rec` needs, if any.
+    async fn base_for(
+        &self,
+        id: ObjectId,
+        rec: u64,
+        off: usize,
+        len: usize,
+    ) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
+        let bp = {
+            let v = self.dp.view.read();
+            match self.staged.get(&v, &(id, rec)) {
+                Some(r) if r.needs_base_for(off, len) => r.base().copied(),
+                _ => None,
+            }
+        };
+        match bp {
+            Some(bp) => Ok(Some(self.decoded(id, rec, &bp).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Write `src` at byte `in_off` of record `rec` through its dirty copy; a record
+    /// written entirely is encoded at once.
+    async fn write_partial(
+        &mut self,
+        id: ObjectId,
+        rec: u64,
+        in_off: usize,
+        src: &[u8],
+    ) -> Result<(), StoreError> {
+        self.ensure_dirty(id, rec, true).await?;
+        let base = self.base_for(id, rec, in_off, src.len()).await?;
+        let full = {
+            let v = self.dp.view.read();
+            let r = self
+                .staged
+                .get_mut(&v, (id, rec))
+                .ok_or_else(|| StoreError::Io {
+                    detail: format!("dirty record {rec} of object {id} vanished"),
+                })?;
+            r.write(in_off, src, base.as_deref().map(Vec::as_slice));
+            r.fully_written().then(|| r.contents(None))
+        };
+        if let Some(data) = full {
+            self.set_record_cached(id, rec, data).await?;
+            self.dp.flushed_when_full.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Zero `[a, b)` of record `rec` through its dirty copy (nothing to do in a hole).
+    async fn zero_partial(
+        &mut self,
+        id: ObjectId,
+        rec: u64,
+        a: usize,
+        b: usize,
+    ) -> Result<(), StoreError> {
+        if !self.ensure_dirty(id, rec, false).await? {
+            return Ok(());
+        }
+        let base = self.base_for(id, rec, a, b - a).await?;
+        let v = self.dp.view.read();
+        if let Some(r) = self.staged.get_mut(&v, (id, rec)) {
+            r.zero(a, b - a, base.as_deref().map(Vec::as_slice));
+        }
+        Ok(())
+    }
+
+    /// [`Batch::set_record`] of a dirty record's final contents (trailing zeroes trimmed),
+    /// which also go into the record cache for the next change or read of the record.
+    async fn set_record_cached(
+        &mut self,
+        id: ObjectId,
+        rec: u64,
+        data: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        if let Some(bp) = self.set_record(id, rec, &data).await? {
+            self.dp.cache.put(bp.addr, bp.birth, Arc::new(data));
+            self.cached.push((bp.addr, bp.birth));
+        }
+        Ok(())
+    }
+
+    /// The batch failed: give its allocations back and drop what it cached for them.
+    fn undo(&mut self) {
+        for (addr, birth) in self.cached.drain(..) {
+            self.dp.cache.remove(addr, birth);
+        }
+        self.ctx.undo();
+    }
+
+    /// Store `data` as record `rec` (all-zero data removes it); a dirty copy is dropped.
+    /// Returns the new extent, if any.
+    async fn set_record(
+        &mut self,
+        id: ObjectId,
+        rec: u64,
+        data: &[u8],
+    ) -> Result<Option<BlockPtr>, StoreError> {
+        if self.is_dirty(id, rec) {
+            self.staged.remove((id, rec));
+        }
         let key = keys::extent(id, rec);
         let trimmed = data.len() - data.iter().rev().take_while(|&&b| b == 0).count();
+        let mut new = None;
         let old = if trimmed == 0 {
             self.tree.remove(self.io, &key, &mut self.frees).await?
         } else {
@@ -140,6 +310,7 @@ impl Batch<'_> {
             self.dirty += bp.data_sectors() * 4096;
             self.counters.lbytes += u64::from(bp.lsize);
             self.counters.pbytes += bp.data_sectors() * 4096;
+            new = Some(bp);
             self.tree
                 .insert(self.io, key, bp.to_bytes(), &mut self.frees)
                 .await?
@@ -148,7 +319,7 @@ impl Batch<'_> {
             let bp = BlockPtr::from_bytes(&v)?;
             self.free_data(bp);
         }
-        Ok(())
+        Ok(new)
     }
 
     /// Store record `rec` from a record written before the lock (`None`: all zero).
@@ -158,6 +329,9 @@ impl Batch<'_> {
         rec: u64,
         pre: Option<BlockPtr>,
     ) -> Result<(), StoreError> {
+        if self.is_dirty(id, rec) {
+            self.staged.remove((id, rec));
+        }
         let key = keys::extent(id, rec);
         let old = match pre {
             None => self.tree.remove(self.io, &key, &mut self.frees).await?,
@@ -186,6 +360,10 @@ impl Batch<'_> {
         from: u64,
         to: Option<u64>,
     ) -> Result<(), StoreError> {
+        {
+            let v = self.dp.view.read();
+            self.staged.remove_range(&v, id, from, to);
+        }
         let end = match to {
             Some(t) => keys::extent(id, t),
             None => keys::kind_end(id, KIND_EXTENT),
@@ -227,16 +405,11 @@ impl Batch<'_> {
             partial.push(end / rs);
         }
         for rec in partial {
-            let mut buf = self.read_record(id, rec).await?;
-            if buf.is_empty() {
-                continue;
-            }
             let rstart = rec * rs;
             let a = off.max(rstart) - rstart;
-            let b = (end.min(rstart + rs) - rstart).min(buf.len() as u64);
+            let b = end.min(rstart + rs) - rstart;
             if a < b {
-                buf[a as usize..b as usize].fill(0);
-                self.set_record(id, rec, &buf).await?;
+                self.zero_partial(id, rec, a as usize, b as usize).await?;
             }
         }
         if first_full < last_full {
@@ -260,6 +433,10 @@ impl Batch<'_> {
             }
             Op::Delete { id } => {
                 self.must_inode(id).await?;
+                {
+                    let v = self.dp.view.read();
+                    self.staged.remove_range(&v, id, 0, None);
+                }
                 let start = keys::object_start(id);
                 let end = keys::object_end(id);
                 loop {
@@ -297,15 +474,12 @@ impl Batch<'_> {
                     if in_off == 0 && n == rs {
                         match self.pre.remove(&(self.op_index, rec)) {
                             Some(p) => self.set_record_pre(id, rec, p).await?,
-                            None => self.set_record(id, rec, src).await?,
+                            None => {
+                                self.set_record(id, rec, src).await?;
+                            }
                         }
                     } else {
-                        let mut buf = self.read_record(id, rec).await?;
-                        if buf.len() < in_off + n as usize {
-                            buf.resize(in_off + n as usize, 0);
-                        }
-                        buf[in_off..in_off + n as usize].copy_from_slice(src);
-                        self.set_record(id, rec, &buf).await?;
+                        self.write_partial(id, rec, in_off, src).await?;
                     }
                     pos += n;
                 }
@@ -418,6 +592,70 @@ fn frees_space(ops: &[Op]) -> bool {
 }
 
 impl Inner {
+    /// Commit hook (freeze step): encode and write every dirty record of the open txg into
+    /// its tree, under the open txg's lock, and publish the result to readers. Allocates
+    /// from the reserve: space for dirty records was checked when they became dirty.
+    pub(crate) async fn flush_dirty(&self, o: &mut OpenTxg) -> Result<(), PoolError> {
+        let recs = self.datapath.view.read().all();
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let mut b = Batch {
+            io: &self.io,
+            tree: o.tree.clone(),
+            frees: Frees::default(),
+            ctx: AllocCtx::new(&self.alloc, o.txg, true),
+            rs: u64::from(self.id.record_size),
+            counters: o.counters,
+            dirty: 0,
+            pre: HashMap::new(),
+            op_index: 0,
+            dp: &self.datapath,
+            staged: Staged::default(),
+            freeing: true,
+            record_asize: self.io.vdev.asize(u64::from(self.id.record_size) / 4096),
+            cached: Vec::new(),
+        };
+        let n = recs.len();
+        for ((id, rec), r) in recs {
+            let r = match r.base() {
+                Some(bp) if r.uses_base() => match b.decoded(id, rec, bp).await {
+                    Ok(base) => Ok(r.contents(Some(&base))),
+                    Err(e) => Err(e),
+                },
+                _ => Ok(r.contents(None)),
+            };
+            let r = match r {
+                Ok(data) => b.set_record_cached(id, rec, data).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                b.undo();
+                return Err(match e {
+                    StoreError::NoSpace => PoolError::NoSpace,
+                    other => PoolError::Internal(format!(
+                        "writing dirty record {rec} of object {id} at commit: {other}"
+                    )),
+                });
+            }
+        }
+        o.tree = b.tree;
+        o.frees.append(&mut b.frees);
+        o.counters = b.counters;
+        self.lbytes.store(b.counters.lbytes, Ordering::Relaxed);
+        self.pbytes.store(b.counters.pbytes, Ordering::Relaxed);
+        {
+            let mut v = self.datapath.view.write();
+            v.clear();
+            *self.readable.write() = (o.tree.root.clone(), o.txg);
+        }
+        self.datapath
+            .flushed_at_commit
+            .fetch_add(n as u64, Ordering::Relaxed);
+        tracing::trace!(pool = %self.id.name, txg = o.txg, records = n, "dirty records written");
+        Ok(())
+    }
+
     /// The root readers use, with a guard that keeps the extents it references from being
     /// reused while the read runs.
     fn reader_root(&self) -> (Child, ReadGuard<'_>) {
@@ -517,11 +755,16 @@ impl Inner {
                 dirty: 0,
                 pre,
                 op_index: 0,
+                dp: &self.datapath,
+                staged: Staged::default(),
+                freeing,
+                record_asize: self.io.vdev.asize(u64::from(self.id.record_size) / 4096),
+                cached: Vec::new(),
             };
             for (i, op) in ops.into_iter().enumerate() {
                 b.op_index = i;
                 if let Err(e) = b.apply_op(op).await {
-                    b.ctx.undo();
+                    b.undo();
                     self.give_back(std::mem::take(&mut b.pre));
                     return Err(match e {
                         StoreError::Io { detail } if detail.contains("no space") => {
@@ -538,6 +781,7 @@ impl Inner {
             o.tree = b.tree;
             let freed_data = !b.frees.bps.is_empty();
             b.dirty += b.frees.dirtied;
+            let staged = std::mem::take(&mut b.staged);
             o.frees.append(&mut b.frees);
             o.counters = b.counters;
             o.dirty = true;
@@ -545,7 +789,19 @@ impl Inner {
             self.objects.store(b.counters.objects, Ordering::Relaxed);
             self.lbytes.store(b.counters.lbytes, Ordering::Relaxed);
             self.pbytes.store(b.counters.pbytes, Ordering::Relaxed);
-            *self.readable.write() = (o.tree.root.clone(), o.txg);
+            {
+                // The dirty records and the root readers see change together.
+                let mut v = self.datapath.view.write();
+                if !staged.is_empty() {
+                    // Page memory the batch adds counts toward the txg's dirty bytes, and
+                    // so does a share of the record each newly dirty record will encode.
+                    let grew = staged.mem_delta(&v).max(0) as u64
+                        + staged.new_records(&v) * (u64::from(self.id.record_size) / 8);
+                    o.dirty_bytes += grew;
+                    v.publish(staged);
+                }
+                *self.readable.write() = (o.tree.root.clone(), o.txg);
+            }
             (o.dirty_bytes, freed_data)
         };
         let limit = self.tunables.dirty_limit_bytes;
@@ -581,7 +837,10 @@ impl ObjectStore for Pool {
         const COMMITS: usize = 3;
         for _ in 0..COMMITS {
             match self.inner.apply_batch(ops.clone()).await {
-                Err(StoreError::NoSpace) if self.inner.alloc.lock().has_pending_frees() => {
+                Err(StoreError::NoSpace)
+                    if self.inner.alloc.lock().has_pending_frees()
+                        || !self.inner.datapath.view.read().is_empty() =>
+                {
                     self.inner.commit().await?;
                 }
                 r => return r,
@@ -593,17 +852,66 @@ impl ObjectStore for Pool {
     async fn read(&self, id: ObjectId, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
         let i = &self.inner;
         i.check_readable()?;
-        let (root, _guard) = i.reader_root();
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let rs = u64::from(i.id.record_size);
+        let first = offset / rs;
+        // Upper bound of the records read (the size is known only from the tree).
+        let last = offset.saturating_add(buf.len() as u64 - 1) / rs;
+        // The root and the dirty records it goes with, taken together.
+        let (root, _guard, dirty) = {
+            let v = i.datapath.view.read();
+            let (root, guard) = i.reader_root();
+            let dirty = if v.is_empty() {
+                Vec::new()
+            } else {
+                v.range(id, first, last)
+            };
+            (root, guard, dirty)
+        };
         let ino = i.read_inode(&root, id).await?;
-        if offset >= ino.size || buf.is_empty() {
+        if offset >= ino.size {
             return Ok(0);
         }
         let n = (buf.len() as u64).min(ino.size - offset) as usize;
-        let rs = u64::from(i.id.record_size);
         buf[..n].fill(0);
         let end = offset + n as u64;
-        let first = offset / rs;
         let last = (end - 1) / rs;
+        let dirty: HashMap<u64, Arc<DirtyRecord>> =
+            dirty.into_iter().filter(|(r, _)| *r <= last).collect();
+        for (rec, r) in &dirty {
+            let rstart = rec * rs;
+            let a = offset.max(rstart);
+            let b = end.min(rstart + rs);
+            if a >= b {
+                continue;
+            }
+            let base = match r.base() {
+                Some(bp) if r.uses_base() => {
+                    match super::heal::reading(id, rstart, i.datapath.record(&i.io, bp)).await {
+                        Ok(d) => Some(d),
+                        Err(e) => {
+                            i.damaged_read(id, rstart, bp, &e);
+                            return Err(StoreError::Corrupt {
+                                id,
+                                offset: rstart,
+                                detail: e.to_string(),
+                            });
+                        }
+                    }
+                }
+                _ => None,
+            };
+            r.read(
+                (a - rstart) as usize,
+                &mut buf[(a - offset) as usize..(b - offset) as usize],
+                base.as_deref().map(Vec::as_slice),
+            );
+        }
+        if dirty.len() as u64 == last - first + 1 {
+            return Ok(n);
+        }
         let exts = tree::scan(
             &i.io,
             &root,
@@ -620,22 +928,60 @@ impl ObjectStore for Pool {
                     detail: "bad extent record".into(),
                 });
             };
-            let data = super::heal::reading(id, rec * rs, i.io.read_data(&bp))
-                .await
-                .map_err(|e| {
-                    i.damaged_read(id, rec * rs, &bp, &e);
-                    StoreError::Corrupt {
-                        id,
-                        offset: rec * rs,
-                        detail: e.to_string(),
-                    }
-                })?;
+            if dirty.contains_key(&rec) {
+                continue;
+            }
             let rstart = rec * rs;
             let a = offset.max(rstart);
-            let b = end.min(rstart + data.len() as u64);
-            if a < b {
-                buf[(a - offset) as usize..(b - offset) as usize]
-                    .copy_from_slice(&data[(a - rstart) as usize..(b - rstart) as usize]);
+            let b = end.min(rstart + u64::from(bp.lsize));
+            if a >= b {
+                continue;
+            }
+            let dst = &mut buf[(a - offset) as usize..(b - offset) as usize];
+            let (ra, rb) = ((a - rstart) as usize, (b - rstart) as usize);
+            let cached = i.datapath.cache.get(bp.addr, bp.birth);
+            let r = match cached {
+                Some(d) => Ok(Some(d)),
+                None if bp.comp == crate::compress::CompressionKind::None.code()
+                    && rb - ra < bp.lsize as usize =>
+                {
+                    // Uncompressed and read in part: decrypt only the units returned.
+                    super::heal::reading(id, rstart, i.io.read_data_range(&bp, ra, rb))
+                        .await
+                        .map(|part| {
+                            dst.copy_from_slice(&part);
+                            i.datapath.partial_reads.fetch_add(1, Ordering::Relaxed);
+                            None
+                        })
+                }
+                None => super::heal::reading(id, rstart, i.io.read_data(&bp))
+                    .await
+                    .map(|d| {
+                        let d = Arc::new(d);
+                        // A read of part of the record caches it (small random reads come
+                        // back); one of all of it is streaming and would only churn the cache.
+                        if rb - ra < bp.lsize as usize {
+                            i.datapath.cache.put(bp.addr, bp.birth, d.clone());
+                        }
+                        Some(d)
+                    }),
+            };
+            match r {
+                Ok(Some(data)) => {
+                    let rb = rb.min(data.len());
+                    if ra < rb {
+                        dst[..rb - ra].copy_from_slice(&data[ra..rb]);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    i.damaged_read(id, rstart, &bp, &e);
+                    return Err(StoreError::Corrupt {
+                        id,
+                        offset: rstart,
+                        detail: e.to_string(),
+                    });
+                }
             }
         }
         Ok(n)
@@ -719,3 +1065,7 @@ impl ObjectStore for Pool {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "objects_tests.rs"]
+mod tests;

@@ -142,6 +142,8 @@ pub(crate) struct Inner {
     pub kick: tokio::sync::Notify,
     /// Hot spares, the current/last resilver, and the device monitor task.
     pub devices: super::devices::DeviceCtl,
+    /// Dirty records and the decoded-record cache (see `datapath.rs`).
+    pub datapath: super::datapath::DataPath,
 }
 
 impl Inner {
@@ -421,6 +423,7 @@ impl Pool {
             locked,
             closed: AtomicBool::new(false),
             suspended: Mutex::new(None),
+            datapath: super::datapath::DataPath::new(&tunables),
             tunables,
             kick: tokio::sync::Notify::new(),
             devices: super::devices::DeviceCtl::default(),
@@ -1039,6 +1042,11 @@ impl Inner {
             if !o.dirty && !cs.force && !self.alloc.lock().has_deferred_through(cs.release_through)
             {
                 return Ok(cs.uber.txg);
+            }
+            // Freeze: dirty records of this txg go into the tree first (datapath hook).
+            if let Err(e) = self.flush_dirty(&mut o).await {
+                self.suspend(&e);
+                return Err(e);
             }
             let mut frees = std::mem::take(&mut o.frees);
             let mut c = o.counters;

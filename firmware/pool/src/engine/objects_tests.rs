@@ -1,0 +1,475 @@
+//! Tests of the object store's data path: dirty records (sub-record writes buffered until
+//! the txg commits) against truncate, punch, delete and appends; the decoded-record cache;
+//! partial reads of uncompressed records; and a seeded property test of random
+//! interleavings (write/truncate/punch/read/sync/export+import) against an in-memory model.
+
+use super::super::config::{ImportOptions, PoolConfig};
+use super::super::label::{PoolCompression, PoolLayout};
+use super::super::pool::Pool;
+use crate::crypto::KdfParams;
+use crate::store::{ObjectStore, Op, StoreError};
+use bytes::Bytes;
+use ingot_hal::blockdev::{BlockDevice, MemBlockDevice};
+use proptest::prelude::*;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const RS: u64 = 16 * 1024;
+const PASS: &str = "pw";
+
+fn devices(n: usize, mib: u64) -> Vec<Arc<dyn BlockDevice>> {
+    (0..n)
+        .map(|i| {
+            Arc::new(MemBlockDevice::new(format!("dp{i}"), 4096, mib * 256)) as Arc<dyn BlockDevice>
+        })
+        .collect()
+}
+
+fn config(compression: PoolCompression, cache: usize, dirty_limit: u64) -> PoolConfig {
+    let mut c = PoolConfig::new("dp", PoolLayout::Raidz1);
+    c.record_size = RS as u32;
+    c.compression = compression;
+    c.kdf = KdfParams::FAST_INSECURE;
+    c.passphrase = Some(PASS.into());
+    c.tunables.txg_interval = Duration::from_secs(3600);
+    c.tunables.record_cache_bytes = cache;
+    c.tunables.dirty_limit_bytes = dirty_limit;
+    c
+}
+
+async fn pool(cache: usize) -> (Pool, Vec<Arc<dyn BlockDevice>>) {
+    let devs = devices(3, 16);
+    let p = Pool::create(
+        devs.clone(),
+        config(PoolCompression::Default, cache, 64 << 20),
+    )
+    .await
+    .expect("create");
+    (p, devs)
+}
+
+async fn reimport(p: Pool, devs: &[Arc<dyn BlockDevice>], cache: usize) -> Pool {
+    p.export().await.expect("export");
+    let mut o = ImportOptions {
+        passphrase: Some(PASS.into()),
+        ..ImportOptions::default()
+    };
+    o.tunables.txg_interval = Duration::from_secs(3600);
+    o.tunables.record_cache_bytes = cache;
+    Pool::import(devs.to_vec(), o).await.expect("import")
+}
+
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    // Half text (compressible), half random (stored raw when alone in a record).
+    let mut v = vec![0u8; len];
+    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut v);
+    for (i, b) in v.iter_mut().enumerate().take(len / 2) {
+        *b = b"record path "[i % 12] ^ (seed as u8 & 3);
+    }
+    v
+}
+
+async fn write(p: &Pool, id: u64, off: u64, data: &[u8]) {
+    p.apply(vec![Op::Write {
+        id,
+        offset: off,
+        data: Bytes::copy_from_slice(data),
+    }])
+    .await
+    .expect("write");
+}
+
+async fn read_all(p: &Pool, id: u64) -> Vec<u8> {
+    let size = p.size(id).await.expect("size") as usize;
+    let mut buf = vec![0u8; size];
+    let n = p.read(id, 0, &mut buf).await.expect("read");
+    assert_eq!(n, size);
+    buf
+}
+
+#[tokio::test]
+async fn write_truncate_read_in_one_txg_and_after_reimport() {
+    let (p, devs) = pool(1 << 20).await;
+    p.apply(vec![Op::Create { id: 64 }]).await.unwrap();
+    let full = pattern(3 * RS as usize, 1);
+    write(&p, 64, 0, &full).await;
+    p.sync().await.unwrap();
+    // Sub-record writes stay dirty; then truncate into the middle of a dirty record.
+    write(&p, 64, RS + 100, &[9u8; 300]).await;
+    write(&p, 64, 2 * RS + 5, &[8u8; 10]).await;
+    assert!(p.datapath_stats().dirty_records >= 2);
+    p.apply(vec![Op::Truncate {
+        id: 64,
+        size: RS + 200,
+    }])
+    .await
+    .unwrap();
+    let mut want = full[..(RS + 200) as usize].to_vec();
+    want[(RS + 100) as usize..(RS + 200) as usize].fill(9);
+    assert_eq!(read_all(&p, 64).await, want);
+    // Grow again: the tail past the truncation reads as zeroes, not as old data.
+    p.apply(vec![Op::Truncate {
+        id: 64,
+        size: 3 * RS,
+    }])
+    .await
+    .unwrap();
+    want.resize(3 * RS as usize, 0);
+    assert_eq!(read_all(&p, 64).await, want);
+    let p = reimport(p, &devs, 1 << 20).await;
+    assert_eq!(read_all(&p, 64).await, want);
+    assert!(p.verify_all().await.unwrap().errors.is_empty());
+}
+
+#[tokio::test]
+async fn punch_inside_a_dirty_record() {
+    let (p, devs) = pool(1 << 20).await;
+    p.apply(vec![Op::Create { id: 64 }]).await.unwrap();
+    let mut want = pattern(2 * RS as usize, 2);
+    write(&p, 64, 0, &want).await;
+    p.sync().await.unwrap();
+    write(&p, 64, 10, &[1u8; 5000]).await;
+    want[10..5010].fill(1);
+    // Punch part of the written range, a whole page and part of the base.
+    p.apply(vec![Op::PunchHole {
+        id: 64,
+        offset: 3000,
+        len: 9000,
+    }])
+    .await
+    .unwrap();
+    want[3000..12000].fill(0);
+    assert_eq!(read_all(&p, 64).await, want);
+    // Punch that spans two records, one of them dirty.
+    write(&p, 64, RS + 7, &[2u8; 7]).await;
+    want[(RS + 7) as usize..(RS + 14) as usize].fill(2);
+    p.apply(vec![Op::PunchHole {
+        id: 64,
+        offset: RS - 100,
+        len: 200,
+    }])
+    .await
+    .unwrap();
+    want[(RS - 100) as usize..(RS + 100) as usize].fill(0);
+    assert_eq!(read_all(&p, 64).await, want);
+    p.sync().await.unwrap();
+    assert_eq!(p.datapath_stats().dirty_records, 0);
+    assert_eq!(read_all(&p, 64).await, want);
+    let p = reimport(p, &devs, 0).await;
+    assert_eq!(read_all(&p, 64).await, want);
+}
+
+#[tokio::test]
+async fn delete_with_dirty_records_frees_everything() {
+    let (p, devs) = pool(1 << 20).await;
+    p.apply(vec![Op::Create { id: 64 }, Op::Create { id: 65 }])
+        .await
+        .unwrap();
+    write(&p, 64, 0, &pattern(4 * RS as usize, 3)).await;
+    write(&p, 65, 0, &pattern(RS as usize, 4)).await;
+    p.sync().await.unwrap();
+    for k in 0..4 {
+        write(&p, 64, k * RS + 1, &[5u8; 100]).await;
+    }
+    assert_eq!(p.datapath_stats().dirty_records, 4);
+    p.apply(vec![Op::Delete { id: 64 }]).await.unwrap();
+    assert_eq!(p.datapath_stats().dirty_records, 0);
+    assert!(matches!(
+        p.read(64, 0, &mut [0u8; 10]).await,
+        Err(StoreError::NotFound { id: 64 })
+    ));
+    // Re-created under the same id: empty, no stale dirty data.
+    p.apply(vec![
+        Op::Create { id: 64 },
+        Op::Truncate { id: 64, size: RS },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(read_all(&p, 64).await, vec![0u8; RS as usize]);
+    for _ in 0..3 {
+        p.sync().await.unwrap();
+    }
+    let p = reimport(p, &devs, 1 << 20).await;
+    assert_eq!(read_all(&p, 65).await, pattern(RS as usize, 4));
+    let rep = p.verify_all().await.unwrap();
+    assert!(rep.errors.is_empty(), "{:?}", rep.errors);
+    // Object 65's record, the empty 64, and the tree: nothing of the deleted data.
+    assert_eq!(rep.extents, 1);
+}
+
+#[tokio::test]
+async fn many_small_appends() {
+    let (p, devs) = pool(1 << 20).await;
+    p.apply(vec![Op::Create { id: 64 }]).await.unwrap();
+    let data = pattern(5 * RS as usize + 123, 5);
+    // Unaligned appends of 1000 bytes, then aligned 4 KiB ones.
+    let mut off = 0usize;
+    while off < 2 * RS as usize {
+        let n = 1000.min(data.len() - off);
+        write(&p, 64, off as u64, &data[off..off + n]).await;
+        off += n;
+    }
+    while off < data.len() {
+        let n = 4096.min(data.len() - off);
+        write(&p, 64, off as u64, &data[off..off + n]).await;
+        off += n;
+    }
+    let st = p.datapath_stats();
+    assert!(
+        st.flushed_when_full >= 4,
+        "records written entirely are encoded at once: {st:?}"
+    );
+    assert!(st.dirty_records <= 2, "{st:?}");
+    assert_eq!(read_all(&p, 64).await, data);
+    let p = reimport(p, &devs, 1 << 20).await;
+    assert_eq!(read_all(&p, 64).await, data);
+}
+
+#[tokio::test]
+async fn record_cache_hits_and_partial_reads_of_raw_records() {
+    let (p, _devs) = pool(1 << 20).await;
+    p.apply(vec![Op::Create { id: 64 }]).await.unwrap();
+    // Records 0 and 1 text (compressed), 2 and 3 random (stored raw).
+    let data = pattern(4 * RS as usize, 6);
+    write(&p, 64, 0, &data).await;
+    p.sync().await.unwrap();
+    // 4 KiB reads of raw records: only the units read are decrypted, nothing is cached.
+    let mut b = vec![0u8; 4096];
+    for k in 2..4u64 {
+        let off = k * RS + 4096;
+        p.read(64, off, &mut b).await.unwrap();
+        assert_eq!(b, data[off as usize..off as usize + 4096]);
+    }
+    // Unaligned, across a unit boundary.
+    let mut b2 = vec![0u8; 5000];
+    p.read(64, 3 * RS + 3000, &mut b2).await.unwrap();
+    assert_eq!(b2, data[(3 * RS + 3000) as usize..(3 * RS + 8000) as usize]);
+    let s = p.datapath_stats();
+    assert_eq!(s.partial_reads, 3);
+    assert_eq!((s.record_cache.hits, s.record_cache.bytes), (0, 0));
+    // Whole-record reads (streaming) do not fill the cache.
+    let mut whole = vec![0u8; RS as usize];
+    p.read(64, 0, &mut whole).await.unwrap();
+    assert_eq!(whole, data[..RS as usize]);
+    assert_eq!(p.datapath_stats().record_cache.bytes, 0);
+    // Small reads of a compressed record decode it once, then hit.
+    p.read(64, 100, &mut b).await.unwrap();
+    p.read(64, 9000, &mut b).await.unwrap();
+    assert_eq!(b, data[9000..9000 + 4096]);
+    let s = p.datapath_stats();
+    assert_eq!((s.record_cache.hits, s.record_cache.misses), (1, 5));
+    assert_eq!(s.record_cache.bytes, RS);
+    // Rewriting the record frees its extent: its cache entry goes with it.
+    write(&p, 64, 0, &pattern(RS as usize, 7)).await;
+    p.sync().await.unwrap();
+    assert_eq!(p.datapath_stats().record_cache.bytes, 0);
+    p.read(64, 0, &mut whole).await.unwrap();
+    assert_eq!(whole, pattern(RS as usize, 7));
+}
+
+#[tokio::test]
+async fn a_failed_batch_leaves_dirty_records_and_the_cache_as_they_were() {
+    let (p, _devs) = pool(1 << 20).await;
+    p.apply(vec![Op::Create { id: 64 }]).await.unwrap();
+    write(&p, 64, 0, &[1u8; 4096]).await;
+    let before = p.datapath_stats();
+    // The first write completes the record (encoded and cached at once), the second fails.
+    let r = p
+        .apply(vec![
+            Op::Write {
+                id: 64,
+                offset: 4096,
+                data: Bytes::from(vec![2u8; RS as usize - 4096]),
+            },
+            Op::Write {
+                id: 999,
+                offset: 0,
+                data: Bytes::from_static(b"x"),
+            },
+        ])
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound { id: 999 })));
+    let after = p.datapath_stats();
+    assert_eq!(after.dirty_records, 1);
+    assert_eq!(after.record_cache.bytes, before.record_cache.bytes);
+    let mut want = vec![0u8; 4096];
+    want.fill(1);
+    assert_eq!(read_all(&p, 64).await, want);
+}
+
+/// One step of the property test.
+#[derive(Debug, Clone)]
+enum Step {
+    Write {
+        id: u64,
+        off: u64,
+        len: usize,
+        seed: u64,
+    },
+    Truncate {
+        id: u64,
+        size: u64,
+    },
+    Punch {
+        id: u64,
+        off: u64,
+        len: u64,
+    },
+    Read {
+        id: u64,
+        off: u64,
+        len: usize,
+    },
+    /// A write then a write to an object that does not exist: the batch fails whole.
+    FailingBatch {
+        id: u64,
+        off: u64,
+    },
+    Recreate {
+        id: u64,
+    },
+    Sync,
+    Reimport,
+}
+
+const SPAN: u64 = 5 * RS;
+
+fn step() -> impl Strategy<Value = Step> {
+    let id = 64u64..67;
+    prop_oneof![
+        6 => (id.clone(), 0..SPAN, 1usize..(2 * RS as usize), any::<u64>())
+            .prop_map(|(id, off, len, seed)| Step::Write { id, off, len: if seed % 3 == 0 { len.min(4096) } else { len }, seed }),
+        1 => (id.clone(), 0..SPAN).prop_map(|(id, size)| Step::Truncate { id, size }),
+        2 => (id.clone(), 0..SPAN, 1..(2 * RS)).prop_map(|(id, off, len)| Step::Punch { id, off, len }),
+        3 => (id.clone(), 0..SPAN, 1usize..(3 * RS as usize)).prop_map(|(id, off, len)| Step::Read { id, off, len }),
+        1 => (id.clone(), 0..SPAN).prop_map(|(id, off)| Step::FailingBatch { id, off }),
+        1 => id.prop_map(|id| Step::Recreate { id }),
+        1 => Just(Step::Sync),
+        1 => Just(Step::Reimport),
+    ]
+}
+
+fn data_of(len: usize, seed: u64) -> Vec<u8> {
+    match seed % 4 {
+        // Zeroes (holes when a whole record), text, random, short runs.
+        0 => vec![0u8; len],
+        1 => (0..len).map(|i| b"abcdefgh"[i % 8]).collect(),
+        2 => pattern(len, seed),
+        _ => (0..len).map(|i| (i / 700) as u8 ^ seed as u8).collect(),
+    }
+}
+
+async fn run_steps(steps: Vec<Step>, cache: usize, dirty_limit: u64) {
+    let devs = devices(3, 24);
+    let mut p = Pool::create(
+        devs.clone(),
+        config(PoolCompression::Default, cache, dirty_limit),
+    )
+    .await
+    .expect("create");
+    let mut model: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let ids: Vec<Op> = (64..67).map(|id| Op::Create { id }).collect();
+    p.apply(ids).await.expect("create objects");
+    for id in 64..67 {
+        model.insert(id, Vec::new());
+    }
+    for (k, s) in steps.into_iter().enumerate() {
+        match s {
+            Step::Write { id, off, len, seed } => {
+                let d = data_of(len, seed);
+                write(&p, id, off, &d).await;
+                let m = model.get_mut(&id).expect("object");
+                let end = off as usize + len;
+                if m.len() < end {
+                    m.resize(end, 0);
+                }
+                m[off as usize..end].copy_from_slice(&d);
+            }
+            Step::Truncate { id, size } => {
+                p.apply(vec![Op::Truncate { id, size }])
+                    .await
+                    .expect("truncate");
+                model.get_mut(&id).expect("object").resize(size as usize, 0);
+            }
+            Step::Punch { id, off, len } => {
+                p.apply(vec![Op::PunchHole {
+                    id,
+                    offset: off,
+                    len,
+                }])
+                .await
+                .expect("punch");
+                let m = model.get_mut(&id).expect("object");
+                let end = ((off + len) as usize).min(m.len());
+                if (off as usize) < end {
+                    m[off as usize..end].fill(0);
+                }
+            }
+            Step::Read { id, off, len } => {
+                let mut buf = vec![0xAAu8; len];
+                let n = p.read(id, off, &mut buf).await.expect("read");
+                let m = &model[&id];
+                let want = &m[(off as usize).min(m.len())..(off as usize + len).min(m.len())];
+                assert_eq!(n, want.len(), "step {k}: read length");
+                assert!(
+                    buf[..n] == *want,
+                    "step {k}: read of {id} at {off}+{len} differs"
+                );
+            }
+            Step::FailingBatch { id, off } => {
+                let r = p
+                    .apply(vec![
+                        Op::Write {
+                            id,
+                            offset: off,
+                            data: Bytes::from(vec![0xEEu8; 100]),
+                        },
+                        Op::Write {
+                            id: 999,
+                            offset: 0,
+                            data: Bytes::from_static(b"x"),
+                        },
+                    ])
+                    .await;
+                assert!(matches!(r, Err(StoreError::NotFound { id: 999 })), "{r:?}");
+            }
+            Step::Recreate { id } => {
+                p.apply(vec![Op::Delete { id }, Op::Create { id }])
+                    .await
+                    .expect("recreate");
+                model.insert(id, Vec::new());
+            }
+            Step::Sync => p.sync().await.expect("sync"),
+            Step::Reimport => p = reimport(p, &devs, cache).await,
+        }
+    }
+    for (id, m) in &model {
+        assert!(read_all(&p, *id).await == *m, "object {id} at the end");
+    }
+    let p = reimport(p, &devs, cache).await;
+    for (id, m) in &model {
+        assert!(read_all(&p, *id).await == *m, "object {id} after re-import");
+    }
+    let rep = p.verify_all().await.expect("verify");
+    assert!(rep.errors.is_empty(), "{:?}", rep.errors);
+}
+
+proptest! {
+    #![proptest_config(crate::testutil::proptest_config(24))]
+    #[test]
+    fn random_interleavings_match_a_model(
+        steps in proptest::collection::vec(step(), 1..60),
+        cache in prop_oneof![Just(0usize), Just(64usize << 10), Just(4usize << 20)],
+        small_dirty_limit in any::<bool>(),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let limit = if small_dirty_limit { 48 << 10 } else { 64 << 20 };
+        rt.block_on(run_steps(steps, cache, limit));
+    }
+}
