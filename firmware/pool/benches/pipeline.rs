@@ -202,8 +202,19 @@ fn main() {
         std::is_x86_feature_detected!("sse4.2"),
     );
     let key = MasterKey::from_bytes([0x5c; 64]);
-    let xts = XtsCipher::new(&key);
-    let codec = Codec::new(Compression::Zstd { level: 1 }, Some(XtsCipher::new(&key)));
+    // PIPELINE_XTS_PATH=<name> (e.g. vaes-avx2, batched-aes-crate) runs the pipeline
+    // tables on another XTS path than the fastest.
+    let xts = match std::env::var("PIPELINE_XTS_PATH") {
+        Ok(name) => {
+            let path = XtsPath::ALL
+                .into_iter()
+                .find(|p| p.name() == name)
+                .expect("PIPELINE_XTS_PATH names an XtsPath");
+            XtsCipher::with_path(&[0x5c; 32], &[0x5c; 32], path).expect("XTS path supported here")
+        }
+        Err(_) => XtsCipher::new(&key),
+    };
+    let codec = Codec::new(Compression::Zstd { level: 1 }, Some(xts.clone()));
     let oracle = {
         use aes::cipher::{Array, KeyInit};
         xts_mode::Xts128::<aes::Aes256>::new(
