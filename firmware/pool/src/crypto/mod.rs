@@ -11,4 +11,4 @@ pub mod keys;
 pub mod xts;
 
 pub use keys::{KdfParams, KeyError, KeySlot, MasterKey, Passphrase};
-pub use xts::XtsCipher;
+pub use xts::{XtsCipher, XtsPath};

@@ -1,0 +1,7 @@
+//! CPU-specific acceleration with a safe API: code that needs instruction-set
+//! extensions (and so `unsafe` `#[target_feature]` calls) the rest of Ingot may not write.
+//!
+//! - [`xts`]: AES-256-XTS over whole data units with AES-NI, VAES/AVX2 or
+//!   VAES/AVX-512, chosen at run time.
+
+pub mod xts;
