@@ -229,3 +229,108 @@ pub fn sh(dir: &Path, script: &str) -> String {
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// The Python program behind [`Mapper`]: one command per line on stdin, each answered on
+/// stdout with a decimal length line and that many bytes.
+/// `M path` maps the whole file read-only and shared (answer: its size, 0 maps nothing);
+/// `R off len` reads from the mapping (clamped to it); `U` unmaps.
+const MAPPER_PY: &str = r#"
+import mmap, os, sys
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+m = None
+def send(b):
+    out.write(b"%d\n" % len(b)); out.write(b); out.flush()
+for line in inp:
+    w = line.rstrip(b"\n").split(b"\t")
+    if w[0] == b"M":
+        fd = os.open(w[1], os.O_RDONLY)
+        size = os.fstat(fd).st_size
+        m = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) if size else None
+        os.close(fd)
+        out.write(b"%d\n" % size); out.flush()
+    elif w[0] == b"R":
+        off, n = int(w[1]), int(w[2])
+        send(m[off:off + n] if m is not None else b"")
+    elif w[0] == b"U":
+        if m is not None:
+            m.close()
+        m = None
+        out.write(b"0\n"); out.flush()
+"#;
+
+/// Reads files through shared memory mappings (`mmap(2)`), so page-fault reads of a FUSE
+/// mount can be checked without `unsafe` in the tests: a long-lived `python3` process does the
+/// mapping and copies the bytes back over a pipe. One mapping at a time.
+#[derive(Debug)]
+pub struct Mapper {
+    child: Child,
+    input: std::process::ChildStdin,
+    output: BufReader<std::process::ChildStdout>,
+}
+
+impl Mapper {
+    /// Starts the helper (`/usr/bin/python3`, else `python3` on the PATH).
+    pub fn start() -> Mapper {
+        let py = if Path::new("/usr/bin/python3").is_file() {
+            "/usr/bin/python3"
+        } else {
+            "python3"
+        };
+        let mut child = Command::new(py)
+            .args(["-c", MAPPER_PY])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start python3 for mmap reads (tests/setup-host needs python3)");
+        let input = child.stdin.take().expect("mapper stdin");
+        let output = BufReader::new(child.stdout.take().expect("mapper stdout"));
+        Mapper {
+            child,
+            input,
+            output,
+        }
+    }
+
+    fn command(&mut self, line: &str) -> usize {
+        use std::io::Write;
+        writeln!(self.input, "{line}").expect("write to the mmap helper");
+        self.input.flush().expect("flush to the mmap helper");
+        let mut len = String::new();
+        self.output
+            .read_line(&mut len)
+            .expect("read from the mmap helper");
+        len.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("mmap helper failed on {line:?} (answered {len:?})"))
+    }
+
+    /// Maps `path` whole (replacing any mapping); returns its size.
+    pub fn map(&mut self, path: &Path) -> u64 {
+        let p = path.to_str().expect("UTF-8 path");
+        assert!(!p.contains(['\t', '\n']), "path unfit for the helper");
+        self.command(&format!("M\t{p}")) as u64
+    }
+
+    /// Bytes `off..off+len` of the mapping (short at its end).
+    pub fn read(&mut self, off: u64, len: usize) -> Vec<u8> {
+        use std::io::Read;
+        let n = self.command(&format!("R\t{off}\t{len}"));
+        let mut buf = vec![0u8; n];
+        self.output
+            .read_exact(&mut buf)
+            .expect("read mapped bytes from the helper");
+        buf
+    }
+
+    /// Drops the mapping.
+    pub fn unmap(&mut self) {
+        self.command("U");
+    }
+}
+
+impl Drop for Mapper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -239,6 +239,13 @@ impl fuser::Filesystem for Adapter {
         });
     }
 
+    // `batch_forget` (fuser's default) calls this for each inode (fuser 0.18 does not export
+    // the `ForgetOne` type needed to override it).
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let ino = fs_ino(ino);
+        self.spawn(move |fs| async move { fs.forget(ino, nlookup).await });
+    }
+
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let (ino, ttl) = (fs_ino(ino), self.cfg.attr_ttl);
         self.spawn(move |fs| async move {
@@ -532,18 +539,31 @@ impl fuser::Filesystem for Adapter {
     ) {
         let (ino, ttl) = (fs_ino(ino), self.cfg.entry_ttl);
         self.spawn(move |fs| async move {
+            // The entries added so far carry kernel references: an error after some went in
+            // ends the reply short (the kernel asks again from there and then gets the error)
+            // rather than dropping them.
+            let mut added = false;
             let mut off = offset;
             loop {
                 let ents = match fs.readdir(ino, off, READDIRPLUS_BATCH).await {
                     Ok(e) => e,
+                    Err(_) if added => return reply.ok(),
                     Err(e) => return reply.error(errno(&e)),
                 };
                 let n = ents.len();
                 for e in ents {
                     off = e.offset;
-                    let i = match fs.getattr(e.ino).await {
+                    // The kernel takes a reference to every entry but "." and "..".
+                    let dots = e.name == b"." || e.name == b"..";
+                    let got = if dots {
+                        fs.getattr(e.ino).await
+                    } else {
+                        fs.lookup_inode(e.ino).await
+                    };
+                    let i = match got {
                         Ok(i) => i,
                         Err(FsError::NotFound(_)) => continue, // removed meanwhile
+                        Err(_) if added => return reply.ok(),
                         Err(err) => return reply.error(errno(&err)),
                     };
                     let name = OsStr::from_bytes(&e.name);
@@ -555,8 +575,13 @@ impl fuser::Filesystem for Adapter {
                         &attr(&i),
                         Generation(0),
                     ) {
+                        // Full: this entry did not go out, so neither did its reference.
+                        if !dots {
+                            fs.forget(e.ino, 1).await;
+                        }
                         return reply.ok();
                     }
+                    added = true;
                 }
                 if n < READDIRPLUS_BATCH {
                     return reply.ok();

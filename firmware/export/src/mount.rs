@@ -246,8 +246,22 @@ impl MountHandle {
         }
         let fs = self.fs.clone();
         let rt = self.rt.clone();
+        // The kernel's references end with the session (it need not send a forget for each):
+        // drop them, deleting unlinked inodes that are not open, unless a detached mount
+        // still serves open files.
+        let ended = unmounted.is_ok() && !detached;
         // Run the final sync on a plain thread: `block_on` must not run inside a runtime.
-        let synced = std::thread::scope(|s| s.spawn(move || rt.block_on(fs.sync())).join());
+        let synced = std::thread::scope(|s| {
+            s.spawn(move || {
+                rt.block_on(async {
+                    if ended {
+                        fs.forget_all().await;
+                    }
+                    fs.sync().await
+                })
+            })
+            .join()
+        });
         if let Some(r) = self.own_rt.take() {
             if detached {
                 // The detached mount's open files still need the runtime: keep it for the

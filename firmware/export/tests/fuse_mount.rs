@@ -4,6 +4,7 @@
 use ingot_export::{MountHandle, MountOptions, mount};
 use ingot_fs::memstore::MemStore;
 use ingot_fs::{Fs, FsOptions};
+use ingot_pool::store::ObjectStore;
 use rustix::io::Errno;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -550,4 +551,73 @@ fn large_file_through_fuse_on_the_real_pool() {
     fs::rename(m.p("big"), m.p("renamed")).unwrap();
     assert_eq!(fs::metadata(m.p("renamed")).unwrap().len(), 20 << 20);
     drop(m);
+}
+
+/// `rename(tmp, name)` replaces `name` atomically: threads opening `name` while others keep
+/// replacing it must always find a file and read one whole version, as on ext4. Through FUSE
+/// the kernel resolves the path (a dentry, or a LOOKUP) and then sends OPEN for that inode:
+/// the fs must keep a replaced inode until the kernel forgets it, and a lookup must not fall
+/// between a rename's removal of the old inode and its entry for the new one. Afterwards, with
+/// the kernel's references given back, no replaced inode may be left behind.
+#[test]
+fn opens_race_renames_replacing_the_name() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut m = Mounted::new(MountOptions {
+        // Revalidate on every path walk: the most LOOKUPs racing the renames.
+        entry_ttl: std::time::Duration::ZERO,
+        ..MountOptions::default()
+    });
+    const LEN: usize = 8192;
+    let version = |w: u8, k: u32| {
+        let mut v = pattern(LEN, w);
+        v[..4].copy_from_slice(&k.to_le_bytes());
+        v
+    };
+    fs::write(m.p("x"), version(0, 0)).unwrap();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let writers: Vec<_> = (1..=2u8)
+            .map(|w| {
+                let m = &m;
+                s.spawn(move || {
+                    for k in 0..400u32 {
+                        let tmp = m.p(&format!("tmp{w}"));
+                        fs::write(&tmp, version(w, k)).unwrap();
+                        fs::rename(&tmp, m.p("x")).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (m, done) = (&m, &done);
+                s.spawn(move || {
+                    let mut n = 0u32;
+                    while !done.load(Ordering::Relaxed) {
+                        let mut f = File::open(m.p("x"))
+                            .unwrap_or_else(|e| panic!("open of x while it is replaced: {e}"));
+                        let mut got = Vec::new();
+                        f.read_to_end(&mut got).unwrap();
+                        assert_eq!(got.len(), LEN, "a partial version");
+                        let k = u32::from_le_bytes(got[..4].try_into().unwrap());
+                        let w = (0..=2u8)
+                            .find(|&w| got[4..] == pattern(LEN, w)[4..])
+                            .expect("a version nobody wrote");
+                        assert!(k < 400 && (w > 0 || k == 0));
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        let opens: u32 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+        assert!(opens > 50, "the readers barely ran ({opens} opens)");
+    });
+    m.unmount();
+    // Superblock, orphan list, root and x: every replaced version was deleted.
+    assert_eq!(m.store.stats().objects, 4, "replaced inodes left behind");
 }

@@ -1,5 +1,11 @@
 //! The in-memory inode cache: one [`Node`] per inode in use, holding its decoded attributes,
-//! its open count and its I/O lock.
+//! its open count, its kernel reference count and its I/O lock.
+//!
+//! A node stays cached while anyone holds it, while it is open, while it has unwritten
+//! timestamps, or while the kernel holds references to it (its lookup count, see
+//! [`crate::Fs::forget`]): those counts decide when an unlinked inode is deleted, so they must
+//! never be dropped with an idle node and come back as zero. The sweep drops other idle nodes,
+//! and the cached attributes (not the counts) of nodes kept only for their kernel references.
 //!
 //! Locking: `io` is an async RwLock held across store I/O for ordering on *that inode only*.
 //! Writes inside the current size take it shared (so many run at once); anything that changes
@@ -23,8 +29,18 @@ pub(crate) struct NodeState {
     pub dirty: bool,
     /// Open file handles.
     pub open: u32,
+    /// References the kernel holds (entries returned by lookup, create, readdirplus...), not
+    /// yet given back by `forget`.
+    pub lookups: u64,
     /// The object was deleted.
     pub gone: bool,
+}
+
+impl NodeState {
+    /// Whether an unlinked inode must be kept: a handle is open or the kernel references it.
+    pub fn in_use(&self) -> bool {
+        self.open > 0 || self.lookups > 0
+    }
 }
 
 /// One cached inode.
@@ -79,13 +95,21 @@ impl NodeCache {
             return n.clone();
         }
         if s.map.len() >= s.sweep_at {
-            // Drop idle nodes: nobody holds them, none open, nothing unwritten.
+            // Drop idle nodes: nobody holds them, none open, nothing unwritten, no kernel
+            // references. Of nodes kept only for kernel references, drop the attributes.
             s.map.retain(|_, n| {
                 if Arc::strong_count(n) > 1 {
                     return true;
                 }
-                let st = n.state.lock();
-                st.open > 0 || st.dirty
+                let mut st = n.state.lock();
+                if st.open > 0 || st.dirty {
+                    return true;
+                }
+                if st.lookups > 0 {
+                    st.inode = None;
+                    return true;
+                }
+                false
             });
             s.sweep_at = (s.map.len() * 2).max(self.per_shard_limit);
         }
@@ -98,9 +122,29 @@ impl NodeCache {
         n
     }
 
+    /// The node of `ino` if it is cached.
+    pub fn peek(&self, ino: u64) -> Option<Arc<Node>> {
+        self.shard(ino).lock().map.get(&ino).cloned()
+    }
+
     /// Forgets `ino` (after its object was deleted).
     pub fn remove(&self, ino: u64) {
         self.shard(ino).lock().map.remove(&ino);
+    }
+
+    /// Nodes the kernel holds references to.
+    pub fn referenced_nodes(&self) -> Vec<Arc<Node>> {
+        let mut out = Vec::new();
+        for s in &self.shards {
+            let s = s.lock();
+            out.extend(
+                s.map
+                    .values()
+                    .filter(|n| n.state.lock().lookups > 0)
+                    .cloned(),
+            );
+        }
+        out
     }
 
     /// Nodes with unwritten attribute changes.

@@ -496,8 +496,8 @@ impl Fs {
             .ok_or(FsError::BadHandle(fh))
     }
 
-    /// Closes a handle. The last close of an unlinked inode deletes it; unwritten timestamps
-    /// are written.
+    /// Closes a handle. The last close of an unlinked inode the kernel no longer references
+    /// deletes it; unwritten timestamps are written.
     pub async fn release(&self, fh: Fh) -> FsResult<()> {
         let h = self
             .handles
@@ -514,24 +514,14 @@ impl Fs {
             return Ok(());
         }
         let g = node.io.write().await;
-        let (open, nlink, dirty) = {
+        let (idle, dirty) = {
             let st = node.state.lock();
             if st.gone {
                 return Ok(());
             }
-            (st.open, st.inode.as_ref().map(|i| i.nlink), st.dirty)
+            (st.open == 0 && st.lookups == 0, st.dirty)
         };
-        if open == 0 && nlink == Some(0) {
-            if self.read_only {
-                return Ok(());
-            }
-            if let Err(e) = self.delete_unlinked(h.ino).await {
-                // The kernel ignores errors of release: never drop this one silently. The
-                // inode stays on the orphan list and its deletion is retried.
-                tracing::warn!(ino = h.ino, error = %e, "deleting an unlinked inode at last close failed; will retry");
-                self.reclaim.lock().insert(h.ino);
-                return Err(e);
-            }
+        if idle && self.delete_if_unlinked(&node).await? {
             tracing::debug!(ino = h.ino, "deleted unlinked inode at last close");
         } else if dirty {
             self.flush_dirty_locked(&node).await?;
@@ -539,6 +529,99 @@ impl Fs {
         drop(g);
         self.retry_reclaims().await;
         Ok(())
+    }
+
+    /// Counts one more kernel reference to `node` (caller holds a lock that keeps it from
+    /// being deleted: its own, or that of a directory naming it).
+    pub(crate) fn add_ref(node: &Node) {
+        node.state.lock().lookups += 1;
+    }
+
+    /// The attributes of `ino`, counted as one kernel reference as [`Fs::lookup`] does: for
+    /// the entries of a `readdirplus` reply. Give it back with [`Fs::forget`].
+    pub async fn lookup_inode(&self, ino: u64) -> FsResult<Inode> {
+        if ino == SUPERBLOCK_ID || ino == ORPHANS_ID || ino == 0 {
+            return Err(FsError::NotFound(format!("inode {ino}")));
+        }
+        let node = self.cache.get(ino);
+        let _g = node.io.read().await;
+        let i = self.load(&node).await?;
+        Self::add_ref(&node);
+        Ok(i)
+    }
+
+    /// Gives back `n` kernel references to `ino` (FUSE `forget`). An unlinked inode is deleted
+    /// once the kernel holds no reference and no handle is open: until then the kernel may
+    /// still open it or ask for its attributes (a path resolved before the unlink), as on a
+    /// local filesystem. Errors are logged and the deletion retried, as at last close.
+    pub async fn forget(&self, ino: u64, n: u64) {
+        let Some(node) = self.cache.peek(ino) else {
+            return; // deleted already, or never referenced
+        };
+        let idle = {
+            let mut st = node.state.lock();
+            st.lookups = st.lookups.saturating_sub(n);
+            st.lookups == 0 && st.open == 0 && !st.gone
+        };
+        if idle {
+            self.drop_if_unlinked(&node).await;
+        }
+    }
+
+    /// Gives back every kernel reference (the FUSE connection ended: unmount), deleting the
+    /// unlinked inodes that are not open.
+    pub async fn forget_all(&self) {
+        for node in self.cache.referenced_nodes() {
+            let idle = {
+                let mut st = node.state.lock();
+                st.lookups = 0;
+                st.open == 0 && !st.gone
+            };
+            if idle {
+                self.drop_if_unlinked(&node).await;
+            }
+        }
+    }
+
+    /// Deletes `node`'s inode if it is unlinked, not open and unreferenced; a failure is
+    /// logged and queued for a retry (the orphan record stays).
+    async fn drop_if_unlinked(&self, node: &Node) {
+        let _g = node.io.write().await;
+        {
+            let st = node.state.lock();
+            if st.gone || st.open > 0 || st.lookups > 0 {
+                return;
+            }
+        }
+        match self.delete_if_unlinked(node).await {
+            Ok(true) => tracing::debug!(ino = node.ino, "deleted unlinked inode at forget"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(ino = node.ino, error = %e, "deleting an unlinked inode at forget failed; will retry");
+            }
+        }
+    }
+
+    /// Deletes `node`'s inode if its link count is zero (caller holds its exclusive lock and
+    /// has checked it is neither open nor referenced). On failure the inode stays on the
+    /// orphan list and is queued for [`Fs::retry_reclaims`].
+    async fn delete_if_unlinked(&self, node: &Node) -> FsResult<bool> {
+        let i = match self.load(node).await {
+            Ok(i) => i,
+            Err(FsError::NotFound(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if i.nlink != 0 || self.read_only {
+            return Ok(false);
+        }
+        if let Err(e) = self.delete_unlinked(node.ino).await {
+            // The kernel ignores errors of release and forget: never drop this one silently.
+            // The inode stays on the orphan list and its deletion is retried.
+            tracing::warn!(ino = node.ino, error = %e, "deleting an unlinked inode failed; will retry");
+            self.reclaim.lock().insert(node.ino);
+            return Err(e);
+        }
+        Ok(true)
     }
 
     /// Deletes unlinked inode `ino` and its orphan record (caller holds its exclusive lock).
@@ -585,8 +668,11 @@ impl Fs {
     async fn reclaim_one(&self, ino: u64) -> FsResult<()> {
         let node = self.cache.get(ino);
         let _g = node.io.write().await;
-        if node.state.lock().open > 0 {
-            return Ok(()); // open again: its last close deletes it
+        {
+            let st = node.state.lock();
+            if st.open > 0 || st.lookups > 0 {
+                return Ok(()); // open or referenced: its last close or forget deletes it
+            }
         }
         match self.load(&node).await {
             Ok(i) if i.nlink == 0 => self.delete_unlinked(ino).await,

@@ -73,25 +73,44 @@ impl Fs {
         Ok(d)
     }
 
-    /// Looks `name` up in directory `parent`.
+    /// Looks `name` up in directory `parent`; the inode returned counts as one kernel
+    /// reference (give it back with [`Fs::forget`]).
+    ///
+    /// Atomic with respect to the namespace changes of `parent`: the directory's lock is held
+    /// (shared) from reading the entry to counting the reference, so a lookup racing a
+    /// `rename` that replaces `name` sees the old inode or the new one, never neither, and the
+    /// inode it returns cannot be deleted before the kernel forgets it.
     pub async fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<Inode> {
         if name.len() > crate::dirent::NAME_MAX {
             return Err(FsError::NameTooLong(name.len()));
         }
-        let p = self.dir_inode(parent).await?;
+        let pnode = self.cache.get(parent);
+        let _g = pnode.io.read().await;
+        let p = self.load(&pnode).await?;
+        if p.kind() != FileKind::Dir {
+            return Err(FsError::NotDir(parent));
+        }
         if name == b"." {
+            Self::add_ref(&pnode);
             return Ok(p);
         }
-        if name == b".." {
-            return self.inode(p.parent).await;
-        }
-        match self.entry(parent, name).await? {
-            Some((ino, _)) => self.inode(ino).await,
-            None => Err(FsError::NotFound(format!(
-                "{:?} in directory {parent}",
-                String::from_utf8_lossy(name)
-            ))),
-        }
+        let child = if name == b".." {
+            p.parent
+        } else {
+            match self.entry(parent, name).await? {
+                Some((ino, _)) => ino,
+                None => {
+                    return Err(FsError::NotFound(format!(
+                        "{:?} in directory {parent}",
+                        String::from_utf8_lossy(name)
+                    )));
+                }
+            }
+        };
+        let cnode = self.cache.get(child);
+        let i = self.load(&cnode).await?;
+        Self::add_ref(&cnode);
+        Ok(i)
     }
 
     /// Creates a new inode named `name` in `parent`; `data` is written to it (symlink target).
@@ -175,11 +194,13 @@ impl Fs {
         p.mtime = now;
         p.ctime = now;
         self.commit(ops, &[&child, &p], &[]).await?;
+        Self::add_ref(&self.cache.get(id));
         Ok(child)
     }
 
     /// Creates a file, device node, fifo or socket (`mknod`); `mode` includes the type bits
-    /// (none means a regular file) and is already masked by the umask.
+    /// (none means a regular file) and is already masked by the umask. Like every operation
+    /// that returns a new entry, the inode counts as one kernel reference ([`Fs::forget`]).
     pub async fn mknod(
         &self,
         ctx: Ctx,
@@ -213,8 +234,14 @@ impl Fs {
     ) -> FsResult<(Inode, Fh)> {
         let mode = libc::S_IFREG | (mode & 0o7777);
         let i = self.make_node(ctx, parent, name, mode, 0, None).await?;
-        let fh = self.open(ctx, i.ino, flags & !libc::O_TRUNC).await?;
-        Ok((i, fh))
+        match self.open(ctx, i.ino, flags & !libc::O_TRUNC).await {
+            Ok(fh) => Ok((i, fh)),
+            Err(e) => {
+                // The caller gets an error, not the entry: give its reference back.
+                self.forget(i.ino, 1).await;
+                Err(e)
+            }
+        }
     }
 
     /// Creates a directory.
@@ -268,6 +295,11 @@ impl Fs {
         if p.kind() != FileKind::Dir {
             return Err(FsError::NotDir(newparent));
         }
+        if p.nlink == 0 {
+            return Err(FsError::NotFound(format!(
+                "directory {newparent} was removed"
+            )));
+        }
         if i.kind() == FileKind::Dir {
             return Err(FsError::NotPermitted("hard link to a directory".into()));
         }
@@ -293,6 +325,7 @@ impl Fs {
             value: Bytes::from(encode_entry(ino, i.kind())),
         }];
         self.commit(ops, &[&i, &p], &[]).await?;
+        Self::add_ref(&nodes[0]);
         Ok(i)
     }
 
@@ -340,7 +373,7 @@ impl Fs {
             let mut p = self.load(&nodes[0]).await?;
             let mut c = self.load(&nodes[1]).await?;
             let now = Timestamp::now();
-            let mut ops = vec![Op::KvDelete {
+            let ops = vec![Op::KvDelete {
                 id: parent,
                 key: Bytes::from(entry_key(name)),
             }];
@@ -354,8 +387,8 @@ impl Fs {
                     return Err(FsError::NotEmpty(child));
                 }
                 p.nlink = p.nlink.saturating_sub(1);
-                ops.push(Op::Delete { id: child });
-                return self.commit(ops, &[&p], &[child]).await;
+                c.nlink = 1; // drop_link takes it to zero
+                return self.drop_link(ops, &nodes[1], &mut c, &[&p], now).await;
             }
             if c.kind() == FileKind::Dir {
                 return Err(FsError::IsDir(child));
@@ -365,7 +398,8 @@ impl Fs {
     }
 
     /// Commits `ops` with one link of `c` dropped: deletes it, or puts it on the orphan list
-    /// if it is still open. Caller holds the locks of `c` and `others`.
+    /// if it is still open or the kernel still references it (its last close or forget then
+    /// deletes it). Caller holds the locks of `c` and `others`.
     async fn drop_link(
         &self,
         mut ops: Vec<Op>,
@@ -381,8 +415,7 @@ impl Fs {
             upd.push(c);
             return self.commit(ops, &upd, &[]).await;
         }
-        let open = cnode.state.lock().open;
-        if open > 0 {
+        if cnode.state.lock().in_use() {
             ops.push(Op::KvPut {
                 id: ORPHANS_ID,
                 key: orphan_key(c.ino),
@@ -472,6 +505,11 @@ impl Fs {
                 let i = self.load(n).await?;
                 inodes.insert(n.ino, i);
             }
+            if inodes.get(&newparent).is_some_and(|p| p.nlink == 0) {
+                return Err(FsError::NotFound(format!(
+                    "directory {newparent} was removed"
+                )));
+            }
             let mut ops = Vec::new();
             let mut deleted = Vec::new();
             let okey = Bytes::from(entry_key(name));
@@ -559,33 +597,33 @@ impl Fs {
                 }
                 if let Some((d, dkind)) = dst {
                     if dkind == FileKind::Dir {
-                        ops.push(Op::Delete { id: d });
-                        deleted.push(d);
                         adjust(&mut inodes, newparent, |i| {
                             i.nlink = i.nlink.saturating_sub(1)
                         });
-                        inodes.remove(&d);
+                    }
+                    let dnode = self.cache.get(d);
+                    let in_use = dnode.state.lock().in_use();
+                    let mut victim = inodes
+                        .remove(&d)
+                        .ok_or_else(|| FsError::Io("victim inode vanished".into()))?;
+                    victim.nlink = if dkind == FileKind::Dir {
+                        0
                     } else {
-                        let dnode = self.cache.get(d);
-                        let open = dnode.state.lock().open;
-                        let mut victim = inodes
-                            .remove(&d)
-                            .ok_or_else(|| FsError::Io("victim inode vanished".into()))?;
-                        victim.nlink = victim.nlink.saturating_sub(1);
-                        victim.ctime = now;
-                        if victim.nlink > 0 {
-                            inodes.insert(d, victim);
-                        } else if open > 0 {
-                            ops.push(Op::KvPut {
-                                id: ORPHANS_ID,
-                                key: orphan_key(d),
-                                value: Bytes::new(),
-                            });
-                            inodes.insert(d, victim);
-                        } else {
-                            ops.push(Op::Delete { id: d });
-                            deleted.push(d);
-                        }
+                        victim.nlink.saturating_sub(1)
+                    };
+                    victim.ctime = now;
+                    if victim.nlink > 0 {
+                        inodes.insert(d, victim);
+                    } else if in_use {
+                        ops.push(Op::KvPut {
+                            id: ORPHANS_ID,
+                            key: orphan_key(d),
+                            value: Bytes::new(),
+                        });
+                        inodes.insert(d, victim);
+                    } else {
+                        ops.push(Op::Delete { id: d });
+                        deleted.push(d);
                     }
                 }
             }

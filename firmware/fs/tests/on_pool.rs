@@ -154,6 +154,9 @@ async fn unlink_on_a_full_pool_succeeds_and_the_space_comes_back() {
     fs.release(fh).await.ok();
     // The unlink (entry, object, the directory's attributes) proceeds on the full pool.
     fs.unlink(root, b"fill").await.unwrap();
+    // The kernel's reference (from the create) keeps it until forget, which deletes it.
+    assert!(pool.size(f.ino).await.is_ok());
+    fs.forget(f.ino, 1).await;
     assert!(matches!(
         pool.size(f.ino).await,
         Err(ingot_pool::store::StoreError::NotFound { .. })

@@ -91,6 +91,15 @@ async fn directories_nlink_rmdir() {
     fs.unlink(e.ino, b"f").await.unwrap();
     fs.rmdir(d.ino, b"e").await.unwrap();
     assert_eq!(fs.getattr(d.ino).await.unwrap().nlink, 2);
+    // Referenced by the kernel (from the mkdir): still there, empty, unlinked, and nothing
+    // can be made in it; the kernel's forget deletes it.
+    assert_eq!(fs.getattr(e.ino).await.unwrap().nlink, 0);
+    assert_eq!(fs.readdir(e.ino, 0, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        errno(fs.mknod(U, e.ino, b"g", 0o644, 0).await),
+        libc::ENOENT
+    );
+    fs.forget(e.ino, 1).await;
     assert_eq!(errno(fs.getattr(e.ino).await), libc::ENOENT);
     assert_eq!(errno(fs.rmdir(d.ino, b"e").await), libc::ENOENT);
     fs.rmdir(root, b"d").await.unwrap();
@@ -243,6 +252,11 @@ async fn hard_links_and_symlinks() {
     fs.unlink(root, b"f").await.unwrap();
     assert_eq!(fs.getattr(f.ino).await.unwrap().nlink, 1);
     fs.unlink(d.ino, b"g").await.unwrap();
+    // Three kernel references (mknod, link, lookup) keep it until they are all forgotten.
+    assert_eq!(fs.getattr(f.ino).await.unwrap().nlink, 0);
+    fs.forget(f.ino, 2).await;
+    assert_eq!(fs.getattr(f.ino).await.unwrap().nlink, 0);
+    fs.forget(f.ino, 1).await;
     assert_eq!(errno(fs.getattr(f.ino).await), libc::ENOENT);
 
     let s = fs.symlink(U, root, b"s", b"../target/path").await.unwrap();
@@ -269,6 +283,8 @@ async fn rename_cases() {
     fs.rename(a.ino, b"f", b.ino, b"g", 0).await.unwrap();
     assert_eq!(fs.lookup(b.ino, b"g").await.unwrap().ino, f.ino);
     assert_eq!(errno(fs.lookup(a.ino, b"f").await), libc::ENOENT);
+    assert_eq!(fs.getattr(g.ino).await.unwrap().nlink, 0);
+    fs.forget(g.ino, 1).await;
     assert_eq!(errno(fs.getattr(g.ino).await), libc::ENOENT);
     assert_eq!(
         errno(fs.rename(a.ino, b"f", b.ino, b"x", 0).await),
@@ -327,6 +343,12 @@ async fn rename_cases() {
     let x = fs.mkdir(U, root, b"x", 0o755).await.unwrap();
     fs.rename(root, b"e", root, b"x", 0).await.unwrap();
     assert_eq!(fs.lookup(root, b"x").await.unwrap().ino, e.ino);
+    assert_eq!(fs.getattr(x.ino).await.unwrap().nlink, 0);
+    assert_eq!(
+        errno(fs.rename(a.ino, b"h", x.ino, b"in_removed", 0).await),
+        libc::ENOENT
+    );
+    fs.forget(x.ino, 1).await;
     assert_eq!(errno(fs.getattr(x.ino).await), libc::ENOENT);
     assert_eq!(fs.getattr(root).await.unwrap().nlink, 4);
     // Same inode under both names: no-op.
@@ -359,6 +381,9 @@ async fn unlink_while_open_and_orphan_reclaim() {
         .await
         .unwrap();
     fs.release(fh).await.unwrap();
+    // Closed, but the kernel still references it (from the create): kept until forget.
+    assert!(store.exists(f.ino));
+    fs.forget(f.ino, 1).await;
     assert!(!store.exists(f.ino));
     assert_eq!(errno(fs.getattr(f.ino).await), libc::ENOENT);
 
@@ -846,6 +871,8 @@ async fn failed_delete_at_last_close_is_kept_and_retried() {
         .await
         .unwrap();
     fs.unlink(root, b"f").await.unwrap();
+    fs.forget(f.ino, 1).await; // the kernel's reference: the last close deletes it
+    assert!(store.exists(f.ino));
     // The store refuses the delete at the last close: the error is reported (and logged),
     // not lost, and the inode stays (on the orphan list) for a retry.
     store.set_read_only(true);
@@ -875,6 +902,7 @@ async fn failed_delete_at_last_close_is_retried_by_a_later_release() {
     let (f, fh) = fs.create(U, root, b"f", 0o644, libc::O_RDWR).await.unwrap();
     let (_g, gh) = fs.create(U, root, b"g", 0o644, libc::O_RDWR).await.unwrap();
     fs.unlink(root, b"f").await.unwrap();
+    fs.forget(f.ino, 1).await;
     store.set_read_only(true);
     assert!(fs.release(fh).await.is_err());
     assert!(store.exists(f.ino));
@@ -882,4 +910,48 @@ async fn failed_delete_at_last_close_is_retried_by_a_later_release() {
     fs.release(gh).await.unwrap();
     assert!(!store.exists(f.ino));
     assert_eq!(fs.pending_reclaims(), 0);
+}
+
+#[tokio::test]
+async fn failed_delete_at_forget_is_kept_and_retried() {
+    let (store, fs) = setup().await;
+    let root = fs.root();
+    let (f, fh) = fs.create(U, root, b"f", 0o644, libc::O_RDWR).await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(fs.lookup(root, b"f").await.unwrap().ino, f.ino);
+    fs.unlink(root, b"f").await.unwrap();
+    // Closed but referenced twice (create, lookup): only the last forget deletes it, and a
+    // refused delete stays pending (on the orphan list) for a retry.
+    fs.forget(f.ino, 1).await;
+    assert!(store.exists(f.ino));
+    store.set_read_only(true);
+    fs.forget(f.ino, 1).await;
+    assert!(store.exists(f.ino));
+    assert_eq!(fs.pending_reclaims(), 1);
+    store.set_read_only(false);
+    fs.sync().await.unwrap();
+    assert!(!store.exists(f.ino));
+    assert_eq!(fs.pending_reclaims(), 0);
+}
+
+#[tokio::test]
+async fn forget_all_deletes_unlinked_inodes_not_open() {
+    let (store, fs) = setup().await;
+    let root = fs.root();
+    let (f, fh) = fs.create(U, root, b"f", 0o644, libc::O_RDWR).await.unwrap();
+    let g = fs.mknod(U, root, b"g", 0o644, 0).await.unwrap();
+    let k = fs.mknod(U, root, b"k", 0o644, 0).await.unwrap();
+    fs.unlink(root, b"f").await.unwrap();
+    fs.unlink(root, b"g").await.unwrap();
+    assert!(store.exists(f.ino) && store.exists(g.ino));
+    // The connection ends: references go; the open one stays until its last close.
+    fs.forget_all().await;
+    assert!(!store.exists(g.ino));
+    assert!(store.exists(f.ino));
+    assert!(
+        store.exists(k.ino),
+        "a linked inode is never deleted by forget"
+    );
+    fs.release(fh).await.unwrap();
+    assert!(!store.exists(f.ino));
 }
