@@ -4,39 +4,94 @@
 //! Locking an encrypted pool exports it and imports it again without its key (read-only;
 //! keyless verification still works); unlocking does the reverse. The export must be
 //! unmounted to lock, as a mounted file system needs the key.
+//!
+//! Simulated drives take fault drills (`/api/v1/sim/...`): pulled, reinserted (the NVMe
+//! driver is brought up again on the same simulated controller and the namespace handed
+//! back to the pool), failing or delaying commands, corrupted sectors; and blank ones are
+//! hot-added as replacement targets. A monitor task turns pool and device state changes
+//! into events.
 
+use crate::config::DriveSpec;
+use crate::drives::OpenDrive;
 use crate::events::{EventLog, now_ms};
 use crate::metered::{MeteredDevice, add_counters};
 use async_trait::async_trait;
 use ingot_console::appliance::{
-    Device, DeviceIo, DeviceState, EncryptionStatus, ErrorCounters, Event, EventData, EventPage,
-    EventQuery, ExportState, ExportStatus, IoCounters, IoStats, Job, PoolMember, PoolState,
-    PoolStatus, ReplaceRequest, ScrubSchedule, Settings, Severity, Smart, SystemInfo,
+    DamagedBlock, Device, DeviceIo, DeviceState, EncryptionStatus, ErrorCounters, Event, EventData,
+    EventPage, EventQuery, ExportState, ExportStatus, IoCounters, IoStats, Job, PoolMember,
+    PoolState, PoolStatus, ReplaceRequest, ScrubSchedule, Settings, Severity, SimAddRequest,
+    SimDrive, SimFault, SimFaultCounters, Smart, SystemInfo,
 };
 use ingot_console::appliance::{JobKind, JobState};
 use ingot_console::{Appliance, ApplianceError, ApplianceResult};
 use ingot_export::{MountHandle, MountOptions};
 use ingot_fs::{Fs, FsOptions};
 use ingot_hal::blockdev::BlockDevice;
-use ingot_hal::nvme::driver::Controller;
+use ingot_hal::nvme::driver::{Controller, DriverConfig};
+use ingot_hal::sim::{CommandMatch, FaultCount, SimController};
 use ingot_pool::engine::scrub::{ScrubHandle, ScrubOptions, ScrubProgress, ScrubState};
 use ingot_pool::engine::{DeviceState as PoolDeviceState, PoolError};
 use ingot_pool::store::ObjectStore;
 use ingot_pool::{ImportOptions, Pool};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, broadcast};
 
 /// One drive of the appliance.
 #[derive(Debug)]
 pub struct Drive {
-    /// Console id: `nvme0`, `nvme1`, ... in config order.
+    /// Console id: `nvme0`, `nvme1`, ... in config order, then in the order added.
     pub id: String,
-    /// The NVMe controller (None for file drives).
-    pub controller: Option<Controller>,
+    /// Where it comes from.
+    pub spec: DriveSpec,
+    /// The simulated controller of a `sim` drive.
+    sim: Option<Arc<SimController>>,
+    /// Pulled by a fault drill and not yet reinserted.
+    pulled: AtomicBool,
+    /// The driver and device, replaced when a pulled drive is reinserted.
+    io: parking_lot::Mutex<DriveIo>,
+}
+
+#[derive(Debug, Clone)]
+struct DriveIo {
+    controller: Option<Controller>,
+    device: Arc<MeteredDevice>,
+}
+
+impl Drive {
+    /// A drive of the appliance over an open drive.
+    pub fn new(id: String, spec: DriveSpec, open: &OpenDrive) -> Drive {
+        Drive {
+            id,
+            spec,
+            sim: open.sim.clone(),
+            pulled: AtomicBool::new(false),
+            io: parking_lot::Mutex::new(DriveIo {
+                controller: open.controller.clone(),
+                device: Arc::new(MeteredDevice::new(open.device.clone())),
+            }),
+        }
+    }
+
     /// The counted device the pool uses.
-    pub device: Arc<MeteredDevice>,
+    pub fn device(&self) -> Arc<MeteredDevice> {
+        self.io.lock().device.clone()
+    }
+
+    /// The NVMe controller (None for file drives).
+    pub fn controller(&self) -> Option<Controller> {
+        self.io.lock().controller.clone()
+    }
+
+    fn location(&self) -> String {
+        self.device().identity().location
+    }
+
+    fn sim_name(&self) -> Option<String> {
+        self.sim.as_ref().map(|s| s.config().name.clone())
+    }
 }
 
 /// The pool and export, which lock/unlock and mount/unmount replace.
@@ -99,11 +154,24 @@ fn is_active(p: &ScrubProgress) -> bool {
     )
 }
 
+/// Where the appliance keeps what it adds at run time.
+#[derive(Debug, Clone, Default)]
+pub struct Paths {
+    /// The config file to record hot-added drives in (None: not recorded).
+    pub config: Option<PathBuf>,
+    /// Where `ingot sim add` creates simulated drives.
+    pub sim_dir: PathBuf,
+}
+
 /// A running appliance.
 #[derive(Debug)]
 pub struct Live {
     started: Instant,
-    drives: Vec<Drive>,
+    drives: parking_lot::RwLock<Vec<Arc<Drive>>>,
+    paths: Paths,
+    /// Serialises fault drills and hot-adds.
+    drills: Mutex<()>,
+    closing: AtomicBool,
     serving: Mutex<Serving>,
     mountpoint: PathBuf,
     mount_opts: MountOptions,
@@ -134,6 +202,18 @@ fn member_state(s: PoolDeviceState) -> DeviceState {
     }
 }
 
+/// The console's view of the pool's damaged-block list.
+fn damaged_view(st: &ingot_pool::PoolStatus) -> Vec<DamagedBlock> {
+    st.damaged
+        .iter()
+        .map(|d| DamagedBlock {
+            object: d.object,
+            offset: d.offset,
+            addr: d.addr,
+        })
+        .collect()
+}
+
 impl Live {
     /// An appliance serving `pool` (and `mount`, if mounted) over `drives`.
     pub fn new(
@@ -143,10 +223,14 @@ impl Live {
         mountpoint: PathBuf,
         mount_opts: MountOptions,
         txg_interval_ms: u64,
+        paths: Paths,
     ) -> Live {
         Live {
             started: Instant::now(),
-            drives,
+            drives: parking_lot::RwLock::new(drives.into_iter().map(Arc::new).collect()),
+            paths,
+            drills: Mutex::new(()),
+            closing: AtomicBool::new(false),
             serving: Mutex::new(Serving {
                 pool: Some(pool),
                 mount,
@@ -195,16 +279,57 @@ impl Live {
             .ok_or_else(|| ApplianceError::conflict("the pool is being re-imported; try again"))
     }
 
-    /// The console id of the drive at `location` (a pool member's identity).
-    fn drive_id(&self, location: &str) -> Option<String> {
+    /// The drives, in id order.
+    pub fn drives(&self) -> Vec<Arc<Drive>> {
+        self.drives.read().clone()
+    }
+
+    /// The drive at `location` (a pool member's identity).
+    fn drive_at(&self, location: &str) -> Option<Arc<Drive>> {
         self.drives
+            .read()
             .iter()
-            .find(|d| d.device.identity().location == location)
-            .map(|d| d.id.clone())
+            .find(|d| d.location() == location)
+            .cloned()
+    }
+
+    /// A drive by console id, simulated drive name or location.
+    fn find_drive(&self, name: &str) -> ApplianceResult<Arc<Drive>> {
+        self.drives
+            .read()
+            .iter()
+            .find(|d| d.id == name || d.sim_name().as_deref() == Some(name) || d.location() == name)
+            .cloned()
+            .ok_or_else(|| ApplianceError::not_found(format!("no device {name:?}")))
+    }
+
+    /// The devices of the pool's present members (what an import needs).
+    fn member_devices(&self, st: &ingot_pool::PoolStatus) -> Vec<Arc<dyn BlockDevice>> {
+        st.devices
+            .iter()
+            .filter_map(|m| m.identity.as_ref())
+            .filter_map(|i| self.drive_at(&i.location))
+            .map(|d| d.device() as Arc<dyn BlockDevice>)
+            .collect()
+    }
+
+    /// Shut every drive's NVMe controller down (after [`Live::shutdown`]).
+    pub async fn close_drives(&self) {
+        for d in self.drives() {
+            let Some(c) = d.controller() else { continue };
+            // A lost (pulled) controller cannot be shut down; one shut down already is done.
+            if c.lost_reason().is_some() {
+                continue;
+            }
+            if let Err(e) = c.shutdown().await {
+                tracing::warn!(device = %d.id, error = %e, "drive shutdown failed");
+            }
+        }
     }
 
     /// Unmount and export everything (shutdown). Returns what happened, for the log.
     pub async fn shutdown(&self) -> Result<(), String> {
+        self.closing.store(true, Ordering::Release);
         self.cancel_jobs();
         let mut s = self.serving.lock().await;
         if let Some(m) = s.mount.take() {
@@ -246,12 +371,8 @@ impl Live {
                 ));
             }
         };
+        let devs = self.member_devices(&pool.status());
         pool.export().await.map_err(pool_err)?;
-        let devs: Vec<Arc<dyn BlockDevice>> = self
-            .drives
-            .iter()
-            .map(|d| d.device.clone() as Arc<dyn BlockDevice>)
-            .collect();
         let read_only = passphrase.is_none();
         let opts = ImportOptions {
             passphrase: passphrase.clone(),
@@ -279,6 +400,336 @@ impl Live {
                 Err(pool_err(e))
             }
         }
+    }
+
+    /// The console's view of the pool: member states from the pool, overridden to REMOVED
+    /// where the drive's NVMe controller is gone (the pool may not have tried it yet).
+    fn pool_view(&self, st: &ingot_pool::PoolStatus) -> PoolStatus {
+        let members: Vec<PoolMember> = st
+            .devices
+            .iter()
+            .map(|m| {
+                let drive = m.identity.as_ref().and_then(|i| self.drive_at(&i.location));
+                let lost = drive
+                    .as_ref()
+                    .and_then(|d| d.controller())
+                    .and_then(|c| c.lost_reason());
+                let mut state = member_state(m.state);
+                let mut fault_reason = None;
+                if let Some(why) = lost
+                    && matches!(state, DeviceState::Online | DeviceState::Degraded)
+                {
+                    state = DeviceState::Removed;
+                    fault_reason = Some(why);
+                }
+                PoolMember {
+                    slot: m.index,
+                    device: drive
+                        .map(|d| d.id.clone())
+                        .unwrap_or_else(|| format!("missing ({})", m.guid)),
+                    state,
+                    errors: ErrorCounters {
+                        read: m.errors.read,
+                        write: m.errors.write,
+                        checksum: m.errors.checksum,
+                    },
+                    fault_reason,
+                }
+            })
+            .collect();
+        let state = if st.suspended.is_some() {
+            PoolState::Faulted
+        } else if members.iter().any(|m| m.state != DeviceState::Online) {
+            PoolState::Degraded
+        } else {
+            PoolState::Online
+        };
+        PoolStatus {
+            name: st.name.clone(),
+            layout: st.layout.name().into(),
+            state,
+            capacity_bytes: st.capacity_bytes,
+            used_bytes: st.used_bytes,
+            compression_ratio: st.compression_ratio,
+            txg: st.txg,
+            encrypted: st.encrypted,
+            locked: st.locked,
+            members,
+            spares: Vec::new(),
+            read_only: st.read_only,
+            suspended: st.suspended.clone(),
+            checksum_errors: st.checksum_errors,
+            damaged: damaged_view(st),
+        }
+    }
+
+    /// Watch the pool: turn member and pool state changes into events. Ends at shutdown.
+    pub fn start_monitor(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut last: Option<PoolStatus> = None;
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                let Some(live) = weak.upgrade() else { break };
+                if live.closing.load(Ordering::Acquire) {
+                    break;
+                }
+                let Ok(view) = live.pool().await else {
+                    continue;
+                };
+                if let Some(prev) = &last {
+                    live.state_events(prev, &view);
+                }
+                last = Some(view);
+            }
+        });
+    }
+
+    /// Events for what changed between two views of the pool.
+    fn state_events(&self, prev: &PoolStatus, now: &PoolStatus) {
+        for m in &now.members {
+            let Some(p) = prev.members.iter().find(|p| p.slot == m.slot) else {
+                continue;
+            };
+            if p.device != m.device {
+                self.events.emit(
+                    Severity::Info,
+                    format!(
+                        "slot {} of pool {}: {} replaced by {}",
+                        m.slot, now.name, p.device, m.device
+                    ),
+                    EventData::StateChange {
+                        subject: "device".into(),
+                        device: Some(m.device.clone()),
+                        state: m.state.as_str().into(),
+                    },
+                );
+            } else if p.state != m.state {
+                let sev = match m.state {
+                    DeviceState::Faulted | DeviceState::Removed => Severity::Critical,
+                    DeviceState::Degraded | DeviceState::Resilvering => Severity::Warning,
+                    DeviceState::Online => Severity::Info,
+                };
+                let why = m
+                    .fault_reason
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(": {r}"));
+                self.events.emit(
+                    sev,
+                    format!("{} is {}{why}", m.device, m.state.as_str()),
+                    EventData::StateChange {
+                        subject: "device".into(),
+                        device: Some(m.device.clone()),
+                        state: m.state.as_str().into(),
+                    },
+                );
+            }
+        }
+        if prev.state != now.state {
+            let (sev, what) = match now.state {
+                PoolState::Online => (Severity::Info, "all devices online".to_string()),
+                PoolState::Degraded => (
+                    Severity::Critical,
+                    "redundancy is reduced: replace or reinsert the device".to_string(),
+                ),
+                PoolState::Faulted => (
+                    Severity::Critical,
+                    now.suspended
+                        .clone()
+                        .unwrap_or_else(|| "I/O suspended".into()),
+                ),
+            };
+            self.events.emit(
+                sev,
+                format!("pool {} is {}: {what}", now.name, now.state.as_str()),
+                EventData::StateChange {
+                    subject: "pool".into(),
+                    device: None,
+                    state: now.state.as_str().into(),
+                },
+            );
+        }
+    }
+
+    /// The simulated drive `name` (device id or drive name).
+    fn sim_drive(&self, name: &str) -> ApplianceResult<(Arc<Drive>, Arc<SimController>)> {
+        if self.drives.read().iter().all(|d| d.sim.is_none()) {
+            return Err(ApplianceError::not_found(
+                ingot_console::appliance::NO_SIM_DRIVES,
+            ));
+        }
+        let d = self.find_drive(name)?;
+        let sim = d
+            .sim
+            .clone()
+            .ok_or_else(|| ApplianceError::invalid(format!("{} is not a simulated drive", d.id)))?;
+        Ok((d, sim))
+    }
+
+    async fn sim_view(&self, d: &Drive, sim: &SimController) -> ApplianceResult<SimDrive> {
+        let st = self.pool_handle().await?.status();
+        let loc = d.location();
+        let c = sim.faults().counters();
+        Ok(SimDrive {
+            id: d.id.clone(),
+            name: sim.config().name.clone(),
+            path: match &d.spec {
+                DriveSpec::Sim { path } => path.display().to_string(),
+                _ => String::new(),
+            },
+            size_bytes: sim.config().size_bytes,
+            removed: d.pulled.load(Ordering::Acquire),
+            in_pool: st
+                .devices
+                .iter()
+                .any(|m| m.identity.as_ref().is_some_and(|i| i.location == loc)),
+            faults: SimFaultCounters {
+                status_injected: c.status_injected,
+                delayed: c.delayed,
+                removals: c.removals,
+                corrupted_sectors: c.corrupted_sectors,
+            },
+        })
+    }
+
+    /// Pull a simulated drive: a surprise removal announced the way VFIO announces a
+    /// hot-unplug, so the driver fails everything in flight at once.
+    fn pull(&self, d: &Drive, sim: &SimController) -> ApplianceResult<()> {
+        if d.pulled.swap(true, Ordering::AcqRel) {
+            return Err(ApplianceError::conflict(format!(
+                "{} is already pulled",
+                d.id
+            )));
+        }
+        sim.faults().surprise_removal(true);
+        self.events.emit(
+            Severity::Warning,
+            format!("fault drill: {} pulled (surprise removal)", d.id),
+            EventData::Alert {
+                device: Some(d.id.clone()),
+            },
+        );
+        Ok(())
+    }
+
+    /// Put a pulled drive back: bring the NVMe driver up again on the same simulated
+    /// controller and give the pool the namespace back.
+    async fn reinsert(&self, d: &Drive, sim: &Arc<SimController>) -> ApplianceResult<()> {
+        if !d.pulled.load(Ordering::Acquire) {
+            return Err(ApplianceError::conflict(format!(
+                "{} is not pulled (reinsert follows remove)",
+                d.id
+            )));
+        }
+        // The old driver instance must have let go of the controller first; the removal
+        // notice makes that immediate, the bound only guards a hang.
+        if let Some(old) = d.controller() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while old.lost_reason().is_none() {
+                if Instant::now() > deadline {
+                    return Err(ApplianceError::internal(format!(
+                        "{}: the driver did not notice the removal within 10 s",
+                        d.id
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        sim.faults().clear();
+        let backing: Arc<dyn ingot_hal::backing::DeviceBacking> = sim.clone();
+        let controller = Controller::init(backing, DriverConfig::default())
+            .await
+            .map_err(|e| internal(format!("{}: controller bring-up failed: {e}", d.id)))?;
+        let ns = controller
+            .namespace(1)
+            .map_err(|e| internal(format!("{}: {e}", d.id)))?;
+        let counters = d.device().counters();
+        let device = Arc::new(MeteredDevice::continuing(Arc::new(ns), counters));
+        *d.io.lock() = DriveIo {
+            controller: Some(controller),
+            device: device.clone(),
+        };
+        d.pulled.store(false, Ordering::Release);
+        self.events.emit(
+            Severity::Info,
+            format!("fault drill: {} reinserted", d.id),
+            EventData::Alert {
+                device: Some(d.id.clone()),
+            },
+        );
+        self.reattach(d, device).await
+    }
+
+    /// Hand a reinserted drive's device back to the pool (it resilvers what it missed).
+    async fn reattach(&self, d: &Drive, device: Arc<MeteredDevice>) -> ApplianceResult<()> {
+        let _ = (d, device);
+        Ok(())
+    }
+
+    /// Create a blank simulated drive in the sim directory and open it.
+    async fn add_sim_drive(&self, req: &SimAddRequest) -> ApplianceResult<Arc<Drive>> {
+        let size = match req.size_bytes {
+            Some(s) => s,
+            None => self
+                .drives
+                .read()
+                .iter()
+                .find_map(|d| d.sim.as_ref().map(|s| s.config().size_bytes))
+                .ok_or_else(|| {
+                    ApplianceError::not_found(ingot_console::appliance::NO_SIM_DRIVES)
+                })?,
+        };
+        if self.drives.read().iter().all(|d| d.sim.is_none()) {
+            return Err(ApplianceError::not_found(
+                ingot_console::appliance::NO_SIM_DRIVES,
+            ));
+        }
+        let dir = &self.paths.sim_dir;
+        let n = (0..10_000u32)
+            .find(|n| {
+                let (img, json) = ingot_hal::sim::SimDrive::paths(&dir.join(format!("sim{n}")));
+                !img.exists() && !json.exists()
+            })
+            .ok_or_else(|| ApplianceError::conflict("no free simulated drive name"))?;
+        let serial = format!("SIM{:08X}{n:03}", now_ms() / 1000 % 0xffff_ffff);
+        let made =
+            ingot_hal::sim::SimDrive::create(&dir.join(format!("sim{n}")), size, 4096, &serial)
+                .map_err(|e| ApplianceError::invalid(e.to_string()))?;
+        let spec = DriveSpec::Sim {
+            path: made.data_path.clone(),
+        };
+        let open = crate::drives::open(&spec).await.map_err(internal)?;
+        let drive = {
+            let mut drives = self.drives.write();
+            let d = Arc::new(Drive::new(
+                format!("nvme{}", drives.len()),
+                spec.clone(),
+                &open,
+            ));
+            drives.push(d.clone());
+            d
+        };
+        if let Some(cfg) = &self.paths.config
+            && let Err(e) = crate::config::append_drive(cfg, &spec)
+        {
+            tracing::warn!(error = %e, "the new drive is not recorded in the config");
+        }
+        self.events.emit(
+            Severity::Info,
+            format!(
+                "{} added: simulated drive {} of {} bytes (not in the pool)",
+                drive.id,
+                made.name(),
+                size
+            ),
+            EventData::StateChange {
+                subject: "device".into(),
+                device: Some(drive.id.clone()),
+                state: "added".into(),
+            },
+        );
+        Ok(drive)
     }
 
     fn export_status(&self, s: &Serving) -> ExportStatus {
@@ -325,18 +776,23 @@ impl Appliance for Live {
     }
 
     async fn devices(&self) -> ApplianceResult<Vec<Device>> {
+        let view = self.pool().await?;
         let status = self.pool_handle().await?.status();
-        let mut out = Vec::with_capacity(self.drives.len());
-        for d in &self.drives {
-            let ident = d.device.identity();
-            let geom = d.device.geometry();
-            let member = status.devices.iter().find(|m| {
+        let drives = self.drives();
+        let mut out = Vec::with_capacity(drives.len());
+        for d in &drives {
+            let dev = d.device();
+            let ident = dev.identity();
+            let geom = dev.geometry();
+            let member = status.devices.iter().position(|m| {
                 m.identity
                     .as_ref()
                     .is_some_and(|i| i.location == ident.location)
             });
-            let smart = match &d.controller {
-                Some(c) => c.smart_log().await.ok().map(|s| Smart {
+            let controller = d.controller();
+            let lost = controller.as_ref().and_then(Controller::lost_reason);
+            let smart = match &controller {
+                Some(c) if lost.is_none() => c.smart_log().await.ok().map(|s| Smart {
                     temperature_celsius: i32::from(s.temperature_kelvin) - 273,
                     percentage_used: s.percentage_used,
                     media_errors: u64::try_from(s.media_errors).unwrap_or(u64::MAX),
@@ -344,9 +800,14 @@ impl Appliance for Live {
                     data_written_bytes: s.data_written_bytes(),
                     power_on_hours: u64::try_from(s.power_on_hours).unwrap_or(u64::MAX),
                 }),
-                None => None,
+                _ => None,
             };
-            let lost = d.controller.as_ref().and_then(Controller::lost_reason);
+            let slot = member.and_then(|i| view.members.get(i));
+            let (state, errors, fault_reason) = match slot {
+                Some(m) => (m.state, m.errors, m.fault_reason.clone()),
+                None if lost.is_some() => (DeviceState::Removed, ErrorCounters::default(), lost),
+                None => (DeviceState::Online, ErrorCounters::default(), None),
+            };
             out.push(Device {
                 id: d.id.clone(),
                 location: ident.location.clone(),
@@ -355,18 +816,11 @@ impl Appliance for Live {
                 firmware: ident.firmware,
                 capacity_bytes: geom.capacity(),
                 lba_size: geom.block_size,
-                state: if lost.is_some() {
-                    DeviceState::Removed
-                } else {
-                    member.map_or(DeviceState::Online, |m| member_state(m.state))
-                },
+                state,
                 in_pool: member.is_some(),
                 smart,
-                errors: member.map_or(ErrorCounters::default(), |m| ErrorCounters {
-                    read: m.errors.read,
-                    write: m.errors.write,
-                    checksum: m.errors.checksum,
-                }),
+                errors,
+                fault_reason,
             });
         }
         Ok(out)
@@ -382,38 +836,7 @@ impl Appliance for Live {
 
     async fn pool(&self) -> ApplianceResult<PoolStatus> {
         let st = self.pool_handle().await?.status();
-        let members: Vec<PoolMember> = st
-            .devices
-            .iter()
-            .map(|m| PoolMember {
-                slot: m.index,
-                device: m
-                    .identity
-                    .as_ref()
-                    .and_then(|i| self.drive_id(&i.location))
-                    .unwrap_or_else(|| format!("missing ({})", m.guid)),
-                state: member_state(m.state),
-            })
-            .collect();
-        let state = if st.suspended.is_some() {
-            PoolState::Faulted
-        } else if members.iter().any(|m| m.state != DeviceState::Online) {
-            PoolState::Degraded
-        } else {
-            PoolState::Online
-        };
-        Ok(PoolStatus {
-            name: st.name,
-            layout: st.layout.name().into(),
-            state,
-            capacity_bytes: st.capacity_bytes,
-            used_bytes: st.used_bytes,
-            compression_ratio: st.compression_ratio,
-            txg: st.txg,
-            encrypted: st.encrypted,
-            locked: st.locked,
-            members,
-        })
+        Ok(self.pool_view(&st))
     }
 
     async fn jobs(&self) -> ApplianceResult<Vec<Job>> {
@@ -673,9 +1096,10 @@ impl Appliance for Live {
 
     async fn stats(&self) -> ApplianceResult<IoStats> {
         let mut pool = IoCounters::default();
-        let mut devices = Vec::with_capacity(self.drives.len());
-        for d in &self.drives {
-            let c = d.device.counters();
+        let drives = self.drives();
+        let mut devices = Vec::with_capacity(drives.len());
+        for d in &drives {
+            let c = d.device().counters();
             add_counters(&mut pool, &c);
             devices.push(DeviceIo {
                 device: d.id.clone(),
@@ -695,5 +1119,80 @@ impl Appliance for Live {
 
     async fn events(&self, query: EventQuery) -> ApplianceResult<EventPage> {
         self.events.page(&query)
+    }
+
+    async fn clear_errors(&self) -> ApplianceResult<PoolStatus> {
+        let pool = self.pool_handle().await?;
+        pool.clear_errors();
+        self.state_event(
+            "pool",
+            None,
+            "errors_cleared",
+            "pool error counters cleared".into(),
+        );
+        Ok(self.pool_view(&pool.status()))
+    }
+
+    async fn sim_drives(&self) -> ApplianceResult<Vec<SimDrive>> {
+        let drives = self.drives();
+        if drives.iter().all(|d| d.sim.is_none()) {
+            return Err(ApplianceError::not_found(
+                ingot_console::appliance::NO_SIM_DRIVES,
+            ));
+        }
+        let mut out = Vec::new();
+        for d in &drives {
+            if let Some(sim) = &d.sim {
+                out.push(self.sim_view(d, sim).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn sim_fault(&self, id: &str, fault: SimFault) -> ApplianceResult<SimDrive> {
+        let _drill = self.drills.lock().await;
+        let (d, sim) = self.sim_drive(id)?;
+        let count = |c: Option<u32>| c.map_or(FaultCount::Always, FaultCount::Times);
+        let pulled = d.pulled.load(Ordering::Acquire);
+        match fault {
+            SimFault::Remove => self.pull(&d, &sim)?,
+            SimFault::Reinsert => self.reinsert(&d, &sim).await?,
+            SimFault::Clear if pulled => {
+                return Err(ApplianceError::conflict(format!(
+                    "{} is pulled: reinsert it",
+                    d.id
+                )));
+            }
+            SimFault::Clear => sim.faults().clear(),
+            SimFault::Fail { sct, sc, count: c } => {
+                sim.faults()
+                    .error_status(CommandMatch::any_io(), sct, sc, count(c));
+            }
+            SimFault::Delay { ms, count: c } => {
+                sim.faults()
+                    .delay(CommandMatch::any_io(), Duration::from_millis(ms), count(c));
+            }
+            SimFault::Corrupt { lba, blocks } => {
+                sim.faults()
+                    .corrupt_lbas(lba, blocks)
+                    .map_err(|e| ApplianceError::invalid(e.to_string()))?;
+            }
+        }
+        if !matches!(fault, SimFault::Remove | SimFault::Reinsert) {
+            self.events.emit(
+                Severity::Warning,
+                format!("fault drill on {}: {fault:?}", d.id),
+                EventData::Alert {
+                    device: Some(d.id.clone()),
+                },
+            );
+        }
+        self.sim_view(&d, &sim).await
+    }
+
+    async fn sim_add(&self, req: SimAddRequest) -> ApplianceResult<Device> {
+        let _drill = self.drills.lock().await;
+        let d = self.add_sim_drive(&req).await?;
+        self.device(&d.id).await
     }
 }

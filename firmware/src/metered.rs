@@ -30,6 +30,15 @@ impl MeteredDevice {
         }
     }
 
+    /// Count the I/O of `inner`, continuing from `counters` (a re-inserted drive keeps
+    /// its cumulative counts).
+    pub fn continuing(inner: Arc<dyn BlockDevice>, counters: IoCounters) -> Self {
+        MeteredDevice {
+            inner,
+            counters: Mutex::new(counters),
+        }
+    }
+
     /// The counters so far (cumulative).
     pub fn counters(&self) -> IoCounters {
         self.counters.lock().clone()
