@@ -161,6 +161,26 @@ pub struct Paths {
     pub config: Option<PathBuf>,
     /// Where `ingot sim add` creates simulated drives.
     pub sim_dir: PathBuf,
+    /// Where the automatic scrub schedule is kept.
+    pub schedule_file: Option<PathBuf>,
+}
+
+/// The scrub schedule saved in `file` (Off if none or unreadable).
+pub fn load_schedule(file: &std::path::Path) -> ScrubSchedule {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(ScrubSchedule::Off)
+}
+
+fn schedule_period(s: ScrubSchedule) -> Option<Duration> {
+    const DAY: u64 = 24 * 3600;
+    match s {
+        ScrubSchedule::Off => None,
+        ScrubSchedule::Daily => Some(Duration::from_secs(DAY)),
+        ScrubSchedule::Weekly => Some(Duration::from_secs(7 * DAY)),
+        ScrubSchedule::Monthly => Some(Duration::from_secs(30 * DAY)),
+    }
 }
 
 /// A running appliance.
@@ -177,6 +197,8 @@ pub struct Live {
     mount_opts: MountOptions,
     settings: parking_lot::Mutex<Settings>,
     jobs: parking_lot::Mutex<Vec<ScrubJob>>,
+    /// Bytes per second scrubs may read (None: the pool's default throttle).
+    scrub_rate_limit: parking_lot::Mutex<Option<u64>>,
     next_job: std::sync::atomic::AtomicU64,
     /// The event log (the binary emits start-up and shutdown events too).
     pub events: EventLog,
@@ -225,6 +247,10 @@ impl Live {
         txg_interval_ms: u64,
         paths: Paths,
     ) -> Live {
+        let schedule = paths
+            .schedule_file
+            .as_deref()
+            .map_or(ScrubSchedule::Off, load_schedule);
         Live {
             started: Instant::now(),
             drives: parking_lot::RwLock::new(drives.into_iter().map(Arc::new).collect()),
@@ -240,9 +266,10 @@ impl Live {
             settings: parking_lot::Mutex::new(Settings {
                 compression_level: 1,
                 txg_interval_ms,
-                scrub_schedule: ScrubSchedule::Off,
+                scrub_schedule: schedule,
             }),
             jobs: parking_lot::Mutex::new(Vec::new()),
+            scrub_rate_limit: parking_lot::Mutex::new(None),
             next_job: std::sync::atomic::AtomicU64::new(1),
             events: EventLog::default(),
         }
@@ -277,6 +304,11 @@ impl Live {
             .pool
             .clone()
             .ok_or_else(|| ApplianceError::conflict("the pool is being re-imported; try again"))
+    }
+
+    /// Cap the I/O of the scrubs this appliance starts.
+    pub fn set_scrub_rate_limit(&self, bytes_per_sec: Option<u64>) {
+        *self.scrub_rate_limit.lock() = bytes_per_sec;
     }
 
     /// The drives, in id order.
@@ -481,9 +513,37 @@ impl Live {
                 if let Some(prev) = &last {
                     live.state_events(prev, &view);
                 }
+                live.scheduled_scrub(&view).await;
                 last = Some(view);
             }
         });
+    }
+
+    /// Start the scheduled scrub when one is due: a period after the last scrub ended
+    /// (or after start-up), with no job running and the pool healthy and unlocked.
+    async fn scheduled_scrub(&self, view: &PoolStatus) {
+        let Some(period) = schedule_period(self.settings.lock().scrub_schedule) else {
+            return;
+        };
+        if view.locked || view.read_only || view.state != PoolState::Online {
+            return;
+        }
+        let last_end = {
+            let jobs = self.jobs.lock();
+            if jobs.iter().any(|j| is_active(&j.handle.progress())) {
+                return;
+            }
+            jobs.iter().filter_map(|j| *j.finished_ms.lock()).max()
+        };
+        let started_ms = now_ms().saturating_sub(self.started.elapsed().as_millis() as u64);
+        let since = last_end.unwrap_or(started_ms);
+        if now_ms().saturating_sub(since) < period.as_millis() as u64 {
+            return;
+        }
+        match self.start_scrub().await {
+            Ok(j) => tracing::info!(job = %j.id, "scheduled scrub started"),
+            Err(e) => tracing::warn!(error = %e, "scheduled scrub could not start"),
+        }
     }
 
     /// Events for what changed between two views of the pool.
@@ -857,10 +917,11 @@ impl Appliance for Live {
         if !pool.status().read_only {
             pool.sync_now().await.map_err(pool_err)?;
         }
-        let handle = pool
-            .start_scrub(ScrubOptions::default())
-            .await
-            .map_err(pool_err)?;
+        let opts = ScrubOptions {
+            max_bytes_per_sec: *self.scrub_rate_limit.lock(),
+            ..ScrubOptions::default()
+        };
+        let handle = pool.start_scrub(opts).await.map_err(pool_err)?;
         let n = self
             .next_job
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1084,14 +1145,31 @@ impl Appliance for Live {
     async fn update_settings(&self, settings: Settings) -> ApplianceResult<Settings> {
         settings.validate()?;
         let current = self.settings.lock().clone();
-        if settings != current {
+        if settings.compression_level != current.compression_level
+            || settings.txg_interval_ms != current.txg_interval_ms
+        {
             // The pool takes its compression and txg interval at create/import; changing
             // them on a running pool is not supported yet, so refuse rather than pretend.
             return Err(ApplianceError::unsupported(
-                "changing settings of a running pool is not supported yet",
+                "changing the compression level or txg interval of a running pool is not \
+                 supported yet (set them in ingot.toml); the scrub schedule can be changed",
             ));
         }
-        Ok(current)
+        if settings.scrub_schedule != current.scrub_schedule {
+            if let Some(f) = &self.paths.schedule_file {
+                let text = serde_json::to_string(&settings.scrub_schedule).map_err(internal)?;
+                std::fs::write(f, text)
+                    .map_err(|e| internal(format!("cannot save {}: {e}", f.display())))?;
+            }
+            *self.settings.lock() = settings.clone();
+            self.state_event(
+                "settings",
+                None,
+                "changed",
+                format!("automatic scrub: {:?}", settings.scrub_schedule).to_lowercase(),
+            );
+        }
+        Ok(settings)
     }
 
     async fn stats(&self) -> ApplianceResult<IoStats> {

@@ -385,4 +385,7 @@ pub struct UpArgs {
     /// console asks for one on first visit.
     #[arg(long)]
     pub admin_password_file: Option<PathBuf>,
+    /// Cap the I/O of scrubs started by the console or the schedule (e.g. `50M` a second).
+    #[arg(long)]
+    pub scrub_rate_limit: Option<ByteSize>,
 }

@@ -297,8 +297,10 @@ async fn serve(
         Paths {
             config: Some(config_path(a, data)).filter(|p| p.is_file()),
             sim_dir: data.join("drives"),
+            schedule_file: Some(data.join("scrub-schedule.json")),
         },
     ));
+    live.set_scrub_rate_limit(a.scrub_rate_limit.map(|r| r.0));
     live.start_monitor();
     live.events.emit(
         Severity::Info,
