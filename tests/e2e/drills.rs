@@ -56,8 +56,16 @@ fn cli_scrubs_corrupts_and_clears_through_the_running_appliance() {
     let sims = up.ingot_json(&["sim", "list", "--data", data.to_str().unwrap(), "--json"]);
     assert_eq!(sims.as_array().unwrap().len(), 4);
     up.ingot_ok(&[
-        "sim", "fault", "--data", data.to_str().unwrap(), "sim0", "corrupt", "--lba", "4",
-        "--blocks", "1024",
+        "sim",
+        "fault",
+        "--data",
+        data.to_str().unwrap(),
+        "sim0",
+        "corrupt",
+        "--lba",
+        "4",
+        "--blocks",
+        "1024",
     ]);
     let job = up.ingot_json(&["pool", "scrub", "tank", "--wait", "--json"]);
     assert_eq!(job["state"], "completed", "{job:#}");
@@ -82,13 +90,31 @@ fn cli_scrubs_corrupts_and_clears_through_the_running_appliance() {
 
     // Bad fault requests get clear errors and change nothing.
     let o = up.ingot(&[
-        "sim", "fault", "--data", data.to_str().unwrap(), "nvme9", "remove",
+        "sim",
+        "fault",
+        "--data",
+        data.to_str().unwrap(),
+        "nvme9",
+        "remove",
     ]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no device"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no device"),
+        "{o:?}"
+    );
     let o = up.ingot(&[
-        "sim", "fault", "--data", data.to_str().unwrap(), "nvme1", "fail", "--status", "bogus",
+        "sim",
+        "fault",
+        "--data",
+        data.to_str().unwrap(),
+        "nvme1",
+        "fail",
+        "--status",
+        "bogus",
     ]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("SCT:SC"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("SCT:SC"),
+        "{o:?}"
+    );
 
     // A clean stop removes the registration.
     let run_dir = up.run_dir.clone();
