@@ -220,7 +220,9 @@ fn member_state(s: PoolDeviceState) -> DeviceState {
     match s {
         PoolDeviceState::Online => DeviceState::Online,
         PoolDeviceState::Stale => DeviceState::Degraded,
-        PoolDeviceState::Missing => DeviceState::Removed,
+        PoolDeviceState::Missing | PoolDeviceState::Removed => DeviceState::Removed,
+        PoolDeviceState::Faulted => DeviceState::Faulted,
+        PoolDeviceState::Resilvering => DeviceState::Resilvering,
     }
 }
 

@@ -14,7 +14,9 @@ pub mod raid;
 pub mod store;
 
 pub use engine::{
-    ImportOptions, Pool, PoolCompression, PoolConfig, PoolError, PoolLayout, PoolStatus, Tunables,
+    DeviceEvent, DeviceState, DeviceStatus, ImportOptions, Pool, PoolCompression, PoolConfig,
+    PoolError, PoolHealth, PoolLayout, PoolStatus, ResilverHandle, ResilverOptions,
+    ResilverProgress, ScrubHandle, ScrubOptions, ScrubProgress, SpareStatus, Tunables,
 };
 #[cfg(test)]
 mod testutil;

@@ -312,14 +312,17 @@ async fn mirror_imports_with_a_missing_device_and_marks_stale() {
         p1.sync().await.unwrap();
     }
     p1.export().await.unwrap();
-    // Device 0 is now stale.
+    // Device 0 is now stale: a writable import resilvers the txgs it missed.
     let p = Pool::import(devs.clone(), ImportOptions::default())
         .await
         .unwrap();
-    assert_eq!(p.status().devices[0].state, DeviceState::Stale);
+    assert_eq!(p.status().devices[0].state, DeviceState::Resilvering);
     let mut buf = [0u8; 4];
     p.read(64, 0, &mut buf).await.unwrap();
     assert_eq!(&buf, b"zzzz");
+    let done = p.resilver_job().unwrap().wait().await.unwrap();
+    assert!(done.from_txg > 1, "partial resilver: {done:?}");
+    assert_eq!(p.status().devices[0].state, DeviceState::Online);
 }
 
 #[tokio::test]

@@ -76,16 +76,40 @@ pub struct ImportOptions {
     pub tunables: Tunables,
 }
 
-/// State of one device slot.
+pub use crate::raid::vdev::{DeviceEvent, DeviceState};
+
+/// Health of the whole pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DeviceState {
-    /// Present and current.
+pub enum PoolHealth {
+    /// Every device online.
     Online,
-    /// Present, but its newest label is older than the pool's (it missed commits).
-    Stale,
-    /// Not present.
-    Missing,
+    /// Some device is not online (faulted, removed, missing, stale or resilvering) but the
+    /// others hold every block: reads reconstruct, writes continue.
+    Degraded,
+    /// Beyond redundancy, or a commit failed: writes are refused (reads return only data
+    /// that verifies). See `PoolStatus::suspended` for why.
+    Suspended,
+}
+
+impl PoolHealth {
+    /// Upper-case name (`ONLINE`, `DEGRADED`, `SUSPENDED`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolHealth::Online => "ONLINE",
+            PoolHealth::Degraded => "DEGRADED",
+            PoolHealth::Suspended => "SUSPENDED",
+        }
+    }
+}
+
+/// A hot spare in the status report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpareStatus {
+    /// Who it is.
+    pub identity: DeviceIdentity,
+    /// `None` while available; the column it replaced once it took over.
+    pub in_use_for: Option<u32>,
 }
 
 /// One device in the status report.
@@ -99,7 +123,10 @@ pub struct DeviceStatus {
     pub identity: Option<DeviceIdentity>,
     /// State.
     pub state: DeviceState,
-    /// Newest label txg seen on it at import (0 if none).
+    /// Why it is faulted, removed or resilvering (`None` when online).
+    #[serde(default)]
+    pub fault_reason: Option<String>,
+    /// Newest label txg written to it (at import: the newest found on it; 0 if none).
     pub label_txg: u64,
     /// Error counters since import.
     pub errors: DeviceErrors,
@@ -154,6 +181,14 @@ pub struct PoolStatus {
     /// Blocks no redundancy could recover (bounded list, oldest first).
     #[serde(default)]
     pub damaged: Vec<super::heal::DamagedBlock>,
+    /// Pool health.
+    pub health: PoolHealth,
+    /// The current (or last) resilver, if any ran since import.
+    #[serde(default)]
+    pub resilver: Option<super::resilver::ResilverProgress>,
+    /// Hot spares.
+    #[serde(default)]
+    pub spares: Vec<SpareStatus>,
 }
 
 /// Result of a keyless verification walk.

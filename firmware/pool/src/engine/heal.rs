@@ -104,10 +104,12 @@ pub struct ColumnLocation {
 
 impl Pool {
     /// Reset the per-device error counters, the checksum error count and the list of
-    /// damaged blocks (`ingot pool clear`).
+    /// damaged blocks (`ingot pool clear`). A FAULTED device that is still present is
+    /// retried: it becomes RESILVERING and is resilvered for the txgs it missed.
     pub fn clear_errors(&self) {
         let i = &self.inner;
         i.io.vdev.clear_error_counts();
+        super::devices::retry_faulted(i);
         i.io.stats.checksum_errors.store(0, Ordering::Relaxed);
         i.io.stats.damaged.clear();
         tracing::info!(pool = %i.id.name, "error counters cleared");

@@ -19,8 +19,11 @@ pub const LABEL_COPIES: usize = 4;
 pub const LABEL_AREA: u64 = 2 * LABEL_BYTES;
 /// Label magic.
 pub const LABEL_MAGIC: [u8; 8] = *b"INGOTLB1";
-/// On-disk format version.
-pub const FORMAT_VERSION: u32 = 1;
+/// On-disk format version written. Version 2 adds the per-column resilver marks
+/// ([`Label::resilver_from`]); version 1 labels (no marks) are still read.
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest label format version read.
+pub const MIN_FORMAT_VERSION: u32 = 1;
 /// Most devices in a pool.
 pub const MAX_DEVICES: usize = 64;
 /// Longest pool name.
@@ -154,6 +157,10 @@ pub struct Label {
     pub uber: Uberblock,
     /// The wrapped master key (empty when not encrypted).
     pub key_slot: Vec<u8>,
+    /// Per column: 0 when the device holds every block, else the device is being
+    /// resilvered and lacks blocks born at or after this txg (1: a new device, lacks all).
+    /// Format version 2; empty or all zeros in version 1 labels.
+    pub resilver_from: Vec<u64>,
 }
 
 /// Byte offset of label copy `i` on a device of `capacity` bytes.
@@ -217,6 +224,10 @@ impl Label {
         self.uber.space_map.encode(&mut o);
         o.extend_from_slice(&(self.key_slot.len() as u16).to_le_bytes());
         o.extend_from_slice(&self.key_slot);
+        for k in 0..self.device_guids.len() {
+            let r = self.resilver_from.get(k).copied().unwrap_or(0);
+            o.extend_from_slice(&r.to_le_bytes());
+        }
         o.resize(LABEL_BYTES as usize - 4, 0);
         let crc = crc32c::crc32c(&o);
         o.extend_from_slice(&crc.to_le_bytes());
@@ -242,9 +253,9 @@ impl Label {
         }
         r.take(8)?;
         let version = r.u32()?;
-        if version != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(r.bad(format!(
-                "format version {version}, this build reads {FORMAT_VERSION}"
+                "format version {version}, this build reads {MIN_FORMAT_VERSION}..={FORMAT_VERSION}"
             )));
         }
         r.u32()?;
@@ -283,6 +294,12 @@ impl Label {
             return Err(r.bad("key slot too large"));
         }
         let key_slot = r.take(ks)?.to_vec();
+        let mut resilver_from = vec![0u64; count];
+        if version >= 2 {
+            for x in &mut resilver_from {
+                *x = r.u64()?;
+            }
+        }
         if device_guids[device_index as usize] != device_guid {
             return Err(r.bad("device GUID not at its index"));
         }
@@ -307,6 +324,7 @@ impl Label {
                 space_map,
             },
             key_slot,
+            resilver_from,
         })
     }
 }
@@ -351,6 +369,7 @@ mod tests {
                 },
             },
             key_slot: vec![7; 100],
+            resilver_from: vec![0, 3],
         }
     }
 

@@ -4,13 +4,16 @@
 //! - [`bptr`], [`node`], [`label`], [`alloc`]: on-disk structures (docs/FORMAT.md);
 //! - [`tree`]: the COW B+tree; [`cache`]: the clean node cache;
 //! - [`io`]: extents through the codec and the vdev;
-//! - [`pool`]: create/import/commit/export; [`objects`]: the object store.
+//! - [`pool`]: create/import/commit/export; [`objects`]: the object store;
+//! - [`scrub`], [`resilver`]: the online tree walks; [`heal`]: damage bookkeeping;
+//!   [`devices`]: replace, reattach, hot spares and device events.
 
 pub mod alloc;
 pub mod bptr;
 pub mod bytes;
 pub mod cache;
 pub mod config;
+pub mod devices;
 pub mod error;
 pub mod heal;
 pub mod io;
@@ -19,15 +22,18 @@ pub mod label;
 pub mod node;
 pub mod objects;
 pub mod pool;
+pub mod resilver;
 pub mod scrub;
 pub mod tree;
 
 pub use config::{
-    DeviceErrors, DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolStatus, Tunables,
-    VerifyReport,
+    DeviceErrors, DeviceEvent, DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolHealth,
+    PoolStatus, SpareStatus, Tunables, VerifyReport,
 };
 pub use error::PoolError;
 pub use label::{Label, PoolCompression, PoolLayout};
 pub use pool::Pool;
+pub use resilver::{ResilverHandle, ResilverOptions, ResilverProgress};
+pub use scrub::{JobHandle, JobProgress, ScrubHandle, ScrubOptions, ScrubProgress, ScrubState};
 #[cfg(test)]
 mod tests;

@@ -14,8 +14,8 @@ use super::bptr::{BlockKind, BlockPtr};
 use super::bytes::Reader;
 use super::cache::NodeCache;
 use super::config::{
-    DeviceErrors, DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolStatus, Tunables,
-    VerifyReport,
+    DeviceErrors, DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolHealth, PoolStatus,
+    Tunables, VerifyReport,
 };
 use super::error::PoolError;
 use super::io::{AllocCtx, BlockIo, IoStats};
@@ -103,15 +103,24 @@ pub(crate) struct Identity {
     pub data_offset: u64,
     pub data_len: u64,
     pub created: u64,
-    pub device_guids: Vec<u64>,
+}
+
+/// Who is in each column now, as the labels record it (changes on replace and resilver).
+#[derive(Debug, Clone)]
+pub(crate) struct Members {
+    /// Device GUID of every column.
+    pub guids: Vec<u64>,
+    /// Newest label txg written to (or, at import, found on) each column's device.
+    pub label_txg: Vec<u64>,
+    /// Per column: 0, or the txg from which the device lacks blocks (being resilvered).
+    pub resilver_from: Vec<u64>,
 }
 
 /// Shared pool state.
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub id: Identity,
-    pub devices: Vec<Option<Arc<dyn BlockDevice>>>,
-    pub device_states: Vec<(DeviceState, u64)>,
+    pub members: RwLock<Members>,
     pub io: BlockIo,
     pub alloc: Mutex<Allocator>,
     pub open: tokio::sync::Mutex<OpenTxg>,
@@ -131,6 +140,8 @@ pub(crate) struct Inner {
     pub suspended: Mutex<Option<String>>,
     pub tunables: Tunables,
     pub kick: tokio::sync::Notify,
+    /// Hot spares, the current/last resilver, and the device monitor task.
+    pub devices: super::devices::DeviceCtl,
 }
 
 impl Inner {
@@ -159,7 +170,7 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-fn random_u64() -> Result<u64, PoolError> {
+pub(crate) fn random_u64() -> Result<u64, PoolError> {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).map_err(|e| PoolError::Key(format!("OS random source: {e}")))?;
     Ok(u64::from_le_bytes(b).max(1))
@@ -273,6 +284,11 @@ impl Pool {
         for _ in &devices {
             device_guids.push(random_u64()?);
         }
+        let members = Members {
+            label_txg: vec![1; devices.len()],
+            resilver_from: vec![0; devices.len()],
+            guids: device_guids,
+        };
         let id = Identity {
             name: cfg.name.clone(),
             pool_guid: random_u64()?,
@@ -283,7 +299,6 @@ impl Pool {
             data_offset,
             data_len,
             created: now(),
-            device_guids,
         };
         let devs: Vec<Option<Arc<dyn BlockDevice>>> = devices.into_iter().map(Some).collect();
         let vdev = Vdev::new(
@@ -333,7 +348,7 @@ impl Pool {
         // Txg 1 goes to all four copies (overwriting any labels of a previous pool).
         for (i, d) in devs.iter().enumerate() {
             let Some(d) = d else { continue };
-            let label = make_label(&id, i, &uber, &key_slot);
+            let label = make_label(&id, &members, i, &uber, &key_slot);
             let bytes = label.encode()?;
             let cap = d.geometry().capacity();
             for copy in 0..LABEL_COPIES {
@@ -346,11 +361,9 @@ impl Pool {
         alloc.lock().finish(1)?;
         tree::demote(&io, &mut tree.root);
         tracing::info!(pool = %id.name, guid = format_args!("{:#018x}", id.pool_guid), devices = devs.len(), "pool created");
-        let states = vec![(DeviceState::Online, 1); devs.len()];
         Ok(Pool::start(
             id,
-            devs,
-            states,
+            members,
             io,
             alloc.into_inner(),
             tree,
@@ -366,8 +379,7 @@ impl Pool {
     #[allow(clippy::too_many_arguments)]
     fn start(
         id: Identity,
-        devices: Vec<Option<Arc<dyn BlockDevice>>>,
-        device_states: Vec<(DeviceState, u64)>,
+        members: Members,
         io: BlockIo,
         alloc: Allocator,
         tree: Tree,
@@ -380,8 +392,7 @@ impl Pool {
     ) -> Pool {
         let inner = Arc::new(Inner {
             id,
-            devices,
-            device_states,
+            members: RwLock::new(members),
             io,
             alloc: Mutex::new(alloc),
             readable: RwLock::new((tree.root.clone(), uber.txg + 1)),
@@ -412,7 +423,11 @@ impl Pool {
             suspended: Mutex::new(None),
             tunables,
             kick: tokio::sync::Notify::new(),
+            devices: super::devices::DeviceCtl::default(),
         });
+        if !read_only {
+            super::devices::start_monitor(&inner);
+        }
         let committer = if read_only {
             None
         } else {
@@ -495,6 +510,7 @@ impl Pool {
         let n = newest.device_guids.len();
         let mut slots: Vec<Option<Arc<dyn BlockDevice>>> = vec![None; n];
         let mut states = vec![(DeviceState::Missing, 0u64); n];
+        let mut found_guids = vec![0u64; n];
         let mut ubers: Vec<(Uberblock, Label)> = Vec::new();
         for (d, labels) in &per_dev {
             let loc = d.identity().location;
@@ -527,6 +543,7 @@ impl Pool {
             }
             slots[idx] = Some(d.clone());
             states[idx] = (DeviceState::Online, best.uber.txg);
+            found_guids[idx] = best.device_guid;
             for l in mine {
                 ubers.push((l.uber, (*l).clone()));
             }
@@ -603,9 +620,40 @@ impl Pool {
                 detail: tried.join("; "),
             });
         };
-        for (k, st) in states.iter_mut().enumerate() {
-            if st.0 == DeviceState::Online && st.1 + 1 < uber.txg {
-                st.0 = DeviceState::Stale;
+        let BlockIo { vdev, .. } = probe;
+        // Device states: a device that missed commits, or whose resilver was interrupted,
+        // is resilvered (for the txgs it lacks) when the pool can be written; otherwise it
+        // stays STALE and reads repair it through redundancy.
+        let writable = !(opts.read_only || (label.encrypted && opts.passphrase.is_none()));
+        let mut resilver_from = label.resilver_from.clone();
+        resilver_from.resize(n, 0);
+        for (k, st) in states.iter().enumerate() {
+            if st.0 != DeviceState::Online || found_guids[k] != label.device_guids[k] {
+                continue;
+            }
+            let stale = st.1 + 1 < uber.txg;
+            if !stale && resilver_from[k] == 0 {
+                continue;
+            }
+            if writable {
+                let from = match resilver_from[k] {
+                    0 => st.1 + 1,
+                    r => r.min(st.1 + 1),
+                };
+                resilver_from[k] = from;
+                vdev.set_state(
+                    k,
+                    DeviceState::Resilvering,
+                    None,
+                    &format!("missed txgs from {from} (label txg {})", st.1),
+                );
+            } else {
+                vdev.set_state(
+                    k,
+                    DeviceState::Stale,
+                    None,
+                    &format!("label txg {} older than pool txg {}", st.1, uber.txg),
+                );
                 tracing::warn!(
                     column = k,
                     label_txg = st.1,
@@ -614,7 +662,6 @@ impl Pool {
                 );
             }
         }
-        let BlockIo { vdev, .. } = probe;
         // 4. Keys.
         let (cipher, locked) = if label.encrypted {
             match &opts.passphrase {
@@ -641,7 +688,11 @@ impl Pool {
             data_offset: label.data_offset,
             data_len: label.data_len,
             created: label.created,
-            device_guids: label.device_guids.clone(),
+        };
+        let members = Members {
+            guids: label.device_guids.clone(),
+            label_txg: states.iter().map(|s| s.1).collect(),
+            resilver_from,
         };
         let io = BlockIo {
             vdev,
@@ -681,10 +732,9 @@ impl Pool {
         };
         let read_only = opts.read_only || locked;
         tracing::info!(pool = %id.name, txg = uber.txg, present, locked, read_only, "pool imported");
-        Ok(Pool::start(
+        let pool = Pool::start(
             id,
-            slots,
-            states,
+            members,
             io,
             alloc,
             tree,
@@ -694,33 +744,51 @@ impl Pool {
             read_only,
             locked,
             opts.tunables,
-        ))
+        );
+        if !read_only {
+            super::devices::resume_resilver(&pool.inner).await;
+        }
+        Ok(pool)
     }
 
     /// Status report.
     pub fn status(&self) -> PoolStatus {
         let i = &self.inner;
+        let m = i.members.read().clone();
         let a = i.alloc.lock();
-        let devices = (0..i.id.device_guids.len())
-            .map(|k| DeviceStatus {
-                index: k as u32,
-                guid: format!("{:016x}", i.id.device_guids[k]),
-                identity: i.devices[k].as_ref().map(|d| d.identity()),
-                state: i.device_states[k].0,
-                label_txg: i.device_states[k].1,
-                errors: i
-                    .io
-                    .vdev
-                    .error_counts()
-                    .get(k)
-                    .map(|c| DeviceErrors {
-                        read: c.read,
-                        write: c.write,
-                        checksum: c.checksum,
-                    })
-                    .unwrap_or_default(),
+        let devices: Vec<DeviceStatus> = (0..m.guids.len())
+            .map(|k| {
+                let (state, fault_reason) =
+                    i.io.vdev.state(k).unwrap_or((DeviceState::Missing, None));
+                DeviceStatus {
+                    index: k as u32,
+                    guid: format!("{:016x}", m.guids[k]),
+                    identity: i.io.vdev.device(k).map(|d| d.identity()),
+                    state,
+                    fault_reason,
+                    label_txg: m.label_txg[k],
+                    errors: i
+                        .io
+                        .vdev
+                        .error_counts()
+                        .get(k)
+                        .map(|c| DeviceErrors {
+                            read: c.read,
+                            write: c.write,
+                            checksum: c.checksum,
+                        })
+                        .unwrap_or_default(),
+                }
             })
             .collect();
+        let suspended = i.suspended.lock().clone();
+        let health = if suspended.is_some() {
+            PoolHealth::Suspended
+        } else if devices.iter().all(|d| d.state == DeviceState::Online) {
+            PoolHealth::Online
+        } else {
+            PoolHealth::Degraded
+        };
         let l = i.lbytes.load(Ordering::Relaxed);
         let p = i.pbytes.load(Ordering::Relaxed);
         PoolStatus {
@@ -746,9 +814,12 @@ impl Pool {
             encrypted: i.id.encrypted,
             locked: i.locked,
             read_only: i.read_only,
-            suspended: i.suspended.lock().clone(),
+            suspended,
             checksum_errors: i.io.stats.checksum_errors.load(Ordering::Relaxed),
             damaged: i.io.stats.damaged.list(),
+            health,
+            resilver: i.devices.resilver_progress(),
+            spares: i.devices.spare_status(),
         }
     }
 
@@ -797,6 +868,7 @@ impl Pool {
             self.inner.commit().await
         };
         self.inner.closed.store(true, Ordering::Release);
+        self.inner.devices.shutdown();
         self.inner.kick.notify_one();
         if let Some(h) = self.committer.take() {
             h.abort();
@@ -900,18 +972,25 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.inner.closed.store(true, Ordering::Release);
+        self.inner.devices.shutdown();
         if let Some(h) = self.committer.take() {
             h.abort();
         }
     }
 }
 
-fn make_label(id: &Identity, index: usize, uber: &Uberblock, key_slot: &[u8]) -> Label {
+fn make_label(
+    id: &Identity,
+    members: &Members,
+    index: usize,
+    uber: &Uberblock,
+    key_slot: &[u8],
+) -> Label {
     Label {
         pool_guid: id.pool_guid,
-        device_guid: id.device_guids[index],
+        device_guid: members.guids[index],
         device_index: index as u32,
-        device_guids: id.device_guids.clone(),
+        device_guids: members.guids.clone(),
         layout: id.layout,
         compression: id.compression,
         encrypted: id.encrypted,
@@ -922,6 +1001,7 @@ fn make_label(id: &Identity, index: usize, uber: &Uberblock, key_slot: &[u8]) ->
         created: id.created,
         uber: *uber,
         key_slot: key_slot.to_vec(),
+        resilver_from: members.resilver_from.clone(),
     }
 }
 
@@ -1076,14 +1156,20 @@ impl Inner {
         Ok(())
     }
 
-    /// Write the uberblock of `uber.txg` to its label pair on every present device, then flush.
+    /// Write the uberblock of `uber.txg` to its label pair on every device writes go to
+    /// (faulted, removed and missing devices keep the label txg of what they hold), then
+    /// flush. A device whose label write fails is faulted.
     async fn write_labels(&self, uber: &Uberblock, key_slot: &[u8]) -> Result<(), PoolError> {
         let copies = copies_for_txg(uber.txg);
         let mut ok = 0usize;
         let mut errs = Vec::new();
-        for (i, d) in self.devices.iter().enumerate() {
-            let Some(d) = d else { continue };
-            let bytes = make_label(&self.id, i, uber, key_slot).encode()?;
+        let members = self.members.read().clone();
+        let n = members.guids.len();
+        for i in 0..n {
+            let Some(d) = self.io.vdev.writable_device(i) else {
+                continue;
+            };
+            let bytes = make_label(&self.id, &members, i, uber, key_slot).encode()?;
             let cap = d.geometry().capacity();
             let mut r = Ok(());
             for c in copies {
@@ -1099,11 +1185,16 @@ impl Inner {
                 r = d.flush().await;
             }
             match r {
-                Ok(()) => ok += 1,
-                Err(e) => errs.push(e.to_string()),
+                Ok(()) => {
+                    ok += 1;
+                    self.members.write().label_txg[i] = uber.txg;
+                }
+                Err(e) => {
+                    self.io.vdev.note_error(i, &e, true);
+                    errs.push(format!("column {i}: {e}"));
+                }
             }
         }
-        let n = self.id.device_guids.len();
         let needed = n - self.io.vdev.redundancy().min(n - 1);
         if ok < needed {
             return Err(PoolError::Io(format!(

@@ -22,6 +22,11 @@
 //!   or a crash, [`Pool::start_scrub`] resumes from it (extents written since the
 //!   interrupted scrub started were written verified and are behind the bookmark only if
 //!   their keys are). A locked pool cannot save or resume: it starts over.
+//!
+//! The same walker runs the resilver ([`super::resilver`]): [`Mode`] says what is done
+//! with each block (scrub: read every column and repair; resilver: read the block from
+//! the other devices and write the target devices' columns, skipping subtrees born
+//! before the txg the targets lack), and where the position is saved.
 
 use super::error::PoolError;
 use super::heal::DamagedBlock;
@@ -137,30 +142,91 @@ impl ScrubProgress {
     }
 }
 
+/// What the handle asks of the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Control {
+pub(crate) enum Control {
     Run,
     Pause,
     Cancel,
 }
 
-/// A running scrub. Dropping it cancels the scrub.
-#[derive(Debug)]
-pub struct ScrubHandle {
-    control: watch::Sender<Control>,
-    progress: watch::Receiver<ScrubProgress>,
-    task: Option<tokio::task::JoinHandle<ScrubProgress>>,
+/// A job's progress record: the scrub's, or one that embeds it (the resilver's).
+pub trait JobProgress: Clone + Send + Sync + std::fmt::Debug + 'static {
+    /// The scan part.
+    fn scan(&self) -> &ScrubProgress;
+    /// The scan part, to update.
+    fn scan_mut(&mut self) -> &mut ScrubProgress;
 }
 
-impl ScrubHandle {
+impl JobProgress for ScrubProgress {
+    fn scan(&self) -> &ScrubProgress {
+        self
+    }
+    fn scan_mut(&mut self) -> &mut ScrubProgress {
+        self
+    }
+}
+
+/// A running scrub. Dropping it cancels the scrub.
+pub type ScrubHandle = JobHandle<ScrubProgress>;
+
+/// A running scan job (scrub or resilver): progress, pause, resume, cancel, wait.
+///
+/// A scrub's handle owns the job (dropping it cancels the scrub); a resilver belongs to
+/// the pool, and its handles are clones that only watch and steer it.
+#[derive(Debug)]
+pub struct JobHandle<P: JobProgress> {
+    control: Arc<watch::Sender<Control>>,
+    progress: watch::Receiver<P>,
+    task: Option<tokio::task::JoinHandle<P>>,
+}
+
+impl<P: JobProgress> Clone for JobHandle<P> {
+    /// Another handle on the same job, that does not own it.
+    fn clone(&self) -> Self {
+        JobHandle {
+            control: self.control.clone(),
+            progress: self.progress.clone(),
+            task: None,
+        }
+    }
+}
+
+impl<P: JobProgress> JobHandle<P> {
+    pub(crate) fn owning(
+        control: watch::Sender<Control>,
+        progress: watch::Receiver<P>,
+        task: tokio::task::JoinHandle<P>,
+    ) -> Self {
+        JobHandle {
+            control: Arc::new(control),
+            progress,
+            task: Some(task),
+        }
+    }
+
+    /// A handle that watches the job but does not own it.
+    pub(crate) fn detach(mut self) -> (Self, Option<tokio::task::JoinHandle<P>>) {
+        let task = self.task.take();
+        (self, task)
+    }
+
     /// The latest progress.
-    pub fn progress(&self) -> ScrubProgress {
+    pub fn progress(&self) -> P {
         self.progress.borrow().clone()
     }
 
     /// A receiver of every progress update (for a progress line or an event stream).
-    pub fn subscribe(&self) -> watch::Receiver<ScrubProgress> {
+    pub fn subscribe(&self) -> watch::Receiver<P> {
         self.progress.clone()
+    }
+
+    /// Whether the job ended (finished or cancelled).
+    pub fn is_done(&self) -> bool {
+        matches!(
+            self.progress.borrow().scan().state,
+            ScrubState::Finished | ScrubState::Cancelled
+        )
     }
 
     /// Pause before the next block (the walked txg stays held against reuse meanwhile).
@@ -190,17 +256,24 @@ impl ScrubHandle {
         self.control.send_replace(Control::Cancel);
     }
 
-    /// Wait until the scrub finishes or is cancelled; its final progress.
-    pub async fn wait(mut self) -> Result<ScrubProgress, PoolError> {
+    /// Wait until the job finishes or is cancelled; its final progress.
+    pub async fn wait(mut self) -> Result<P, PoolError> {
         let Some(task) = self.task.take() else {
-            return Ok(self.progress());
+            let mut rx = self.progress.clone();
+            let done = rx
+                .wait_for(|p| {
+                    matches!(p.scan().state, ScrubState::Finished | ScrubState::Cancelled)
+                })
+                .await
+                .map(|p| p.clone());
+            return Ok(done.unwrap_or_else(|_| self.progress()));
         };
         task.await
-            .map_err(|e| PoolError::Internal(format!("scrub task failed: {e}")))
+            .map_err(|e| PoolError::Internal(format!("job task failed: {e}")))
     }
 }
 
-impl Drop for ScrubHandle {
+impl<P: JobProgress> Drop for JobHandle<P> {
     fn drop(&mut self) {
         if self.task.is_some() {
             self.control.send_replace(Control::Cancel);
@@ -208,8 +281,48 @@ impl Drop for ScrubHandle {
     }
 }
 
+/// What the walker does with each block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Read every column and copy, repair bad ones.
+    Scrub,
+    /// Rebuild `columns` from the others: blocks (and subtrees) born before `min_birth`
+    /// are already on them and are skipped.
+    Resilver {
+        /// Target columns.
+        columns: Vec<usize>,
+        /// Oldest birth txg the targets lack.
+        min_birth: u64,
+    },
+}
+
+impl Mode {
+    fn saved_key(&self) -> Vec<u8> {
+        let name: &[u8] = match self {
+            Mode::Scrub => b"scrub-position",
+            Mode::Resilver { .. } => b"resilver-position",
+        };
+        super::keys::kv(super::keys::META_OID, name)
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Mode::Scrub => "scrub",
+            Mode::Resilver { .. } => "resilver",
+        }
+    }
+
+    /// Whether a block born at `birth` (0: unknown) is walked.
+    fn wants(&self, birth: u64) -> bool {
+        match self {
+            Mode::Scrub => true,
+            Mode::Resilver { min_birth, .. } => birth == 0 || birth >= *min_birth,
+        }
+    }
+}
+
 /// Keeps the frees of txgs from `txg` on from being reused while the scrub runs.
-struct Hold {
+pub(crate) struct Hold {
     inner: Arc<Inner>,
     txg: u64,
 }
@@ -234,118 +347,136 @@ struct Blk {
     crc: u32,
     node: bool,
     depth: u32,
+    /// Birth txg when known (0: unknown; extents learn theirs from the leaf's payload).
+    birth: u64,
     /// With the key loaded: an extent's tree key, or a node's exclusive upper bound
     /// (`None`: unknown or unbounded).
     key: Option<Arc<[u8]>>,
 }
 
-impl Pool {
-    /// Start an online scrub of the last committed txg as a background task.
-    pub async fn start_scrub(&self, opts: ScrubOptions) -> Result<ScrubHandle, PoolError> {
-        let inner = self.inner.clone();
-        if inner.closed.load(Ordering::Acquire) {
-            return Err(PoolError::ReadOnly("pool is exported".into()));
-        }
-        // Under the commit lock no commit can fold frees between taking the uberblock and
-        // registering the hold.
-        let (uber, hold) = {
-            let cs = inner.commit.lock().await;
-            let txg = cs.uber.txg + 1;
-            *inner.readers.lock().entry(txg).or_insert(0) += 1;
-            (
-                cs.uber,
-                Hold {
-                    inner: inner.clone(),
-                    txg,
-                },
-            )
-        };
-        let first = ScrubProgress {
-            state: ScrubState::Counting,
-            txg: uber.txg,
-            total_bytes: 0,
-            scanned_bytes: 0,
-            nodes: 0,
-            extents: 0,
-            rate_bytes_per_sec: 0.0,
-            eta_secs: None,
-            elapsed_secs: 0.0,
-            errors_found: 0,
-            repaired: 0,
-            unrecoverable: 0,
-            repairing: inner.io.repair,
-            resumed_from_txg: None,
-            moves: 0,
-            errors: Vec::new(),
-        };
-        let mut first = first;
-        let track = inner.io.unlocked;
-        let mut bookmark = None;
-        if track && !opts.restart {
-            let root = inner.readable.read().0.clone();
-            if let Some(v) = super::tree::get(&inner.io, &root, &saved_key()).await?
-                && let Some(sv) = Saved::decode(&v)
-            {
-                tracing::info!(pool = %inner.id.name, from_txg = sv.txg, scanned = sv.scanned, "scrub resumes a saved position");
-                first.resumed_from_txg = Some(sv.txg);
-                first.scanned_bytes = sv.scanned;
-                first.errors_found = sv.found;
-                first.repaired = sv.repaired;
-                first.unrecoverable = sv.unrecoverable;
-                bookmark = Some(sv.bookmark);
-            }
-        }
-        let (ptx, prx) = watch::channel(first);
-        let (ctx, crx) = watch::channel(Control::Run);
-        let sm = uber.space_map;
-        let root = uber.root;
-        let roots = [
-            Blk {
-                addr: sm.addr,
-                sectors: sm.data_sectors(),
-                crc: sm.crc,
-                node: false,
-                depth: 0,
-                key: None,
-            },
-            Blk {
-                addr: root.addr,
-                sectors: root.data_sectors(),
-                crc: root.crc,
-                node: true,
-                depth: 0,
-                key: None,
-            },
-        ];
-        tracing::info!(pool = %inner.id.name, txg = uber.txg, "scrub started");
-        let task = tokio::spawn(async move {
-            Scrubber {
-                inner,
-                hold: Some(hold),
-                need_reanchor: false,
-                anchor_txg: uber.txg,
-                root,
-                damaged: Vec::new(),
-                track,
-                bookmark,
-                opts,
-                control: crx,
-                progress: ptx,
-                started: Instant::now(),
-                samples: VecDeque::new(),
-            }
-            .run(roots)
-            .await
-        });
-        Ok(ScrubHandle {
-            control: ctx,
-            progress: prx,
-            task: Some(task),
-        })
+/// Register a hold on the last committed txg's blocks; its uberblock.
+pub(crate) async fn hold_committed(inner: &Arc<Inner>) -> (super::label::Uberblock, Hold) {
+    // Under the commit lock no commit can fold frees between taking the uberblock and
+    // registering the hold.
+    let cs = inner.commit.lock().await;
+    let txg = cs.uber.txg + 1;
+    *inner.readers.lock().entry(txg).or_insert(0) += 1;
+    (
+        cs.uber,
+        Hold {
+            inner: inner.clone(),
+            txg,
+        },
+    )
+}
+
+/// A fresh progress record for a job over txg `txg`.
+pub(crate) fn new_progress(txg: u64, repairing: bool) -> ScrubProgress {
+    ScrubProgress {
+        state: ScrubState::Counting,
+        txg,
+        total_bytes: 0,
+        scanned_bytes: 0,
+        nodes: 0,
+        extents: 0,
+        rate_bytes_per_sec: 0.0,
+        eta_secs: None,
+        elapsed_secs: 0.0,
+        errors_found: 0,
+        repaired: 0,
+        unrecoverable: 0,
+        repairing,
+        resumed_from_txg: None,
+        moves: 0,
+        errors: Vec::new(),
     }
 }
 
-struct Scrubber {
+/// Start the walker of `mode` over the last committed txg (resuming a saved position
+/// unless `opts.restart`), with `wrap` turning its scan progress into the job's record.
+pub(crate) async fn start_job<P: JobProgress>(
+    inner: Arc<Inner>,
+    mode: Mode,
+    opts: ScrubOptions,
+    wrap: impl FnOnce(ScrubProgress) -> P,
+) -> Result<JobHandle<P>, PoolError> {
+    if inner.closed.load(Ordering::Acquire) {
+        return Err(PoolError::ReadOnly("pool is exported".into()));
+    }
+    let (uber, hold) = hold_committed(&inner).await;
+    let mut first = new_progress(uber.txg, inner.io.repair);
+    let track = inner.io.unlocked;
+    let mut bookmark = None;
+    if track && !opts.restart {
+        let root = inner.readable.read().0.clone();
+        if let Some(v) = super::tree::get(&inner.io, &root, &mode.saved_key()).await?
+            && let Some(sv) = Saved::decode(&v)
+        {
+            tracing::info!(pool = %inner.id.name, job = mode.name(), from_txg = sv.txg, scanned = sv.scanned, "resuming a saved position");
+            first.resumed_from_txg = Some(sv.txg);
+            first.scanned_bytes = sv.scanned;
+            first.errors_found = sv.found;
+            first.repaired = sv.repaired;
+            first.unrecoverable = sv.unrecoverable;
+            bookmark = Some(sv.bookmark);
+        }
+    }
+    let (ptx, prx) = watch::channel(wrap(first));
+    let (ctx, crx) = watch::channel(Control::Run);
+    let sm = uber.space_map;
+    let root = uber.root;
+    let roots = [
+        Blk {
+            addr: sm.addr,
+            sectors: sm.data_sectors(),
+            crc: sm.crc,
+            node: false,
+            depth: 0,
+            key: None,
+            birth: sm.birth,
+        },
+        Blk {
+            addr: root.addr,
+            sectors: root.data_sectors(),
+            crc: root.crc,
+            node: true,
+            depth: 0,
+            key: None,
+            birth: root.birth,
+        },
+    ];
+    tracing::info!(pool = %inner.id.name, job = mode.name(), txg = uber.txg, "job started");
+    let task = tokio::spawn(async move {
+        Scrubber {
+            inner,
+            hold: Some(hold),
+            need_reanchor: false,
+            anchor_txg: uber.txg,
+            root,
+            damaged: Vec::new(),
+            track,
+            bookmark,
+            opts,
+            mode,
+            control: crx,
+            progress: ptx,
+            started: Instant::now(),
+            samples: VecDeque::new(),
+        }
+        .run(roots)
+        .await
+    });
+    Ok(JobHandle::owning(ctx, prx, task))
+}
+
+impl Pool {
+    /// Start an online scrub of the last committed txg as a background task.
+    pub async fn start_scrub(&self, opts: ScrubOptions) -> Result<ScrubHandle, PoolError> {
+        start_job(self.inner.clone(), Mode::Scrub, opts, |p| p).await
+    }
+}
+
+struct Scrubber<P: JobProgress> {
     inner: Arc<Inner>,
     /// Keeps the blocks of the tree being walked from reuse.
     hold: Option<Hold>,
@@ -362,8 +493,9 @@ struct Scrubber {
     /// Every extent with a key below this is done (this run or a saved one).
     bookmark: Option<Vec<u8>>,
     opts: ScrubOptions,
+    mode: Mode,
     control: watch::Receiver<Control>,
-    progress: watch::Sender<ScrubProgress>,
+    progress: watch::Sender<P>,
     started: Instant,
     samples: VecDeque<(Instant, u64)>,
 }
@@ -376,7 +508,21 @@ fn child_blocks(hdr: &ClearHeader, depth: u32) -> impl Iterator<Item = Blk> + '_
         node: p.kind == super::bptr::BlockKind::Node,
         depth: depth + 1,
         key: None,
+        birth: 0,
     })
+}
+
+/// Birth txgs of a leaf's data extents, in the order of its clear header's pointers.
+fn extent_births(node: &super::node::Node) -> Vec<u64> {
+    match &node.body {
+        super::node::Body::Internal(_) => Vec::new(),
+        super::node::Body::Leaf(vals) => node
+            .keys
+            .iter()
+            .zip(vals)
+            .filter_map(|(k, v)| super::keys::extent_bp(k, v).map(|bp| bp.birth))
+            .collect(),
+    }
 }
 
 /// Decode a node's keys from its stored bytes (needs the key; `None` if it cannot).
@@ -412,10 +558,6 @@ struct Saved {
 }
 
 const SAVED_VERSION: u8 = 1;
-
-fn saved_key() -> Vec<u8> {
-    super::keys::kv(super::keys::META_OID, b"scrub-position")
-}
 
 impl Saved {
     fn encode(&self) -> Vec<u8> {
@@ -453,9 +595,31 @@ impl Saved {
     }
 }
 
-impl Scrubber {
+impl<P: JobProgress> Scrubber<P> {
     fn set(&self, f: impl FnOnce(&mut ScrubProgress)) {
-        self.progress.send_modify(f);
+        self.progress.send_modify(|p| f(p.scan_mut()));
+    }
+
+    fn scan(&self) -> ScrubProgress {
+        self.progress.borrow().scan().clone()
+    }
+
+    /// For a resilver: why it cannot go on (a target left the RESILVERING state).
+    fn target_lost(&self) -> Option<String> {
+        let Mode::Resilver { columns, .. } = &self.mode else {
+            return None;
+        };
+        columns
+            .iter()
+            .find_map(|&c| match self.inner.io.vdev.state(c) {
+                Some((super::config::DeviceState::Resilvering, _)) => None,
+                Some((s, why)) => Some(format!(
+                    "column {c} is {}{}",
+                    s.name(),
+                    why.map(|w| format!(": {w}")).unwrap_or_default()
+                )),
+                None => Some(format!("column {c} does not exist")),
+            })
     }
 
     fn closed(&self) -> bool {
@@ -488,7 +652,7 @@ impl Scrubber {
                         p.rate_bytes_per_sec = 0.0;
                         p.eta_secs = None;
                     });
-                    tracing::info!(pool = %self.inner.id.name, "scrub paused");
+                    tracing::info!(pool = %self.inner.id.name, job = self.mode.name(), "paused");
                     if self.control.changed().await.is_err() {
                         return false;
                     }
@@ -499,7 +663,7 @@ impl Scrubber {
         }
     }
 
-    async fn run(mut self, roots: [Blk; 2]) -> ScrubProgress {
+    async fn run(mut self, roots: [Blk; 2]) -> P {
         let total = self.count(&roots).await;
         self.set(|p| {
             p.total_bytes = total;
@@ -520,6 +684,11 @@ impl Scrubber {
                 run_start = Instant::now();
                 run_bytes = 0;
             }
+            if let Some(why) = self.target_lost() {
+                self.set(|p| p.push_error(format!("resilver stopped: {why}")));
+                cancelled = true;
+                break;
+            }
             if self.need_reanchor {
                 // `b` belongs to the tree let go of; start from the newest root.
                 self.need_reanchor = false;
@@ -528,7 +697,10 @@ impl Scrubber {
             }
             let mut bytes = self.inner.io.vdev.asize(b.sectors) * 4096;
             if b.node {
-                self.scrub_block(b, &mut stack).await;
+                if self.scrub_block(b, &mut stack).await {
+                    // Born before what the resilver targets lack: not counted in the total.
+                    bytes = 0;
+                }
             } else {
                 // Data extents have no children: check a run of them concurrently.
                 let mut batch = vec![b];
@@ -549,15 +721,12 @@ impl Scrubber {
                 // Spawned, so that verification (crc32c, parity) also uses several cores.
                 let tasks = batch.into_iter().map(|b| {
                     let inner = self.inner.clone();
-                    tokio::spawn(async move { check(&inner, b).await })
+                    let mode = self.mode.clone();
+                    tokio::spawn(async move { check(&inner, b, &mode).await })
                 });
                 let last_key = blks.last().and_then(|b| b.key.clone());
                 for (c, b) in join_all(tasks).await.into_iter().zip(blks) {
-                    let c = c.unwrap_or_else(|e| Checked {
-                        blk: b,
-                        read: Err(format!("scrub task failed: {e}")),
-                        repair: None,
-                    });
+                    let c = c.unwrap_or_else(|e| Checked::failed(b, format!("task failed: {e}")));
                     self.absorb(c, &mut stack);
                 }
                 if self.track
@@ -618,18 +787,19 @@ impl Scrubber {
                 };
             }
         });
-        let p = self.progress.borrow().clone();
+        let p = self.scan();
         tracing::info!(
             pool = %self.inner.id.name,
+            job = self.mode.name(),
             txg = p.txg,
             state = ?p.state,
             scanned = p.scanned_bytes,
             found = p.errors_found,
             repaired = p.repaired,
             unrecoverable = p.unrecoverable,
-            "scrub ended"
+            "job ended"
         );
-        p
+        self.progress.borrow().clone()
     }
 
     /// Allocated bytes of every block under the roots (reads the nodes only).
@@ -641,23 +811,49 @@ impl Scrubber {
             if self.closed() || *self.control.borrow() == Control::Cancel {
                 break;
             }
-            total += vdev.asize(b.sectors) * 4096;
-            if !b.node || b.depth > u32::from(MAX_LEVEL) + 1 {
+            if !b.node {
+                if self.mode.wants(b.birth) {
+                    total += vdev.asize(b.sectors) * 4096;
+                }
+                continue;
+            }
+            if b.depth > u32::from(MAX_LEVEL) + 1 {
                 continue;
             }
             // Unreadable nodes are reported by the scan proper.
             if let Ok(stored) = self.inner.io.verify_extent(b.addr, b.sectors, b.crc).await
                 && let Ok((hdr, _)) = ClearHeader::decode(&stored)
             {
-                stack.extend(child_blocks(&hdr, b.depth));
+                if !self.mode.wants(hdr.birth) {
+                    continue;
+                }
+                total += vdev.asize(b.sectors) * 4096;
+                let mut kids: Vec<Blk> = child_blocks(&hdr, b.depth).collect();
+                // A partial resilver with the key: extents learn their births.
+                if self.mode != Mode::Scrub
+                    && self.track
+                    && hdr.level == 0
+                    && let Some(node) = decode_node(&self.inner, &stored, b.addr)
+                {
+                    let births = extent_births(&node);
+                    for (k, birth) in kids.iter_mut().filter(|k| !k.node).zip(births) {
+                        k.birth = birth;
+                    }
+                }
+                stack.extend(kids);
+            } else {
+                total += vdev.asize(b.sectors) * 4096;
             }
         }
         total
     }
 
-    async fn scrub_block(&mut self, b: Blk, stack: &mut Vec<Blk>) {
-        let c = check(&self.inner, b).await;
+    /// Check one block (a node) and absorb it; true if it was skipped as too old.
+    async fn scrub_block(&mut self, b: Blk, stack: &mut Vec<Blk>) -> bool {
+        let c = check(&self.inner, b, &self.mode).await;
+        let old = c.old;
         self.absorb(c, stack);
+        old
     }
 
     /// Account for one checked block; push a node's children.
@@ -685,6 +881,13 @@ impl Scrubber {
                 return;
             }
         };
+        if let Some(Err(e)) = &c.rebuilt {
+            self.set(|p| p.push_error(format!("resilver write at pool sector {}: {e}", b.addr)));
+        }
+        if c.old {
+            // The targets hold this subtree already.
+            return;
+        }
         let bad = out.bad_columns.len() as u64;
         if bad > 0 {
             let repaired = if matches!(c.repair, Some(Ok(()))) {
@@ -746,8 +949,13 @@ impl Scrubber {
                 for (kid, key) in kids.iter_mut().zip(ext) {
                     kid.key = Some(Arc::from(key.as_slice()));
                 }
+                for (kid, birth) in kids.iter_mut().zip(extent_births(&node)) {
+                    kid.birth = birth;
+                }
             }
         }
+        let mode = &self.mode;
+        kids.retain(|k| k.node || mode.wants(k.birth));
         let Some(bm) = &self.bookmark else { return };
         kids.retain(|k| match &k.key {
             // A node: keep unless every key in it (< its upper bound) is below the bookmark.
@@ -796,6 +1004,7 @@ impl Scrubber {
             node: true,
             depth: 0,
             key: None,
+            birth: uber.root.birth,
         });
     }
 
@@ -806,7 +1015,7 @@ impl Scrubber {
             return;
         }
         let bm = self.bookmark.clone().unwrap_or_default();
-        let p = self.progress.borrow().clone();
+        let p = self.scan();
         let sv = Saved {
             txg: p.resumed_from_txg.unwrap_or(p.txg),
             scanned: p.scanned_bytes,
@@ -819,7 +1028,7 @@ impl Scrubber {
         let o = &mut *g;
         match o
             .tree
-            .insert(&inner.io, saved_key(), sv.encode(), &mut o.frees)
+            .insert(&inner.io, self.mode.saved_key(), sv.encode(), &mut o.frees)
             .await
         {
             Ok(_) => o.dirty = true,
@@ -837,7 +1046,11 @@ impl Scrubber {
         }
         let mut g = inner.open.lock().await;
         let o = &mut *g;
-        match o.tree.remove(&inner.io, &saved_key(), &mut o.frees).await {
+        match o
+            .tree
+            .remove(&inner.io, &self.mode.saved_key(), &mut o.frees)
+            .await
+        {
             Ok(Some(_)) => o.dirty = true,
             Ok(None) => {}
             Err(e) => {
@@ -892,7 +1105,7 @@ impl Scrubber {
     fn account(&mut self, bytes: u64) {
         let now = Instant::now();
         let elapsed = (now - self.started).as_secs_f64();
-        let scanned = self.progress.borrow().scanned_bytes + bytes;
+        let scanned = self.progress.borrow().scan().scanned_bytes + bytes;
         if self
             .samples
             .back()
@@ -932,55 +1145,95 @@ struct Checked {
     read: Result<crate::raid::ReadOutcome, String>,
     /// The rewrite of bad columns, when there were some and the pool repairs.
     repair: Option<Result<(), String>>,
+    /// Resilver: the writes of the target columns.
+    rebuilt: Option<Result<u64, String>>,
+    /// Resilver: a node born before what the targets lack (neither it nor anything under
+    /// it is rewritten).
+    old: bool,
 }
 
-/// Read every column and copy of `b`, verify, and rewrite bad ones (unless the pool only
-/// counts): the I/O part of scrubbing a block, run for several extents at once.
-async fn check(inner: &Inner, b: Blk) -> Checked {
+impl Checked {
+    fn failed(blk: Blk, e: String) -> Checked {
+        Checked {
+            blk,
+            read: Err(e),
+            repair: None,
+            rebuilt: None,
+            old: false,
+        }
+    }
+}
+
+/// Count the bad columns of a verified read and rewrite them (unless the pool only counts).
+async fn heal(
+    inner: &Inner,
+    b: &Blk,
+    out: &crate::raid::ReadOutcome,
+) -> Option<Result<(), String>> {
+    if out.bad_columns.is_empty() {
+        return None;
+    }
+    let io = &inner.io;
+    io.stats
+        .checksum_errors
+        .fetch_add(out.bad_columns.len() as u64, Ordering::Relaxed);
+    tracing::warn!(
+        pool = %inner.id.name,
+        addr = b.addr,
+        bad = ?out.bad_columns,
+        heal = io.repair,
+        "scan: bad columns"
+    );
+    if !io.repair {
+        return None;
+    }
+    Some(io.vdev.repair(b.addr, out).await.map_err(|e| e.to_string()))
+}
+
+/// The I/O part of one block, run for several extents at once. Scrub: read every column
+/// and copy, verify, rewrite bad ones. Resilver: read the block from the readable
+/// devices (reconstructing), heal what is bad there, and write the target columns.
+async fn check(inner: &Inner, b: Blk, mode: &Mode) -> Checked {
     let io = &inner.io;
     if b.depth > u32::from(MAX_LEVEL) + 1 {
-        return Checked {
-            blk: b,
-            read: Err("tree deeper than allowed".into()),
-            repair: None,
-        };
+        return Checked::failed(b, "tree deeper than allowed".into());
     }
     let crc = b.crc;
     let verify = move |d: &[u8]| crc32c::crc32c(d) == crc;
-    let out = match io.vdev.scrub(b.addr, b.sectors, &verify).await {
-        Ok(out) => out,
-        Err(e) => {
-            return Checked {
-                blk: b,
-                read: Err(e.to_string()),
-                repair: None,
-            };
-        }
+    let read = match mode {
+        Mode::Scrub => io.vdev.scrub(b.addr, b.sectors, &verify).await,
+        Mode::Resilver { .. } => io.vdev.read(b.addr, b.sectors, &verify).await,
     };
-    let mut repair = None;
-    if !out.bad_columns.is_empty() {
-        io.stats
-            .checksum_errors
-            .fetch_add(out.bad_columns.len() as u64, Ordering::Relaxed);
-        tracing::warn!(
-            pool = %inner.id.name,
-            addr = b.addr,
-            bad = ?out.bad_columns,
-            heal = io.repair,
-            "scrub: bad columns"
-        );
-        if io.repair {
-            repair = Some(
-                io.vdev
-                    .repair(b.addr, &out)
-                    .await
-                    .map_err(|e| e.to_string()),
-            );
+    let out = match read {
+        Ok(out) => out,
+        Err(e) => return Checked::failed(b, e.to_string()),
+    };
+    let repair = heal(inner, &b, &out).await;
+    let mut rebuilt = None;
+    let mut old = false;
+    if let Mode::Resilver { columns, min_birth } = mode {
+        if b.node
+            && let Ok((hdr, _)) = ClearHeader::decode(&out.data)
+            && hdr.birth < *min_birth
+        {
+            old = true;
+        } else {
+            let mut written = 0u64;
+            let mut result = Ok(());
+            for &c in columns {
+                match io.vdev.rebuild(b.addr, &out.data, c).await {
+                    Ok(n) => written += n,
+                    Err(e) => result = Err(e.to_string()),
+                }
+            }
+            rebuilt = Some(result.map(|()| written));
         }
     }
     Checked {
         blk: b,
         read: Ok(out),
         repair,
+        rebuilt,
+        old,
     }
 }

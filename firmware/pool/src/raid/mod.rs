@@ -13,4 +13,7 @@ pub mod parity;
 pub mod vdev;
 
 pub use layout::{Layout, Location};
-pub use vdev::{DeviceErrorCounts, RaidError, ReadOutcome, Vdev, WriteOutcome};
+pub use vdev::{
+    DeviceErrorCounts, DeviceEvent, DeviceState, RaidError, ReadOutcome, Vdev, VdevHealth,
+    WriteOutcome,
+};

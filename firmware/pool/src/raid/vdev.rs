@@ -9,6 +9,12 @@
 //! passes; if none does the read fails with [`RaidError::Unrecoverable`]. Wrong data
 //! is never returned. [`Vdev::repair`] then rewrites the bad columns (self-healing).
 //! Everything works on stored bytes (ciphertext), so it needs no keys.
+//!
+//! Every device slot has a runtime [`DeviceState`] (see [`state`]): a write or flush
+//! error faults the device at once (it missed data), read errors fault it after
+//! [`state::READ_FAULT_THRESHOLD`], a lost device is REMOVED. Faulted, removed and
+//! missing devices get no I/O; a RESILVERING one gets writes but no reads. Each change
+//! is logged and broadcast as a [`DeviceEvent`].
 
 use super::layout::{Column, ExtentMap, Layout, Location, Role};
 use super::parity;
@@ -19,6 +25,9 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+pub mod state;
+pub use state::{DeviceEvent, DeviceState, VdevHealth};
 
 /// Most combinations of mirror copies tried for one extent.
 const MAX_COPY_COMBINATIONS: usize = 4096;
@@ -136,6 +145,15 @@ struct Counters {
     read: AtomicU64,
     write: AtomicU64,
     checksum: AtomicU64,
+    /// Read errors counted towards faulting (reset by clearing and by state changes).
+    strikes: AtomicU64,
+}
+
+/// One device slot: the device (if any), its state and why it is in it.
+struct Slot {
+    dev: Option<Arc<dyn BlockDevice>>,
+    state: DeviceState,
+    reason: Option<String>,
 }
 
 /// Why one device I/O did not happen.
@@ -163,21 +181,19 @@ enum Got {
 /// A RAID layout over devices.
 pub struct Vdev {
     layout: Layout,
-    devices: Vec<Option<Arc<dyn BlockDevice>>>,
+    slots: Vec<parking_lot::RwLock<Slot>>,
     data_offset: u64,
     rows: u64,
     counters: Vec<Counters>,
+    events: tokio::sync::broadcast::Sender<DeviceEvent>,
 }
 
 impl fmt::Debug for Vdev {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Vdev")
             .field("layout", &self.layout)
-            .field("devices", &self.devices.len())
-            .field(
-                "missing",
-                &self.devices.iter().filter(|d| d.is_none()).count(),
-            )
+            .field("devices", &self.slots.len())
+            .field("states", &self.states())
             .field("data_offset", &self.data_offset)
             .field("rows", &self.rows)
             .finish()
@@ -243,10 +259,225 @@ impl Vdev {
         Ok(Vdev {
             layout,
             counters: (0..n).map(|_| Counters::default()).collect(),
-            devices,
+            slots: devices
+                .into_iter()
+                .map(|dev| {
+                    let state = if dev.is_some() {
+                        DeviceState::Online
+                    } else {
+                        DeviceState::Missing
+                    };
+                    parking_lot::RwLock::new(Slot {
+                        dev,
+                        state,
+                        reason: None,
+                    })
+                })
+                .collect(),
             data_offset: data_offset_bytes,
             rows: data_len_bytes / SECTOR,
+            events: tokio::sync::broadcast::channel(256).0,
         })
+    }
+
+    /// Check that `dev` can hold this vdev's data area (block size, capacity).
+    pub fn check_device(&self, dev: &dyn BlockDevice) -> Result<(), RaidError> {
+        let g = dev.geometry();
+        let end = self.data_offset + self.rows * SECTOR;
+        if g.block_size == 0 || !SECTOR.is_multiple_of(u64::from(g.block_size)) {
+            return Err(RaidError::Config(format!(
+                "device {}: block size {} does not divide 4096",
+                dev.identity().location,
+                g.block_size
+            )));
+        }
+        if g.capacity() < end {
+            return Err(RaidError::Config(format!(
+                "device {}: capacity {} < data area end {end}",
+                dev.identity().location,
+                g.capacity()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every slot's state, by column.
+    pub fn states(&self) -> Vec<DeviceState> {
+        self.slots.iter().map(|s| s.read().state).collect()
+    }
+
+    /// Column `i`'s state and the reason it is in it.
+    pub fn state(&self, i: usize) -> Option<(DeviceState, Option<String>)> {
+        self.slots.get(i).map(|s| {
+            let s = s.read();
+            (s.state, s.reason.clone())
+        })
+    }
+
+    /// The device in slot `i`, whatever its state.
+    pub fn device(&self, i: usize) -> Option<Arc<dyn BlockDevice>> {
+        self.slots.get(i).and_then(|s| s.read().dev.clone())
+    }
+
+    /// The device in slot `i` if writes go to it.
+    pub fn writable_device(&self, i: usize) -> Option<Arc<dyn BlockDevice>> {
+        let s = self.slots.get(i)?.read();
+        if s.state.writable() {
+            s.dev.clone()
+        } else {
+            None
+        }
+    }
+
+    fn readable_device(&self, i: usize) -> Option<Arc<dyn BlockDevice>> {
+        let s = self.slots.get(i)?.read();
+        if s.state.readable() {
+            s.dev.clone()
+        } else {
+            None
+        }
+    }
+
+    /// Receive every device state change from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DeviceEvent> {
+        self.events.subscribe()
+    }
+
+    /// Set column `i`'s state (and, with `Some(dev)`, put another device in the slot).
+    /// Logs and broadcasts the change; returns the previous state.
+    pub fn set_state(
+        &self,
+        i: usize,
+        to: DeviceState,
+        dev: Option<Option<Arc<dyn BlockDevice>>>,
+        reason: &str,
+    ) -> Option<DeviceState> {
+        let slot = self.slots.get(i)?;
+        let (from, location) = {
+            let mut s = slot.write();
+            let from = s.state;
+            if let Some(d) = dev {
+                s.dev = d;
+            }
+            s.state = to;
+            s.reason = match to {
+                DeviceState::Online => None,
+                _ => Some(reason.to_string()),
+            };
+            (from, s.dev.as_ref().map(|d| d.identity().location))
+        };
+        self.counters[i].strikes.store(0, Ordering::Relaxed);
+        self.emit(i, from, to, location, reason);
+        Some(from)
+    }
+
+    /// Move column `i` from `from` to `to` only if it is in `from` now.
+    fn transition(&self, i: usize, from: &[DeviceState], to: DeviceState, reason: &str) -> bool {
+        let Some(slot) = self.slots.get(i) else {
+            return false;
+        };
+        let (was, location) = {
+            let mut s = slot.write();
+            if !from.contains(&s.state) {
+                return false;
+            }
+            let was = s.state;
+            s.state = to;
+            s.reason = Some(reason.to_string());
+            (was, s.dev.as_ref().map(|d| d.identity().location))
+        };
+        self.emit(i, was, to, location, reason);
+        true
+    }
+
+    fn emit(
+        &self,
+        column: usize,
+        from: DeviceState,
+        to: DeviceState,
+        device: Option<String>,
+        reason: &str,
+    ) {
+        if from == to {
+            return;
+        }
+        match to {
+            DeviceState::Faulted | DeviceState::Removed | DeviceState::Missing => {
+                tracing::error!(column, device = ?device, from = from.name(), to = to.name(), reason, "device state changed")
+            }
+            _ => {
+                tracing::info!(column, device = ?device, from = from.name(), to = to.name(), reason, "device state changed")
+            }
+        }
+        // No receivers is fine.
+        let _ = self.events.send(DeviceEvent {
+            column,
+            device,
+            from,
+            to,
+            reason: reason.to_string(),
+        });
+    }
+
+    /// Account a failed I/O of column `i`: a lost device is REMOVED, a failed write or
+    /// flush FAULTS it at once (it missed data), reads fault it after
+    /// [`state::READ_FAULT_THRESHOLD`] errors.
+    pub fn note_error(&self, i: usize, e: &BlockError, write: bool) {
+        let live = [
+            DeviceState::Online,
+            DeviceState::Stale,
+            DeviceState::Resilvering,
+        ];
+        if matches!(e, BlockError::DeviceLost { .. }) {
+            self.transition(i, &live, DeviceState::Removed, &e.to_string());
+            return;
+        }
+        if write {
+            self.transition(
+                i,
+                &live,
+                DeviceState::Faulted,
+                &format!("write failed: {e}"),
+            );
+            return;
+        }
+        let strikes = self.counters[i].strikes.fetch_add(1, Ordering::Relaxed) + 1;
+        if strikes >= state::READ_FAULT_THRESHOLD {
+            self.transition(
+                i,
+                &live,
+                DeviceState::Faulted,
+                &format!("{strikes} read errors, last: {e}"),
+            );
+        }
+    }
+
+    /// Whether the readable devices still cover the layout.
+    pub fn health(&self) -> VdevHealth {
+        self.health_if_down(&[])
+    }
+
+    /// [`Vdev::health`] if the columns in `extra` were unreadable too.
+    pub fn health_if_down(&self, extra: &[usize]) -> VdevHealth {
+        let states = self.states();
+        let down: Vec<bool> = states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| !s.readable() || extra.contains(&i))
+            .collect();
+        let count = down.iter().filter(|d| **d).count();
+        if count == 0 {
+            return VdevHealth::Online;
+        }
+        let lost = match self.layout {
+            Layout::Raid10 => down.chunks(2).any(|p| p.iter().all(|d| *d)),
+            _ => count > self.redundancy(),
+        };
+        if lost {
+            VdevHealth::Failed
+        } else {
+            VdevHealth::Degraded
+        }
     }
 
     /// The layout.
@@ -256,29 +487,28 @@ impl Vdev {
 
     /// Number of devices (present or not).
     pub fn device_count(&self) -> usize {
-        self.devices.len()
+        self.slots.len()
     }
 
     /// Size of the pool address space in 4 KiB sectors (what the allocator hands out;
     /// for RAID-Z it includes parity).
     pub fn capacity_sectors(&self) -> u64 {
-        self.layout.capacity(self.devices.len(), self.rows)
+        self.layout.capacity(self.slots.len(), self.rows)
     }
 
     /// Sectors to allocate for an extent of `data_sectors` (parity and padding included).
     pub fn asize(&self, data_sectors: u64) -> u64 {
-        self.layout.asize(self.devices.len(), data_sectors)
+        self.layout.asize(self.slots.len(), data_sectors)
     }
 
     /// How many devices may be missing or failed without losing data.
     pub fn redundancy(&self) -> usize {
-        self.layout.redundancy(self.devices.len())
+        self.layout.redundancy(self.slots.len())
     }
 
     /// The device locations of an extent (for tests, scrub tools and docs).
     pub fn map(&self, addr_sector: u64, data_sectors: u64) -> ExtentMap {
-        self.layout
-            .map(self.devices.len(), addr_sector, data_sectors)
+        self.layout.map(self.slots.len(), addr_sector, data_sectors)
     }
 
     /// Error counters of every device, by device index.
@@ -299,6 +529,7 @@ impl Vdev {
             c.read.store(0, Ordering::Relaxed);
             c.write.store(0, Ordering::Relaxed);
             c.checksum.store(0, Ordering::Relaxed);
+            c.strikes.store(0, Ordering::Relaxed);
         }
     }
 
@@ -320,25 +551,27 @@ impl Vdev {
     }
 
     async fn read_at(&self, loc: Location, buf: &mut [u8]) -> Result<(), IoFail> {
-        let Some(dev) = self.devices.get(loc.device).and_then(Option::as_ref) else {
+        let Some(dev) = self.readable_device(loc.device) else {
             return Err(IoFail::Missing);
         };
         let offset = self.byte_offset(loc);
         dev.read(offset, buf).await.map_err(|e| {
             self.counters[loc.device].read.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(device = loc.device, offset, len = buf.len(), error = %e, "vdev read failed");
+            self.note_error(loc.device, &e, false);
             IoFail::Error(e)
         })
     }
 
     async fn write_at(&self, loc: Location, buf: &[u8]) -> Result<(), IoFail> {
-        let Some(dev) = self.devices.get(loc.device).and_then(Option::as_ref) else {
+        let Some(dev) = self.writable_device(loc.device) else {
             return Err(IoFail::Missing);
         };
         let offset = self.byte_offset(loc);
         dev.write(offset, buf, WriteFlags::NONE).await.map_err(|e| {
             self.counters[loc.device].write.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(device = loc.device, offset, len = buf.len(), error = %e, "vdev write failed");
+            self.note_error(loc.device, &e, true);
             IoFail::Error(e)
         })
     }
@@ -372,7 +605,12 @@ impl Vdev {
         let mut failed = Vec::new();
         for (ci, loc, r) in results {
             match r {
-                Ok(()) => column_ok[ci] = true,
+                // A resilvering device holds the column but is not read until done.
+                Ok(()) => {
+                    if self.state(loc.device).is_some_and(|s| s.0.readable()) {
+                        column_ok[ci] = true;
+                    }
+                }
                 Err(e) => failed.push((loc.device, e.to_string())),
             }
         }
@@ -440,7 +678,7 @@ impl Vdev {
                 let pick = col
                     .copies
                     .iter()
-                    .position(|l| self.devices[l.device].is_some())
+                    .position(|l| self.state(l.device).is_some_and(|s| s.0.readable()))
                     .unwrap_or(0);
                 let loc = col.copies[pick];
                 jobs.push(async move { (ci, pick, self.read_at(loc, chunk).await) });
@@ -620,27 +858,69 @@ impl Vdev {
         }
     }
 
-    /// Flush every present device concurrently. Fails only if more devices fail than
-    /// the layout tolerates (the others' failures are counted and logged).
+    /// Flush every device writes go to, concurrently. Fails only if more devices are
+    /// failed or unavailable than the layout tolerates (the others' failures are
+    /// counted, logged, and fault the device).
     pub async fn flush(&self) -> Result<(), RaidError> {
-        let jobs = self
-            .devices
-            .iter()
-            .enumerate()
-            .filter_map(|(i, d)| d.as_ref().map(|d| async move { (i, d.flush().await) }));
+        let jobs = (0..self.slots.len()).filter_map(|i| {
+            self.writable_device(i)
+                .map(|d| async move { (i, d.flush().await) })
+        });
         let mut failed = Vec::new();
         for (i, r) in join_all(jobs).await {
             if let Err(e) = r {
                 self.counters[i].write.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(device = i, error = %e, "vdev flush failed");
+                self.note_error(i, &e, true);
                 failed.push((i, e.to_string()));
             }
         }
-        let missing = self.devices.iter().filter(|d| d.is_none()).count();
-        if !failed.is_empty() && failed.len() + missing > self.redundancy() {
+        if self.health() == VdevHealth::Failed {
+            for (i, st) in self.states().into_iter().enumerate() {
+                if !st.readable() && !failed.iter().any(|(d, _)| *d == i) {
+                    failed.push((i, st.name().to_lowercase()));
+                }
+            }
             return Err(RaidError::Flush { failed });
         }
         Ok(())
+    }
+
+    /// Write column `device`'s share of the extent whose verified data is `data` at
+    /// `addr_sector` (the resilver write). Returns the bytes written (0 when the extent
+    /// has no column on that device).
+    pub async fn rebuild(
+        &self,
+        addr_sector: u64,
+        data: &[u8],
+        device: usize,
+    ) -> Result<u64, RaidError> {
+        if !data.len().is_multiple_of(SECTOR_SIZE) {
+            return Err(RaidError::Misaligned { len: data.len() });
+        }
+        let map = self.check_extent(addr_sector, (data.len() / SECTOR_SIZE) as u64)?;
+        let mine: Vec<(usize, Location)> = map
+            .columns
+            .iter()
+            .enumerate()
+            .flat_map(|(ci, c)| c.copies.iter().map(move |l| (ci, *l)))
+            .filter(|(_, l)| l.device == device)
+            .collect();
+        if mine.is_empty() {
+            return Ok(0);
+        }
+        let contents = column_contents(&map, data);
+        let mut written = 0u64;
+        for (ci, loc) in mine {
+            self.write_at(loc, &contents[ci])
+                .await
+                .map_err(|e| RaidError::Repair {
+                    addr: addr_sector,
+                    reason: format!("resilver write to device {device}: {e}"),
+                })?;
+            written += contents[ci].len() as u64;
+        }
+        Ok(written)
     }
 }
 
