@@ -31,6 +31,9 @@ use ingot_hal::nvme::driver::{Controller, DriverConfig};
 use ingot_hal::sim::{CommandMatch, FaultCount, SimController};
 use ingot_pool::engine::scrub::{ScrubHandle, ScrubOptions, ScrubProgress, ScrubState};
 use ingot_pool::engine::{DeviceState as PoolDeviceState, PoolError};
+use ingot_pool::engine::{
+    JobProgress, PoolHealth, ResilverHandle, ResilverOptions, ResilverProgress,
+};
 use ingot_pool::store::ObjectStore;
 use ingot_pool::{ImportOptions, Pool};
 use std::path::PathBuf;
@@ -101,24 +104,72 @@ struct Serving {
     mount: Option<MountHandle>,
 }
 
-/// A scrub started from the console.
+/// The pool's handle on a job the console lists.
 #[derive(Debug)]
-struct ScrubJob {
+enum Handle {
+    /// A scrub started from the console; dropping the handle cancels it, so it is kept
+    /// while the job is listed.
+    Scrub(ScrubHandle),
+    /// A resilver (owned by the pool: started by a replace, a reattach or a spare).
+    Resilver(ResilverHandle),
+}
+
+impl Handle {
+    fn scan(&self) -> ScrubProgress {
+        match self {
+            Handle::Scrub(h) => h.progress(),
+            Handle::Resilver(h) => h.progress().scan,
+        }
+    }
+    fn pause(&self) {
+        match self {
+            Handle::Scrub(h) => h.pause(),
+            Handle::Resilver(h) => h.pause(),
+        }
+    }
+    fn resume(&self) {
+        match self {
+            Handle::Scrub(h) => h.resume(),
+            Handle::Resilver(h) => h.resume(),
+        }
+    }
+    fn cancel(&self) {
+        match self {
+            Handle::Scrub(h) => h.cancel(),
+            Handle::Resilver(h) => h.cancel(),
+        }
+    }
+}
+
+/// A scrub or resilver the console lists.
+#[derive(Debug)]
+struct TrackedJob {
     id: String,
+    kind: JobKind,
+    /// Device id being rebuilt (resilver).
+    device: Option<String>,
+    /// Which resilver of the pool this is (so it is adopted once).
+    key: Option<String>,
     started_ms: u64,
     finished_ms: Arc<parking_lot::Mutex<Option<u64>>>,
-    /// Dropping it cancels the scrub, so it is kept while the job is listed.
-    handle: ScrubHandle,
+    handle: Handle,
 }
 
 /// How many finished jobs the console lists.
 const KEEP_JOBS: usize = 20;
 
-/// The console's view of a scrub from its progress.
-fn scrub_job(id: &str, started_ms: u64, finished_ms: Option<u64>, p: &ScrubProgress) -> Job {
+/// The console's view of a scan job from its progress.
+fn job_of(
+    id: &str,
+    kind: JobKind,
+    device: Option<String>,
+    started_ms: u64,
+    finished_ms: Option<u64>,
+    p: &ScrubProgress,
+) -> Job {
     Job {
         id: id.to_string(),
-        kind: JobKind::Scrub,
+        kind,
         state: match p.state {
             ScrubState::Counting | ScrubState::Running => JobState::Running,
             ScrubState::Paused => JobState::Paused,
@@ -126,7 +177,7 @@ fn scrub_job(id: &str, started_ms: u64, finished_ms: Option<u64>, p: &ScrubProgr
             ScrubState::Finished if p.unrecoverable > 0 => JobState::Failed,
             ScrubState::Finished => JobState::Completed,
         },
-        device: None,
+        device,
         bytes_done: p.scanned_bytes,
         bytes_total: p.total_bytes,
         rate_bytes_per_sec: p.rate_bytes_per_sec as u64,
@@ -138,12 +189,14 @@ fn scrub_job(id: &str, started_ms: u64, finished_ms: Option<u64>, p: &ScrubProgr
     }
 }
 
-fn job_view(j: &ScrubJob) -> Job {
-    scrub_job(
+fn job_view(j: &TrackedJob) -> Job {
+    job_of(
         &j.id,
+        j.kind,
+        j.device.clone(),
         j.started_ms,
         *j.finished_ms.lock(),
-        &j.handle.progress(),
+        &j.handle.scan(),
     )
 }
 
@@ -152,6 +205,84 @@ fn is_active(p: &ScrubProgress) -> bool {
         p.state,
         ScrubState::Counting | ScrubState::Running | ScrubState::Paused
     )
+}
+
+/// Which resilver a progress belongs to.
+fn resilver_key(p: &ResilverProgress) -> String {
+    format!("{}:{}:{:?}", p.device_guid, p.from_txg, p.columns)
+}
+
+/// Push a job's progress to the console while it runs (at most twice a second), mark its
+/// end and log how it ended.
+fn watch_job<P: JobProgress>(
+    mut rx: tokio::sync::watch::Receiver<P>,
+    events: EventLog,
+    template: Job,
+    finished: Arc<parking_lot::Mutex<Option<u64>>>,
+) {
+    tokio::spawn(async move {
+        let mut last_emit = Instant::now() - Duration::from_secs(1);
+        let what = match (&template.kind, &template.device) {
+            (JobKind::Resilver, Some(d)) => format!("{} of {d}", template.id),
+            _ => template.id.clone(),
+        };
+        loop {
+            let p = rx.borrow_and_update().scan().clone();
+            let done = !is_active(&p);
+            if done {
+                finished.lock().get_or_insert_with(now_ms);
+            }
+            let view = job_of(
+                &template.id,
+                template.kind,
+                template.device.clone(),
+                template.started_ms,
+                *finished.lock(),
+                &p,
+            );
+            if done || last_emit.elapsed().as_millis() >= 500 {
+                last_emit = Instant::now();
+                events.emit(
+                    Severity::Info,
+                    format!("{what}: {:.1}% done", p.percent()),
+                    EventData::JobProgress { job: view },
+                );
+            }
+            if done {
+                let (sev, outcome) = if p.unrecoverable > 0 {
+                    (Severity::Critical, "found unrecoverable blocks")
+                } else if p.state == ScrubState::Cancelled {
+                    (Severity::Warning, "was cancelled")
+                } else if p.errors_found > 0 {
+                    (Severity::Warning, "repaired errors")
+                } else if template.kind == JobKind::Resilver {
+                    (Severity::Info, "completed")
+                } else {
+                    (Severity::Info, "found no errors")
+                };
+                let kind = match template.kind {
+                    JobKind::Scrub => "scrub",
+                    JobKind::Resilver => "resilver",
+                };
+                events.emit(
+                    sev,
+                    format!(
+                        "{what} {outcome} ({} scanned, {} errors found, {} repaired, {} unrecoverable)",
+                        p.scanned_bytes, p.errors_found, p.repaired, p.unrecoverable
+                    ),
+                    EventData::StateChange {
+                        subject: kind.into(),
+                        device: template.device.clone(),
+                        state: format!("{:?}", p.state).to_lowercase(),
+                    },
+                );
+                break;
+            }
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+    });
 }
 
 /// Where the appliance keeps what it adds at run time.
@@ -196,7 +327,7 @@ pub struct Live {
     mountpoint: PathBuf,
     mount_opts: MountOptions,
     settings: parking_lot::Mutex<Settings>,
-    jobs: parking_lot::Mutex<Vec<ScrubJob>>,
+    jobs: parking_lot::Mutex<Vec<TrackedJob>>,
     /// Bytes per second scrubs may read (None: the pool's default throttle).
     scrub_rate_limit: parking_lot::Mutex<Option<u64>>,
     next_job: std::sync::atomic::AtomicU64,
@@ -210,8 +341,14 @@ fn internal(e: impl std::fmt::Display) -> ApplianceError {
 
 fn pool_err(e: PoolError) -> ApplianceError {
     match e {
-        PoolError::WrongPassphrase { .. } => ApplianceError::invalid(e.to_string()),
+        PoolError::WrongPassphrase { .. } | PoolError::BadDevice { .. } => {
+            ApplianceError::invalid(e.to_string())
+        }
         PoolError::Locked { .. } => ApplianceError::locked(e.to_string()),
+        PoolError::DeviceConflict { .. }
+        | PoolError::ForeignDevice { .. }
+        | PoolError::TooFewDevices { .. }
+        | PoolError::ReadOnly(_) => ApplianceError::conflict(e.to_string()),
         other => internal(other),
     }
 }
@@ -277,26 +414,106 @@ impl Live {
         }
     }
 
-    /// Cancel every running job (before the pool is exported or re-imported).
+    /// Cancel every running scrub (before the pool is exported or re-imported). A
+    /// resilver is the pool's: export stops it and the next import resumes it.
     fn cancel_jobs(&self) {
         for j in self.jobs.lock().iter() {
-            if is_active(&j.handle.progress()) {
+            if matches!(j.handle, Handle::Scrub(_)) && is_active(&j.handle.scan()) {
                 j.handle.cancel();
             }
         }
     }
 
-    fn with_job(&self, id: &str, f: impl FnOnce(&ScrubHandle)) -> ApplianceResult<Job> {
+    fn with_job(&self, id: &str, f: impl FnOnce(&Handle)) -> ApplianceResult<Job> {
         let jobs = self.jobs.lock();
         let j = jobs
             .iter()
             .find(|j| j.id == id)
             .ok_or_else(|| ApplianceError::not_found(format!("no job {id:?}")))?;
-        if !is_active(&j.handle.progress()) {
+        if !is_active(&j.handle.scan()) {
             return Err(ApplianceError::conflict(format!("job {id} has ended")));
         }
         f(&j.handle);
         Ok(job_view(j))
+    }
+
+    /// List a job, push its progress as events, and drop the oldest finished ones.
+    fn track(
+        &self,
+        kind: JobKind,
+        device: Option<String>,
+        key: Option<String>,
+        handle: Handle,
+    ) -> Job {
+        let n = self.next_job.fetch_add(1, Ordering::Relaxed);
+        let prefix = match kind {
+            JobKind::Scrub => "scrub",
+            JobKind::Resilver => "resilver",
+        };
+        let job = TrackedJob {
+            id: format!("{prefix}-{n}"),
+            kind,
+            device,
+            key,
+            started_ms: now_ms(),
+            finished_ms: Arc::new(parking_lot::Mutex::new(None)),
+            handle,
+        };
+        let view = job_view(&job);
+        let events = self.events.subscriber_handle();
+        match &job.handle {
+            Handle::Scrub(h) => {
+                watch_job(h.subscribe(), events, view.clone(), job.finished_ms.clone())
+            }
+            Handle::Resilver(h) => {
+                watch_job(h.subscribe(), events, view.clone(), job.finished_ms.clone())
+            }
+        }
+        let mut jobs = self.jobs.lock();
+        jobs.push(job);
+        while jobs.len() > KEEP_JOBS {
+            let Some(pos) = jobs.iter().position(|j| !is_active(&j.handle.scan())) else {
+                break;
+            };
+            jobs.remove(pos);
+        }
+        drop(jobs);
+        view
+    }
+
+    /// List the pool's current resilver if the console does not yet (one started by a
+    /// reattach, a hot spare or resumed at import). Returns its view when adopted.
+    fn adopt_resilver(&self, pool: &Pool) -> Option<Job> {
+        let h = pool.resilver_job()?;
+        let p = h.progress();
+        let key = resilver_key(&p);
+        if self
+            .jobs
+            .lock()
+            .iter()
+            .any(|j| j.key.as_deref() == Some(key.as_str()))
+        {
+            return None;
+        }
+        let device = p
+            .device
+            .as_ref()
+            .and_then(|i| self.drive_at(&i.location))
+            .map(|d| d.id.clone());
+        let view = self.track(JobKind::Resilver, device, Some(key), Handle::Resilver(h));
+        self.state_event(
+            "resilver",
+            view.device.clone(),
+            "started",
+            format!(
+                "{} of {} started ({} resilver from txg {})",
+                view.id,
+                view.device.as_deref().unwrap_or("a device"),
+                if p.from_txg > 1 { "partial" } else { "full" },
+                p.from_txg
+            ),
+        );
+        Some(view)
     }
 
     async fn pool_handle(&self) -> ApplianceResult<Arc<Pool>> {
@@ -449,7 +666,7 @@ impl Live {
                     .and_then(|d| d.controller())
                     .and_then(|c| c.lost_reason());
                 let mut state = member_state(m.state);
-                let mut fault_reason = None;
+                let mut fault_reason = m.fault_reason.clone();
                 if let Some(why) = lost
                     && matches!(state, DeviceState::Online | DeviceState::Degraded)
                 {
@@ -471,13 +688,22 @@ impl Live {
                 }
             })
             .collect();
-        let state = if st.suspended.is_some() {
+        let state = if st.health == PoolHealth::Suspended || st.suspended.is_some() {
             PoolState::Faulted
-        } else if members.iter().any(|m| m.state != DeviceState::Online) {
+        } else if st.health == PoolHealth::Degraded
+            || members.iter().any(|m| m.state != DeviceState::Online)
+        {
             PoolState::Degraded
         } else {
             PoolState::Online
         };
+        let spares = st
+            .spares
+            .iter()
+            .filter(|s| s.in_use_for.is_none())
+            .filter_map(|s| self.drive_at(&s.identity.location))
+            .map(|d| d.id.clone())
+            .collect();
         PoolStatus {
             name: st.name.clone(),
             layout: st.layout.name().into(),
@@ -489,7 +715,7 @@ impl Live {
             encrypted: st.encrypted,
             locked: st.locked,
             members,
-            spares: Vec::new(),
+            spares,
             read_only: st.read_only,
             suspended: st.suspended.clone(),
             checksum_errors: st.checksum_errors,
@@ -509,9 +735,12 @@ impl Live {
                 if live.closing.load(Ordering::Acquire) {
                     break;
                 }
-                let Ok(view) = live.pool().await else {
+                let Ok(pool) = live.pool_handle().await else {
                     continue;
                 };
+                live.adopt_resilver(&pool);
+                let view = live.pool_view(&pool.status());
+                drop(pool);
                 if let Some(prev) = &last {
                     live.state_events(prev, &view);
                 }
@@ -532,7 +761,7 @@ impl Live {
         }
         let last_end = {
             let jobs = self.jobs.lock();
-            if jobs.iter().any(|j| is_active(&j.handle.progress())) {
+            if jobs.iter().any(|j| is_active(&j.handle.scan())) {
                 return;
             }
             jobs.iter().filter_map(|j| *j.finished_ms.lock()).max()
@@ -706,12 +935,9 @@ impl Live {
         let ns = controller
             .namespace(1)
             .map_err(|e| internal(format!("{}: {e}", d.id)))?;
-        let counters = d.device().counters();
-        let device = Arc::new(MeteredDevice::continuing(Arc::new(ns), counters));
-        *d.io.lock() = DriveIo {
-            controller: Some(controller),
-            device: device.clone(),
-        };
+        let device = d.device();
+        device.swap(Arc::new(ns));
+        d.io.lock().controller = Some(controller);
         d.pulled.store(false, Ordering::Release);
         self.events.emit(
             Severity::Info,
@@ -723,10 +949,48 @@ impl Live {
         self.reattach(d, device).await
     }
 
-    /// Hand a reinserted drive's device back to the pool (it resilvers what it missed).
+    /// Hand a reinserted drive's device back to the pool, which resilvers the txgs it
+    /// missed. If the pool never noticed the drive was gone (no I/O reached it), it
+    /// missed nothing: the same device handle simply works again.
     async fn reattach(&self, d: &Drive, device: Arc<MeteredDevice>) -> ApplianceResult<()> {
-        let _ = (d, device);
-        Ok(())
+        let pool = self.pool_handle().await?;
+        let loc = d.location();
+        let st = pool.status();
+        let member = st
+            .devices
+            .iter()
+            .find(|m| m.identity.as_ref().is_some_and(|i| i.location == loc));
+        let down = member.is_none_or(|m| {
+            matches!(
+                m.state,
+                PoolDeviceState::Faulted
+                    | PoolDeviceState::Removed
+                    | PoolDeviceState::Missing
+                    | PoolDeviceState::Stale
+            )
+        });
+        if !down {
+            return Ok(());
+        }
+        match pool.reattach(device).await {
+            Ok(column) => {
+                self.adopt_resilver(&pool);
+                tracing::info!(device = %d.id, column, "reattached");
+                Ok(())
+            }
+            Err(e @ (PoolError::DeviceConflict { .. } | PoolError::ForeignDevice { .. })) => {
+                // Replaced meanwhile (by a spare or an admin): it stays unassigned.
+                self.events.emit(
+                    Severity::Info,
+                    format!("{} is back but not a pool member any more: {e}", d.id),
+                    EventData::Alert {
+                        device: Some(d.id.clone()),
+                    },
+                );
+                Ok(())
+            }
+            Err(e) => Err(pool_err(e)),
+        }
     }
 
     /// Create a blank simulated drive in the sim directory and open it.
@@ -902,17 +1166,20 @@ impl Appliance for Live {
     }
 
     async fn jobs(&self) -> ApplianceResult<Vec<Job>> {
+        if let Ok(pool) = self.pool_handle().await {
+            self.adopt_resilver(&pool);
+        }
         Ok(self.jobs.lock().iter().rev().map(job_view).collect())
     }
 
     async fn start_scrub(&self) -> ApplianceResult<Job> {
-        if self
+        if let Some(j) = self
             .jobs
             .lock()
             .iter()
-            .any(|j| is_active(&j.handle.progress()))
+            .find(|j| is_active(&j.handle.scan()))
         {
-            return Err(ApplianceError::conflict("a scrub is already running"));
+            return Err(ApplianceError::conflict(format!("{} is running", j.id)));
         }
         let pool = self.pool_handle().await?;
         // Scrub covers committed txgs: commit what was just written so it is covered too.
@@ -924,94 +1191,103 @@ impl Appliance for Live {
             ..ScrubOptions::default()
         };
         let handle = pool.start_scrub(opts).await.map_err(pool_err)?;
-        let n = self
-            .next_job
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let job = ScrubJob {
-            id: format!("scrub-{n}"),
-            started_ms: now_ms(),
-            finished_ms: Arc::new(parking_lot::Mutex::new(None)),
-            handle,
-        };
-        // Push progress to the console while it runs, and mark the end.
-        let mut rx = job.handle.subscribe();
-        let events = self.events.subscriber_handle();
-        let (id, started_ms, finished) = (job.id.clone(), job.started_ms, job.finished_ms.clone());
-        tokio::spawn(async move {
-            let mut last_emit = Instant::now() - std::time::Duration::from_secs(1);
-            loop {
-                let p = rx.borrow_and_update().clone();
-                let done = !is_active(&p);
-                if done {
-                    *finished.lock() = Some(now_ms());
-                }
-                let view = scrub_job(&id, started_ms, *finished.lock(), &p);
-                if done || last_emit.elapsed().as_millis() >= 500 {
-                    last_emit = Instant::now();
-                    events.emit(
-                        Severity::Info,
-                        format!("{id}: {:.1}% scanned", p.percent()),
-                        EventData::JobProgress { job: view },
-                    );
-                }
-                if done {
-                    let (sev, what) = if p.unrecoverable > 0 {
-                        (Severity::Critical, "found unrecoverable blocks")
-                    } else if p.errors_found > 0 {
-                        (Severity::Warning, "repaired errors")
-                    } else {
-                        (Severity::Info, "found no errors")
-                    };
-                    events.emit(
-                        sev,
-                        format!(
-                            "{id} {:?}: {what} ({} found, {} repaired, {} unrecoverable)",
-                            p.state, p.errors_found, p.repaired, p.unrecoverable
-                        ),
-                        EventData::StateChange {
-                            subject: "scrub".into(),
-                            device: None,
-                            state: format!("{:?}", p.state).to_lowercase(),
-                        },
-                    );
-                    break;
-                }
-                if rx.changed().await.is_err() {
-                    break;
-                }
-            }
-        });
-        let view = job_view(&job);
-        let mut jobs = self.jobs.lock();
-        jobs.push(job);
-        while jobs.len() > KEEP_JOBS {
-            let Some(pos) = jobs.iter().position(|j| !is_active(&j.handle.progress())) else {
-                break;
-            };
-            jobs.remove(pos);
-        }
-        drop(jobs);
+        let view = self.track(JobKind::Scrub, None, None, Handle::Scrub(handle));
         self.state_event("scrub", None, "started", format!("{} started", view.id));
         Ok(view)
     }
 
     async fn pause_job(&self, id: &str) -> ApplianceResult<Job> {
-        self.with_job(id, ScrubHandle::pause)
+        self.with_job(id, Handle::pause)
     }
 
     async fn resume_job(&self, id: &str) -> ApplianceResult<Job> {
-        self.with_job(id, ScrubHandle::resume)
+        self.with_job(id, Handle::resume)
     }
 
     async fn cancel_job(&self, id: &str) -> ApplianceResult<Job> {
-        self.with_job(id, ScrubHandle::cancel)
+        self.with_job(id, Handle::cancel)
     }
 
     async fn replace_device(&self, req: ReplaceRequest) -> ApplianceResult<Job> {
-        Err(ApplianceError::unsupported(format!(
-            "replacing {} with {}: device replacement and resilver are not available in this build yet",
-            req.old, req.new
-        )))
+        let _drill = self.drills.lock().await;
+        let pool = self.pool_handle().await?;
+        let st = pool.status();
+        // The member: by device id, drive name or location, or `missing (GUID)` / GUID.
+        let column = match self.find_drive(&req.old) {
+            Ok(d) => {
+                let loc = d.location();
+                st.devices
+                    .iter()
+                    .find(|m| m.identity.as_ref().is_some_and(|i| i.location == loc))
+                    .map(|m| m.index)
+                    .ok_or_else(|| {
+                        ApplianceError::conflict(format!("{} is not a member of the pool", d.id))
+                    })?
+            }
+            Err(_) => st
+                .devices
+                .iter()
+                .find(|m| req.old == m.guid || req.old == format!("missing ({})", m.guid))
+                .map(|m| m.index)
+                .ok_or_else(|| {
+                    ApplianceError::not_found(format!("no pool member {:?}", req.old))
+                })?,
+        };
+        let new = self.find_drive(&req.new)?;
+        let new_loc = new.location();
+        if st
+            .devices
+            .iter()
+            .any(|m| m.identity.as_ref().is_some_and(|i| i.location == new_loc))
+        {
+            return Err(ApplianceError::conflict(format!(
+                "{} is already a member of the pool",
+                new.id
+            )));
+        }
+        if new.pulled.load(Ordering::Acquire)
+            || new.controller().is_some_and(|c| c.lost_reason().is_some())
+        {
+            return Err(ApplianceError::conflict(format!(
+                "{} is not available (removed)",
+                new.id
+            )));
+        }
+        let old_name = st
+            .devices
+            .iter()
+            .find(|m| m.index == column)
+            .and_then(|m| m.identity.as_ref())
+            .and_then(|i| self.drive_at(&i.location))
+            .map_or_else(|| format!("column {column}"), |d| d.id.clone());
+        let handle = pool
+            .replace(
+                column as usize,
+                new.device() as Arc<dyn BlockDevice>,
+                ResilverOptions::default(),
+            )
+            .await
+            .map_err(pool_err)?;
+        let key = resilver_key(&handle.progress());
+        let view = self.track(
+            JobKind::Resilver,
+            Some(new.id.clone()),
+            Some(key),
+            Handle::Resilver(handle),
+        );
+        self.events.emit(
+            Severity::Warning,
+            format!(
+                "{old_name} replaced by {} in slot {column}: {} started",
+                new.id, view.id
+            ),
+            EventData::StateChange {
+                subject: "device".into(),
+                device: Some(new.id.clone()),
+                state: DeviceState::Resilvering.as_str().into(),
+            },
+        );
+        Ok(view)
     }
 
     async fn encryption(&self) -> ApplianceResult<EncryptionStatus> {

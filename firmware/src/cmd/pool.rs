@@ -65,7 +65,7 @@ pub fn parse_encryption(s: &str) -> Result<bool, CliError> {
 }
 
 /// One `--device` argument.
-fn parse_device(s: &str) -> Result<DriveSpec, CliError> {
+pub fn parse_device(s: &str) -> Result<DriveSpec, CliError> {
     if let Some(p) = s.strip_prefix("sim:") {
         return Ok(DriveSpec::Sim { path: p.into() });
     }

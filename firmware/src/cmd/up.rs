@@ -96,7 +96,7 @@ async fn all_blank(devs: &[Arc<dyn BlockDevice>]) -> bool {
 /// Import `devs` minus the drives that are not members: blank ones (hot-added, spares)
 /// and ones the pool no longer counts (replaced, or of another pool). Those stay with the
 /// appliance, unassigned.
-async fn import_members(
+pub async fn import_members(
     mut devs: Vec<Arc<dyn BlockDevice>>,
     opts: &ImportOptions,
 ) -> Result<Pool, CliError> {
@@ -208,7 +208,7 @@ async fn wait_for_signal() -> Result<&'static str, CliError> {
 async fn add_spares(pool: &Pool, spares: &[Arc<dyn BlockDevice>]) -> Result<(), CliError> {
     for d in spares {
         if blank(d.as_ref()).await {
-            let _ = pool;
+            pool.add_spare(d.clone()).await?;
             println!("ingot up: hot spare {} ready", d.identity().location);
         }
     }
