@@ -192,6 +192,24 @@ impl Up {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("ingot {args:?}: {e}: {out}"))
     }
 
+    /// `GET path` of the console API with the appliance's local CLI token (from its
+    /// registration), parsed.
+    pub fn api_get(&self, path: &str) -> serde_json::Value {
+        let reg: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.data.join("run/appliance.json")).expect("registration"),
+        )
+        .expect("registration JSON");
+        let out = sh(
+            &self.data,
+            &format!(
+                "curl -sf -H 'Authorization: Bearer {}' {}{path}",
+                reg["token"].as_str().expect("token"),
+                reg["url"].as_str().expect("url")
+            ),
+        );
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("GET {path}: {e}: {out}"))
+    }
+
     /// Poll `ingot pool status NAME --json` until `done` holds; panic with the last status
     /// after `limit`. (A deadline on a polled state, not a sleep used as synchronisation.)
     pub fn wait_status(
