@@ -324,3 +324,69 @@ fn a_copy_through_the_mount_survives_a_drive_pulled_and_replaced() {
     sh(t.path(), &format!("diff -r src {}/tree", up.mnt.display()));
     up.stop();
 }
+
+#[test]
+fn a_hot_spare_from_the_config_takes_over_a_pulled_drive() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let drives = data.join("drives");
+    let d = data.to_str().unwrap().to_string();
+    ingot_tests::ingot_ok(&[
+        "sim",
+        "create",
+        drives.to_str().unwrap(),
+        "--drives",
+        "5",
+        "--size",
+        "256M",
+    ]);
+    let mut toml = String::from("spares = [{ kind = \"sim\", path = \"");
+    toml.push_str(drives.join("sim4.img").to_str().unwrap());
+    toml.push_str("\" }]\n");
+    for i in 0..4 {
+        toml.push_str(&format!(
+            "[[drive]]\nkind = \"sim\"\npath = \"{}\"\n",
+            drives.join(format!("sim{i}.img")).display()
+        ));
+    }
+    std::fs::write(data.join("ingot.toml"), toml).unwrap();
+    let pass = passphrase_file(t.path(), "spare pass");
+    let up = Up::start(&data, &pass, &[]);
+    assert!(
+        up.log
+            .iter()
+            .any(|l| l.contains("hot spare sim:sim4/n1 ready")),
+        "{:#?}",
+        up.log
+    );
+    let st = up.ingot_json(&["pool", "status", "tank", "--json"]);
+    assert_eq!(st["spares"], serde_json::json!(["nvme4"]), "{st:#}");
+    sh(&up.mnt, "seq 1 200000 > a && sha256sum a > ../sum");
+    up.ingot_ok(&["sim", "fault", "--data", &d, "nvme1", "remove"]);
+    sh(
+        &up.mnt,
+        "seq 5 300000 > b && dd if=b of=b.copy conv=fsync status=none && sha256sum b >> ../sum",
+    );
+    // The spare takes slot 1 and is resilvered; the pool is whole again.
+    let st = up.wait_status("tank", LIMIT, |st| {
+        members(st)[1]["device"] == "nvme4"
+            && st["state"] == "ONLINE"
+            && st["jobs"].as_array().is_some_and(|j| j.is_empty())
+    });
+    assert_eq!(st["spares"], serde_json::json!([]), "{st:#}");
+    let scrub = up.ingot_json(&["pool", "scrub", "tank", "--wait", "--json"]);
+    assert_eq!(scrub["state"], "completed", "{scrub:#}");
+    assert_eq!(scrub["errors_found"], scrub["errors_repaired"], "{scrub:#}");
+    sh(&up.mnt, "sha256sum -c --quiet ../sum");
+    let jobs = up.api_get("/api/v1/jobs");
+    assert!(
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["kind"] == "resilver"
+                && j["device"] == "nvme4"
+                && j["state"] == "completed"),
+        "{jobs:#}"
+    );
+    up.stop();
+}
