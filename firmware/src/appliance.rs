@@ -207,9 +207,16 @@ fn is_active(p: &ScrubProgress) -> bool {
     )
 }
 
-/// Which resilver a progress belongs to.
-fn resilver_key(p: &ResilverProgress) -> String {
-    format!("{}:{}:{:?}", p.device_guid, p.from_txg, p.columns)
+/// Which resilver a progress belongs to (of which pool instance: a re-import resumes a
+/// resilver as a new job).
+fn resilver_key(pool: &Pool, p: &ResilverProgress) -> String {
+    format!(
+        "{:p}:{}:{}:{:?}",
+        std::ptr::from_ref(pool),
+        p.device_guid,
+        p.from_txg,
+        p.columns
+    )
 }
 
 /// Push a job's progress to the console while it runs (at most twice a second), mark its
@@ -486,7 +493,7 @@ impl Live {
     fn adopt_resilver(&self, pool: &Pool) -> Option<Job> {
         let h = pool.resilver_job()?;
         let p = h.progress();
-        let key = resilver_key(&p);
+        let key = resilver_key(pool, &p);
         if self
             .jobs
             .lock()
@@ -1268,7 +1275,7 @@ impl Appliance for Live {
             )
             .await
             .map_err(pool_err)?;
-        let key = resilver_key(&handle.progress());
+        let key = resilver_key(&pool, &handle.progress());
         let view = self.track(
             JobKind::Resilver,
             Some(new.id.clone()),
