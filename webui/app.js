@@ -408,7 +408,7 @@ function updatePool() {
     health.replaceChildren(...[
       h('span', {}, 'Checksum errors since import ', h('b', {}, String(p.checksum_errors ?? 0))),
       dmg.length ? h('span', { class: 'errs' }, h('b', {}, String(dmg.length)), ' unrecoverable blocks (reads there fail): ',
-        dmg.slice(0, 5).map((b) => b.object != null ? `object ${b.object} @ ${b.offset}` : `sector ${b.addr}`).join(', ')) : null,
+        dmg.slice(0, 5).map((b) => b.path ? `${b.path} @ ${b.offset}` : b.object != null ? `object ${b.object} @ ${b.offset}` : `sector ${b.addr}`).join(', ')) : null,
       p.suspended ? h('span', { class: 'errs' }, 'Suspended: ', p.suspended) : null].filter(Boolean));
   }
   const running = S.jobs.some((j) => j.state === 'running' || j.state === 'paused');

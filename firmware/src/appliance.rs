@@ -207,6 +207,48 @@ fn is_active(p: &ScrubProgress) -> bool {
     )
 }
 
+/// Most directory entries a damaged-file lookup visits.
+const MAX_WALK: usize = 200_000;
+
+/// Paths (from the mount's root) of the files whose inode is in `wanted`, by a
+/// breadth-first walk of the namespace (bounded by [`MAX_WALK`] entries).
+async fn find_paths(
+    fs: &ingot_fs::Fs,
+    wanted: &std::collections::BTreeSet<u64>,
+) -> std::collections::HashMap<u64, String> {
+    let mut found = std::collections::HashMap::new();
+    let mut queue =
+        std::collections::VecDeque::from([(ingot_fs::superblock::ROOT_ID, String::new())]);
+    let mut visited = 0usize;
+    while let Some((dir, path)) = queue.pop_front() {
+        let mut offset = 0;
+        loop {
+            let Ok(page) = fs.readdir(dir, offset, 256).await else {
+                break;
+            };
+            let Some(last) = page.last() else { break };
+            offset = last.offset;
+            for e in &page {
+                if e.name == b"." || e.name == b".." {
+                    continue;
+                }
+                visited += 1;
+                let p = format!("{path}/{}", String::from_utf8_lossy(&e.name));
+                if wanted.contains(&e.ino) {
+                    found.entry(e.ino).or_insert_with(|| p.clone());
+                }
+                if e.kind == ingot_fs::inode::FileKind::Dir {
+                    queue.push_back((e.ino, p));
+                }
+            }
+            if found.len() == wanted.len() || visited > MAX_WALK {
+                return found;
+            }
+        }
+    }
+    found
+}
+
 /// Which resilver a progress belongs to (of which pool instance: a re-import resumes a
 /// resilver as a new job).
 fn resilver_key(pool: &Pool, p: &ResilverProgress) -> String {
@@ -335,6 +377,8 @@ pub struct Live {
     mount_opts: MountOptions,
     settings: parking_lot::Mutex<Settings>,
     jobs: parking_lot::Mutex<Vec<TrackedJob>>,
+    /// Paths of damaged objects found so far (None: not found in the namespace).
+    damaged_paths: parking_lot::Mutex<std::collections::HashMap<u64, Option<String>>>,
     /// Bytes per second scrubs may read (None: the pool's default throttle).
     scrub_rate_limit: parking_lot::Mutex<Option<u64>>,
     next_job: std::sync::atomic::AtomicU64,
@@ -378,6 +422,7 @@ fn damaged_view(st: &ingot_pool::PoolStatus) -> Vec<DamagedBlock> {
             object: d.object,
             offset: d.offset,
             addr: d.addr,
+            path: None,
         })
         .collect()
 }
@@ -416,6 +461,7 @@ impl Live {
             }),
             jobs: parking_lot::Mutex::new(Vec::new()),
             scrub_rate_limit: parking_lot::Mutex::new(None),
+            damaged_paths: parking_lot::Mutex::new(std::collections::HashMap::new()),
             next_job: std::sync::atomic::AtomicU64::new(1),
             events: EventLog::default(),
         }
@@ -727,6 +773,39 @@ impl Live {
             suspended: st.suspended.clone(),
             checksum_errors: st.checksum_errors,
             damaged: damaged_view(st),
+        }
+    }
+
+    /// Fill in the file paths of damaged blocks (walking the namespace of the mounted file
+    /// system once per object; results are kept until the errors are cleared).
+    async fn name_damaged(&self, damaged: &mut [DamagedBlock]) {
+        let wanted: std::collections::BTreeSet<u64> = {
+            let known = self.damaged_paths.lock();
+            damaged
+                .iter()
+                .filter_map(|d| d.object)
+                .filter(|o| !known.contains_key(o))
+                .collect()
+        };
+        if !wanted.is_empty() {
+            let fs = self
+                .serving
+                .lock()
+                .await
+                .mount
+                .as_ref()
+                .map(|m| m.fs().clone());
+            if let Some(fs) = fs {
+                let found = find_paths(&fs, &wanted).await;
+                let mut known = self.damaged_paths.lock();
+                for o in wanted {
+                    known.insert(o, found.get(&o).cloned());
+                }
+            }
+        }
+        let known = self.damaged_paths.lock();
+        for d in damaged {
+            d.path = d.object.and_then(|o| known.get(&o).cloned().flatten());
         }
     }
 
@@ -1169,7 +1248,11 @@ impl Appliance for Live {
 
     async fn pool(&self) -> ApplianceResult<PoolStatus> {
         let st = self.pool_handle().await?.status();
-        Ok(self.pool_view(&st))
+        let mut view = self.pool_view(&st);
+        if !view.damaged.is_empty() {
+            self.name_damaged(&mut view.damaged).await;
+        }
+        Ok(view)
     }
 
     async fn jobs(&self) -> ApplianceResult<Vec<Job>> {
@@ -1487,6 +1570,7 @@ impl Appliance for Live {
     async fn clear_errors(&self) -> ApplianceResult<PoolStatus> {
         let pool = self.pool_handle().await?;
         pool.clear_errors();
+        self.damaged_paths.lock().clear();
         self.state_event(
             "pool",
             None,

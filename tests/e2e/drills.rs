@@ -390,3 +390,60 @@ fn a_hot_spare_from_the_config_takes_over_a_pulled_drive() {
     );
     up.stop();
 }
+
+#[test]
+fn damage_beyond_redundancy_is_reported_with_the_file_path() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let d = data.to_str().unwrap().to_string();
+    let pass = passphrase_file(t.path(), "damage pass");
+    let up = Up::start(&data, &pass, &["--drive-size", "512M"]);
+    sh(
+        &up.mnt,
+        "mkdir -p dir/sub && head -c 24000000 /dev/zero \
+         | openssl enc -aes-128-ctr -nosalt -pass pass:damage 2>/dev/null > dir/sub/blob \
+         && sync -f dir/sub/blob",
+    );
+    let first = up.ingot_json(&["pool", "scrub", "tank", "--wait", "--json"]);
+    assert_eq!(first["errors_found"], 0, "{first:#}");
+    // The same sectors rotten on two drives of a raidz1: beyond its redundancy.
+    for drive in ["sim0", "sim1"] {
+        up.ingot_ok(&[
+            "sim", "fault", "--data", &d, drive, "corrupt", "--lba", "1000", "--blocks", "64",
+        ]);
+    }
+    let o = up.ingot(&["pool", "scrub", "tank", "--wait", "--json"]);
+    assert!(
+        !o.status.success(),
+        "a scrub with unrecoverable damage must fail: {o:?}"
+    );
+    let job: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(job["state"], "failed", "{job:#}");
+    let st = up.ingot_json(&["pool", "status", "tank", "--json"]);
+    let damaged = st["damaged"].as_array().unwrap();
+    assert!(!damaged.is_empty(), "{st:#}");
+    assert!(
+        damaged.iter().all(|b| b["path"] == "/dir/sub/blob"),
+        "{st:#}"
+    );
+    let text = up.ingot_ok(&["pool", "status", "tank"]);
+    assert!(text.contains("unrecoverable blocks"), "{text}");
+    assert!(text.contains("/dir/sub/blob offset"), "{text}");
+    // Reading the damaged range is an I/O error, never wrong data (the page cache,
+    // which still holds what was written, is dropped first).
+    let f = std::fs::File::open(up.mnt.join("dir/sub/blob")).unwrap();
+    nix::fcntl::posix_fadvise(
+        &f,
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    )
+    .unwrap();
+    drop(f);
+    let r = std::fs::read(up.mnt.join("dir/sub/blob"));
+    assert_eq!(
+        r.map(|_| ()).map_err(|e| e.raw_os_error()),
+        Err(Some(libc::EIO))
+    );
+    up.stop();
+}

@@ -240,6 +240,9 @@ pub struct DamagedBlock {
     pub offset: u64,
     /// Pool logical sector of the block.
     pub addr: u64,
+    /// Path of the file holding it, when the appliance could resolve it.
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 /// Pool status and topology.

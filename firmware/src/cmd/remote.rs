@@ -182,12 +182,16 @@ pub fn render_status(v: &StatusView) -> String {
             s.damaged.len()
         ));
         for d in &s.damaged {
-            match d.object {
-                Some(o) => out.push_str(&format!(
+            match (&d.path, d.object) {
+                (Some(p), _) => out.push_str(&format!(
+                    "  {p} offset {} (pool sector {})\n",
+                    d.offset, d.addr
+                )),
+                (None, Some(o)) => out.push_str(&format!(
                     "  object {o} offset {} (pool sector {})\n",
                     d.offset, d.addr
                 )),
-                None => out.push_str(&format!(
+                (None, None) => out.push_str(&format!(
                     "  pool sector {} (object unknown: metadata or found by a keyless scrub)\n",
                     d.addr
                 )),
