@@ -447,3 +447,57 @@ fn damage_beyond_redundancy_is_reported_with_the_file_path() {
     );
     up.stop();
 }
+
+#[test]
+fn replace_acts_on_the_drives_directly_when_no_appliance_holds_the_pool() {
+    use ingot_tests::ingot_ok;
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("drives");
+    let spare = t.path().join("spare");
+    let (d, s) = (dir.to_str().unwrap(), spare.to_str().unwrap());
+    ingot_ok(&["sim", "create", d, "--drives", "3", "--size", "256M"]);
+    ingot_ok(&["sim", "create", s, "--drives", "1", "--size", "256M"]);
+    ingot_ok(&[
+        "pool",
+        "create",
+        "tank",
+        "--layout",
+        "raidz1",
+        "--encryption",
+        "off",
+        "--sim",
+        d,
+    ]);
+    let new = format!("sim:{}", spare.join("sim0.img").display());
+    let out = ingot_ok(&["pool", "replace", "tank", "1", &new, "--sim", d, "--json"]);
+    let p: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(p["state"], "finished", "{p:#}");
+    assert_eq!(p["column"], 1, "{p:#}");
+    // The pool now lives on drives 0 and 2 of the first set and the new drive.
+    let st: Value = serde_json::from_str(&ingot_ok(&[
+        "pool", "status", "tank", "--json", "--sim", d, "--device", &new,
+    ]))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let locs: Vec<&str> = st["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["identity"]["location"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(locs[1], "sim:sim0/n1", "{st:#}");
+    assert!(
+        st["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["state"] == "online"),
+        "{st:#}"
+    );
+    // Pausing needs a running appliance's scrub.
+    let o = ingot_tests::ingot(&["pool", "scrub", "tank", "--pause", "--sim", d]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("act on a running appliance"),
+        "{o:?}"
+    );
+}

@@ -341,7 +341,7 @@ pub async fn status(a: &PoolStatusArgs) -> Result<(), CliError> {
             read_only: true,
             ..ImportOptions::default()
         };
-        let pool = Pool::import(devs, opts).await?;
+        let pool = crate::cmd::up::import_members(devs, &opts).await?;
         let st = pool.status();
         pool.export().await?;
         check_name(&st, a.name.as_deref())?;

@@ -12,8 +12,8 @@ use crate::drives;
 use crate::error::CliError;
 use crate::passphrase;
 use crate::size::human;
+use ingot_pool::ImportOptions;
 use ingot_pool::engine::scrub::{ScrubHandle, ScrubOptions, ScrubProgress, ScrubState};
-use ingot_pool::{ImportOptions, Pool};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -178,9 +178,9 @@ pub async fn run(a: &crate::cli::PoolScrubArgs) -> Result<(), CliError> {
     let open = drives::open_all(&specs).await?;
     let devs = open.iter().map(|d| d.device.clone()).collect();
     let r = async {
-        let pool = Pool::import(
+        let pool = crate::cmd::up::import_members(
             devs,
-            ImportOptions {
+            &ImportOptions {
                 passphrase,
                 ..ImportOptions::default()
             },

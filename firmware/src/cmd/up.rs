@@ -93,18 +93,22 @@ async fn all_blank(devs: &[Arc<dyn BlockDevice>]) -> bool {
     true
 }
 
-/// Import `devs` minus the drives that are not members: blank ones (hot-added, spares)
-/// and ones the pool no longer counts (replaced, or of another pool). Those stay with the
-/// appliance, unassigned.
+/// Import `devs` minus the drives that are not members: blank ones (hot-added, spares,
+/// replaced ones whose labels were wiped) and ones the pool no longer counts (replaced, or
+/// of another pool). Those stay with the appliance, unassigned.
 pub async fn import_members(
     mut devs: Vec<Arc<dyn BlockDevice>>,
     opts: &ImportOptions,
 ) -> Result<Pool, CliError> {
     let mut members = Vec::new();
-    for d in devs.drain(..) {
+    for d in &devs {
         if !blank(d.as_ref()).await {
-            members.push(d);
+            members.push(d.clone());
         }
+    }
+    if members.is_empty() {
+        // All blank: let import say which device holds no pool.
+        members = std::mem::take(&mut devs);
     }
     loop {
         match Pool::import(members.clone(), opts.clone()).await {
