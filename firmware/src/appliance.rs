@@ -29,6 +29,7 @@ use ingot_fs::{Fs, FsOptions};
 use ingot_hal::blockdev::BlockDevice;
 use ingot_hal::nvme::driver::{Controller, DriverConfig};
 use ingot_hal::sim::{CommandMatch, FaultCount, SimController};
+use ingot_pool::engine::DeviceEvent;
 use ingot_pool::engine::scrub::{ScrubHandle, ScrubOptions, ScrubProgress, ScrubState};
 use ingot_pool::engine::{DeviceState as PoolDeviceState, PoolError};
 use ingot_pool::engine::{
@@ -36,6 +37,7 @@ use ingot_pool::engine::{
 };
 use ingot_pool::store::ObjectStore;
 use ingot_pool::{ImportOptions, Pool};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -814,6 +816,10 @@ impl Live {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut last: Option<PoolStatus> = None;
+            // The pool's own device events (of the pool instance they came from) and the
+            // device states already announced, so both sources never say a thing twice.
+            let mut sub: Option<(usize, broadcast::Receiver<DeviceEvent>)> = None;
+            let mut said: HashMap<String, DeviceState> = HashMap::new();
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
                 tick.tick().await;
@@ -824,16 +830,77 @@ impl Live {
                 let Ok(pool) = live.pool_handle().await else {
                     continue;
                 };
+                let key = Arc::as_ptr(&pool) as usize;
+                if sub.as_ref().is_none_or(|(k, _)| *k != key) {
+                    sub = Some((key, pool.subscribe_device_events()));
+                }
+                if let Some((_, rx)) = &mut sub {
+                    loop {
+                        match rx.try_recv() {
+                            Ok(ev) => live.pool_device_event(&mut said, &ev),
+                            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                                tracing::warn!(missed = n, "device events missed");
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
                 live.adopt_resilver(&pool);
                 let view = live.pool_view(&pool.status());
                 drop(pool);
-                if let Some(prev) = &last {
-                    live.state_events(prev, &view);
+                match &last {
+                    Some(prev) => live.state_events(prev, &view, &mut said),
+                    None => {
+                        for m in &view.members {
+                            said.insert(m.device.clone(), m.state);
+                        }
+                    }
                 }
                 live.scheduled_scrub(&view).await;
                 last = Some(view);
             }
         });
+    }
+
+    /// Announce that device `id` is `state` (unless that was the last thing said of it).
+    fn device_event(
+        &self,
+        said: &mut HashMap<String, DeviceState>,
+        id: &str,
+        state: DeviceState,
+        reason: Option<&str>,
+    ) {
+        if said.get(id) == Some(&state) {
+            return;
+        }
+        said.insert(id.to_string(), state);
+        let sev = match state {
+            DeviceState::Faulted | DeviceState::Removed => Severity::Critical,
+            DeviceState::Degraded | DeviceState::Resilvering => Severity::Warning,
+            DeviceState::Online => Severity::Info,
+        };
+        let why = reason
+            .filter(|r| !r.is_empty())
+            .map_or(String::new(), |r| format!(": {r}"));
+        self.events.emit(
+            sev,
+            format!("{id} is {}{why}", state.as_str()),
+            EventData::StateChange {
+                subject: "device".into(),
+                device: Some(id.to_string()),
+                state: state.as_str().into(),
+            },
+        );
+    }
+
+    /// A device state change the pool reported.
+    fn pool_device_event(&self, said: &mut HashMap<String, DeviceState>, ev: &DeviceEvent) {
+        let id = ev
+            .device
+            .as_deref()
+            .and_then(|loc| self.drive_at(loc))
+            .map_or_else(|| format!("column {}", ev.column), |d| d.id.clone());
+        self.device_event(said, &id, member_state(ev.to), Some(&ev.reason));
     }
 
     /// Start the scheduled scrub when one is due: a period after the last scrub ended
@@ -864,7 +931,12 @@ impl Live {
     }
 
     /// Events for what changed between two views of the pool.
-    fn state_events(&self, prev: &PoolStatus, now: &PoolStatus) {
+    fn state_events(
+        &self,
+        prev: &PoolStatus,
+        now: &PoolStatus,
+        said: &mut HashMap<String, DeviceState>,
+    ) {
         for m in &now.members {
             let Some(p) = prev.members.iter().find(|p| p.slot == m.slot) else {
                 continue;
@@ -882,25 +954,9 @@ impl Live {
                         state: m.state.as_str().into(),
                     },
                 );
-            } else if p.state != m.state {
-                let sev = match m.state {
-                    DeviceState::Faulted | DeviceState::Removed => Severity::Critical,
-                    DeviceState::Degraded | DeviceState::Resilvering => Severity::Warning,
-                    DeviceState::Online => Severity::Info,
-                };
-                let why = m
-                    .fault_reason
-                    .as_ref()
-                    .map_or(String::new(), |r| format!(": {r}"));
-                self.events.emit(
-                    sev,
-                    format!("{} is {}{why}", m.device, m.state.as_str()),
-                    EventData::StateChange {
-                        subject: "device".into(),
-                        device: Some(m.device.clone()),
-                        state: m.state.as_str().into(),
-                    },
-                );
+                said.insert(m.device.clone(), m.state);
+            } else {
+                self.device_event(said, &m.device, m.state, m.fault_reason.as_deref());
             }
         }
         if prev.state != now.state {

@@ -116,6 +116,20 @@ pub async fn replace_direct(a: &PoolReplaceArgs) -> Result<(), CliError> {
         if show {
             let _ = writeln!(err, "\r\x1b[2K{}", line(&p));
         }
+        // The walk's end comes before the commit that marks the column ONLINE in the
+        // labels: wait for that (bounded) so the export records a whole pool.
+        if p.state == ScrubState::Finished {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while pool
+                .status()
+                .devices
+                .get(column)
+                .is_some_and(|d| d.state != ingot_pool::engine::DeviceState::Online)
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         let st = pool.status();
         pool.export().await?;
         if a.json {
