@@ -85,10 +85,11 @@ try {
   await step('dashboard shows live numbers that change', async () => {
     await banner('ONLINE');
     // Write through the appliance's mount meanwhile, so the numbers really move.
-    let load = null, loadExit = null;
+    // It runs until the screenshot is taken, then its process group is stopped.
+    let load = null, loadExit = null, stopped = false;
     if (process.env.INGOT_LOAD_CMD) {
-      load = spawn('sh', ['-c', process.env.INGOT_LOAD_CMD], { stdio: 'inherit' });
-      loadExit = new Promise((resolve) => load.on('exit', resolve));
+      load = spawn('sh', ['-c', process.env.INGOT_LOAD_CMD], { stdio: 'inherit', detached: true });
+      loadExit = new Promise((resolve) => load.on('exit', (code) => resolve(stopped ? 0 : code)));
     }
     const val = page.locator('#now-tp');
     await page.waitForFunction(() => (document.getElementById('now-tp')?.textContent || '').includes('/'), null, { timeout: LONG });
@@ -101,6 +102,8 @@ try {
     if (!/% used/.test(cap)) throw new Error('capacity not shown: ' + cap);
     await shot('03-dashboard');
     if (load) {
+      stopped = true;
+      try { process.kill(-load.pid, 'SIGTERM'); } catch { /* already ended */ }
       const code = await loadExit;
       if (code !== 0) throw new Error('load command failed: ' + code);
     }
