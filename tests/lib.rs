@@ -70,6 +70,9 @@ pub struct Up {
     pub mnt: PathBuf,
     /// The console's base URL (`http://127.0.0.1:PORT`).
     pub console: String,
+    /// Its `$INGOT_RUN_DIR` (per-pool pointers), private to this appliance so that
+    /// parallel tests' pools of the same name do not meet.
+    pub run_dir: PathBuf,
     /// Leave the mount as the process left it (a crash test checks the next start clears it).
     leave_mount: bool,
 }
@@ -80,6 +83,7 @@ const HANG: Duration = Duration::from_secs(120);
 impl Up {
     /// Start `ingot up --data DATA --passphrase-file PASS EXTRA...` and wait until it serves.
     pub fn start(data: &Path, pass: &Path, extra: &[&str]) -> Up {
+        let run_dir = PathBuf::from(format!("{}.run", data.display()));
         let mut child = Command::new(ingot_bin())
             .arg("up")
             .arg("--data")
@@ -89,6 +93,7 @@ impl Up {
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env("INGOT_LOG", "warn")
+            .env("INGOT_RUN_DIR", &run_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -124,6 +129,7 @@ impl Up {
             data: data.to_path_buf(),
             mnt: data.join("mnt"),
             console: String::new(),
+            run_dir,
             leave_mount: false,
         };
         let line = up.wait_for("ingot up: console at ");
@@ -155,6 +161,74 @@ impl Up {
                     panic!("ingot up ended before {needle:?}:\n{}", self.log.join("\n"))
                 }
             }
+        }
+    }
+
+    /// Run `ingot ARGS` as an administrator of this appliance (same `$INGOT_RUN_DIR`).
+    pub fn ingot(&self, args: &[&str]) -> Output {
+        Command::new(ingot_bin())
+            .args(args)
+            .env("INGOT_LOG", "warn")
+            .env("INGOT_RUN_DIR", &self.run_dir)
+            .output()
+            .expect("run ingot")
+    }
+
+    /// stdout of a successful [`Up::ingot`], or a panic with its stderr and the log.
+    pub fn ingot_ok(&self, args: &[&str]) -> String {
+        let o = self.ingot(args);
+        assert!(
+            o.status.success(),
+            "ingot {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// [`Up::ingot_ok`] of a `--json` command, parsed.
+    pub fn ingot_json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ingot_ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("ingot {args:?}: {e}: {out}"))
+    }
+
+    /// `GET path` of the console API with the appliance's local CLI token (from its
+    /// registration), parsed.
+    pub fn api_get(&self, path: &str) -> serde_json::Value {
+        let reg: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.data.join("run/appliance.json")).expect("registration"),
+        )
+        .expect("registration JSON");
+        let out = sh(
+            &self.data,
+            &format!(
+                "curl -sf -H 'Authorization: Bearer {}' {}{path}",
+                reg["token"].as_str().expect("token"),
+                reg["url"].as_str().expect("url")
+            ),
+        );
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("GET {path}: {e}: {out}"))
+    }
+
+    /// Poll `ingot pool status NAME --json` until `done` holds; panic with the last status
+    /// after `limit`. (A deadline on a polled state, not a sleep used as synchronisation.)
+    pub fn wait_status(
+        &self,
+        name: &str,
+        limit: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let t0 = std::time::Instant::now();
+        loop {
+            let st = self.ingot_json(&["pool", "status", name, "--json"]);
+            if done(&st) {
+                return st;
+            }
+            assert!(
+                t0.elapsed() < limit,
+                "pool status did not reach the wanted state within {limit:?}: {st:#}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 

@@ -352,12 +352,19 @@ async function loadRecentAlerts() {
 function renderPool(page) {
   page.append(
     h('div', { class: 'topline' }, h('h1', {}, 'Pool & jobs')),
-    h('div', { class: 'card' }, h('div', { id: 'pool-head', class: 'topline' }), h('div', { class: 'topo', id: 'topo' })),
+    h('div', { class: 'card' }, h('div', { id: 'pool-head', class: 'topline' }), h('div', { class: 'topo', id: 'topo' }),
+      h('div', { class: 'facts pool-health' }, h('div', { id: 'pool-health', class: 'facts' }),
+        h('button', { class: 'small', id: 'clear-errors', onclick: clearErrors }, 'Clear errors'))),
     h('div', { class: 'card' },
       h('div', { class: 'topline' }, h('h2', {}, 'Scrub and resilver'),
         h('button', { class: 'primary', id: 'start-scrub', onclick: startScrub }, 'Start scrub')),
       h('div', { dataset: { jobs: 'all' } })),
     replaceDialog());
+}
+
+async function clearErrors() {
+  try { S.pool = await api.post('/api/v1/pool/clear'); toast('Error counters cleared'); refresh(); }
+  catch (e) { toast('Cannot clear errors: ' + e.message, 'error'); }
 }
 
 async function startScrub() {
@@ -373,11 +380,37 @@ function updatePool() {
   const devs = Object.fromEntries(S.devices.map((d) => [d.id, d]));
   document.getElementById('topo').replaceChildren(...p.members.map((m) => {
     const d = devs[m.device];
+    const errs = m.errors ? m.errors.read + m.errors.write + m.errors.checksum : 0;
+    const rj = S.jobs.find((j) => j.kind === 'resilver' && j.device === m.device && (j.state === 'running' || j.state === 'paused'));
+    let mini = null;
+    if (rj) {
+      const bar = h('div', {}); bar.style.width = pct(rj.bytes_done, rj.bytes_total).toFixed(1) + '%';
+      mini = h('div', { class: 'bar', role: 'progressbar', 'aria-label': `Resilver of ${m.device}`, 'aria-valuemin': 0, 'aria-valuemax': 100,
+        'aria-valuenow': pct(rj.bytes_done, rj.bytes_total).toFixed(1) }, bar);
+    }
     return h('div', { class: 'disk ' + m.state, dataset: { device: m.device } },
       h('div', { class: 'topline', style: { marginBottom: 0 } }, h('span', { class: 'id' }, `${m.slot}: ${m.device}`), badge(m.state)),
       h('div', { class: 'meta' }, d ? `${d.model} · ${bytes(d.capacity_bytes)}` : 'unknown device', h('br'), d ? h('span', { class: 'mono' }, d.serial) : null),
+      m.fault_reason ? h('div', { class: 'reason', title: m.fault_reason }, m.fault_reason) : null,
+      m.errors ? h('div', { class: 'meta' + (errs ? ' errs' : '') }, `Errors R/W/C ${m.errors.read} / ${m.errors.write} / ${m.errors.checksum}`) : null,
+      mini,
       h('button', { class: 'small' + (m.state === 'FAULTED' || m.state === 'REMOVED' ? ' primary' : ''), onclick: () => openReplace(m.device), 'aria-label': `Replace ${m.device}` }, 'Replace…'));
+  }), ...(p.spares || []).map((id) => {
+    const d = devs[id];
+    return h('div', { class: 'disk spare', dataset: { device: id } },
+      h('div', { class: 'topline', style: { marginBottom: 0 } }, h('span', { class: 'id' }, `spare: ${id}`), badge('spare', 'hot spare')),
+      h('div', { class: 'meta' }, d ? `${d.model} · ${bytes(d.capacity_bytes)}` : 'unknown device', h('br'), d ? h('span', { class: 'mono' }, d.serial) : null),
+      h('div', { class: 'meta' }, 'Takes over automatically when a member fails.'));
   }));
+  const health = document.getElementById('pool-health');
+  if (health) {
+    const dmg = p.damaged || [];
+    health.replaceChildren(...[
+      h('span', {}, 'Checksum errors since import ', h('b', {}, String(p.checksum_errors ?? 0))),
+      dmg.length ? h('span', { class: 'errs' }, h('b', {}, String(dmg.length)), ' unrecoverable blocks (reads there fail): ',
+        dmg.slice(0, 5).map((b) => b.path ? `${b.path} @ ${b.offset}` : b.object != null ? `object ${b.object} @ ${b.offset}` : `sector ${b.addr}`).join(', ')) : null,
+      p.suspended ? h('span', { class: 'errs' }, 'Suspended: ', p.suspended) : null].filter(Boolean));
+  }
   const running = S.jobs.some((j) => j.state === 'running' || j.state === 'paused');
   const sb = document.getElementById('start-scrub');
   if (sb) { sb.disabled = running || p.locked; sb.title = p.locked ? 'Unlock the pool first' : running ? 'A job is already running' : ''; }
@@ -437,7 +470,9 @@ function updateDevices() {
     const hot = s && s.temperature_celsius >= 70;
     return h('tr', { class: d.state === 'FAULTED' || d.state === 'REMOVED' ? 'bad' : '', dataset: { device: d.id } },
       h('td', {}, h('b', {}, d.id), h('div', { class: 'muted mono small' }, d.location)),
-      h('td', { class: 'nw' }, badge(d.state), d.in_pool ? null : h('div', { class: 'sub-badge' }, badge('spare', 'not in pool'))),
+      h('td', { class: 'nw' }, badge(d.state),
+        d.in_pool ? null : h('div', { class: 'sub-badge' }, (S.pool && (S.pool.spares || []).includes(d.id)) ? badge('spare', 'hot spare') : badge('spare', 'unassigned')),
+        d.fault_reason ? h('div', { class: 'reason', title: d.fault_reason }, d.fault_reason) : null),
       h('td', { class: 'nw' }, d.model, h('div', { class: 'muted mono small' }, `SN ${d.serial} · FW ${d.firmware}`)),
       h('td', { class: 'r num nw' }, bytes(d.capacity_bytes), h('div', { class: 'muted small' }, `${bytes(d.lba_size)} LBA`)),
       h('td', { class: 'r num nw' + (hot ? ' errs' : '') }, s ? `${s.temperature_celsius} °C` : '–'),

@@ -63,6 +63,61 @@ pub enum PoolCommand {
     ChangePassphrase(PoolPassArgs),
     /// Scrub: read every allocated block (every column and copy), repair bad ones.
     Scrub(PoolScrubArgs),
+    /// Replace a pool member by another device and resilver onto it.
+    Replace(PoolReplaceArgs),
+    /// Reset the error counters and the list of damaged blocks.
+    Clear(PoolClearArgs),
+}
+
+/// Which running appliance a command talks to. Without `--data`, the one holding the
+/// named pool (`$INGOT_RUN_DIR/NAME.json`), else the one using `./ingot-data`, else the
+/// only one running; with none, the command acts on the drives directly.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ApplianceSelect {
+    /// The appliance whose data directory is DIR.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+/// `ingot pool replace`
+#[derive(Debug, Args)]
+pub struct PoolReplaceArgs {
+    /// Pool name.
+    pub name: String,
+    /// The member to replace: device id (`nvme1`), simulated drive name (`sim1`) or
+    /// location; acting on the drives directly, its column number.
+    pub old: String,
+    /// The new device: device id or drive name of an unassigned drive of the appliance;
+    /// acting on the drives directly, a drive spec (`sim:PATH`, `file:PATH`, `vfio:PCI`).
+    pub new: String,
+    /// Wait for the resilver to finish, with a progress line on a terminal.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The appliance.
+    #[command(flatten)]
+    pub appliance: ApplianceSelect,
+    /// The drives (when no appliance holds the pool).
+    #[command(flatten)]
+    pub drives: DriveSelect,
+    /// Unlock an encrypted pool with the passphrase in this file (direct mode).
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// `ingot pool clear`
+#[derive(Debug, Args)]
+pub struct PoolClearArgs {
+    /// Pool name.
+    pub name: Option<String>,
+    /// Print the status after clearing as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The appliance.
+    #[command(flatten)]
+    pub appliance: ApplianceSelect,
 }
 
 /// `ingot pool scrub`
@@ -87,6 +142,18 @@ pub struct PoolScrubArgs {
     /// Start over even if an interrupted scrub saved its position (by default it resumes).
     #[arg(long)]
     pub restart: bool,
+    /// Pause the running scrub (running appliance only).
+    #[arg(long, conflicts_with_all = ["resume", "cancel"])]
+    pub pause: bool,
+    /// Resume a paused scrub (running appliance only).
+    #[arg(long, conflicts_with_all = ["pause", "cancel"])]
+    pub resume: bool,
+    /// Cancel the running scrub (running appliance only).
+    #[arg(long, conflicts_with_all = ["pause", "resume"])]
+    pub cancel: bool,
+    /// The appliance.
+    #[command(flatten)]
+    pub appliance: ApplianceSelect,
     /// The drives.
     #[command(flatten)]
     pub drives: DriveSelect,
@@ -128,6 +195,9 @@ pub struct PoolStatusArgs {
     /// Unlock with the passphrase in this file to report figures kept under encryption.
     #[arg(long)]
     pub passphrase_file: Option<PathBuf>,
+    /// The appliance.
+    #[command(flatten)]
+    pub appliance: ApplianceSelect,
     /// The drives.
     #[command(flatten)]
     pub drives: DriveSelect,
@@ -173,6 +243,88 @@ pub struct PoolPassArgs {
 pub enum SimCommand {
     /// Create sparse-file simulated NVMe drives in a directory.
     Create(SimCreateArgs),
+    /// Fault drills on a running appliance's simulated drives (like ZFS zinject).
+    Fault(SimFaultArgs),
+    /// Create a blank simulated drive and hot-add it to a running appliance.
+    Add(SimAddArgs),
+    /// List a running appliance's simulated drives and the faults injected so far.
+    List(SimListArgs),
+}
+
+/// `ingot sim fault`
+#[derive(Debug, Args)]
+pub struct SimFaultArgs {
+    /// The appliance's data directory.
+    #[arg(long, default_value = crate::DEFAULT_DATA_DIR)]
+    pub data: PathBuf,
+    /// The drive: device id (`nvme1`) or drive name (`sim1`).
+    pub drive: String,
+    /// The fault.
+    #[command(subcommand)]
+    pub fault: FaultCommand,
+}
+
+/// What `ingot sim fault` does to the drive.
+#[derive(Debug, Subcommand)]
+pub enum FaultCommand {
+    /// Pull the drive (surprise hot-unplug).
+    Remove,
+    /// Put a pulled drive back; the pool resilvers what it missed.
+    Reinsert,
+    /// Fail I/O commands with an NVMe status, e.g. `--status 2:81` (media: unrecovered read).
+    Fail {
+        /// `SCT:SC` (hex or decimal: `2:0x81`).
+        #[arg(long)]
+        status: String,
+        /// Only the next N commands (default: all until `clear`).
+        #[arg(long)]
+        count: Option<u32>,
+    },
+    /// Hold I/O commands this many milliseconds (past the timeout: abort, reset, retry).
+    Delay {
+        /// Milliseconds.
+        #[arg(long)]
+        ms: u64,
+        /// Only the next N commands (default: all until `clear`).
+        #[arg(long)]
+        count: Option<u32>,
+    },
+    /// Silently corrupt sectors.
+    Corrupt {
+        /// First logical block.
+        #[arg(long)]
+        lba: u64,
+        /// How many blocks.
+        #[arg(long, default_value_t = 1)]
+        blocks: u64,
+    },
+    /// Remove every fault rule (corrupted sectors stay corrupted).
+    Clear,
+}
+
+/// `ingot sim add`
+#[derive(Debug, Args)]
+pub struct SimAddArgs {
+    /// The appliance's data directory.
+    #[arg(long, default_value = crate::DEFAULT_DATA_DIR)]
+    pub data: PathBuf,
+    /// Size of the new drive (default: that of the appliance's first drive).
+    #[arg(long)]
+    pub size: Option<ByteSize>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ingot sim list`
+#[derive(Debug, Args)]
+pub struct SimListArgs {
+    /// The appliance's data directory.
+    #[arg(long, default_value = crate::DEFAULT_DATA_DIR)]
+    pub data: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ingot sim create`
@@ -233,4 +385,7 @@ pub struct UpArgs {
     /// console asks for one on first visit.
     #[arg(long)]
     pub admin_password_file: Option<PathBuf>,
+    /// Cap the I/O of scrubs started by the console or the schedule (e.g. `50M` a second).
+    #[arg(long)]
+    pub scrub_rate_limit: Option<ByteSize>,
 }

@@ -147,9 +147,13 @@ impl Default for ConsoleSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The drives of the pool, in order.
+    /// The drives of the pool, in order (plus drives added later, e.g. by `ingot sim add`,
+    /// which are not members until a replace puts them in).
     #[serde(default, rename = "drive")]
     pub drives: Vec<DriveSpec>,
+    /// Hot spares: blank drives that take over automatically when a member faults.
+    #[serde(default, alias = "spare", skip_serializing_if = "Vec::is_empty")]
+    pub spares: Vec<DriveSpec>,
     /// Pool settings.
     #[serde(default)]
     pub pool: PoolSection,
@@ -171,6 +175,7 @@ impl Config {
                     path: data_dir.join("drives").join(format!("sim{i}.img")),
                 })
                 .collect(),
+            spares: Vec::new(),
             pool: PoolSection::default(),
             export: ExportSection {
                 mountpoint: Some(data_dir.join("mnt")),
@@ -218,9 +223,57 @@ impl Config {
     }
 }
 
+/// Append a `[[drive]]` entry to the config file at `path`, keeping the rest of the text.
+pub fn append_drive(path: &Path, spec: &DriveSpec) -> Result<(), ConfigError> {
+    #[derive(Serialize)]
+    struct One<'a> {
+        drive: [&'a DriveSpec; 1],
+    }
+    let mut text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let entry = toml::to_string(&One { drive: [spec] }).map_err(|e| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        why: format!("cannot encode the new drive: {e}"),
+    })?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("\n# Added by the running appliance (ingot sim add).\n");
+    text.push_str(&entry);
+    // Check the result parses before replacing the file.
+    Config::parse(&text, path)?;
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, &text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drive_appended_after_other_tables_parses() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("ingot.toml");
+        let c = Config::embedded_default(t.path());
+        std::fs::write(&p, format!("# header\n{}", toml::to_string(&c).unwrap())).unwrap();
+        let new = DriveSpec::Sim {
+            path: t.path().join("drives/sim4.img"),
+        };
+        append_drive(&p, &new).unwrap();
+        let back = Config::load(&p).unwrap();
+        assert_eq!(back.drives.len(), 5);
+        assert_eq!(back.drives[4], new);
+        assert!(std::fs::read_to_string(&p).unwrap().starts_with("# header"));
+        let with_spares = "spares = [{ kind = \"file\", path = \"/x\" }]\n[[drive]]\nkind = \"file\"\npath = \"/y\"\n";
+        assert_eq!(Config::parse(with_spares, &p).unwrap().spares.len(), 1);
+    }
 
     #[test]
     fn parses_a_real_deployment() {

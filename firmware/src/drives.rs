@@ -17,12 +17,17 @@ pub struct OpenDrive {
     pub controller: Option<Controller>,
     /// The block device the pool uses.
     pub device: Arc<dyn BlockDevice>,
+    /// The simulated controller behind a `sim` drive (fault injection, re-insertion).
+    pub sim: Option<Arc<SimController>>,
 }
 
 impl OpenDrive {
     /// Shut NVMe controllers down cleanly (CC.SHN), so the next start sees a clean shutdown.
+    /// A controller already lost (pulled) has nothing left to shut down.
     pub async fn close(self) -> Result<(), CliError> {
-        if let Some(c) = &self.controller {
+        if let Some(c) = &self.controller
+            && c.lost_reason().is_none()
+        {
             c.shutdown().await?;
         }
         Ok(())
@@ -30,24 +35,31 @@ impl OpenDrive {
 }
 
 /// Bring up an NVMe controller over `backing` and open namespace `nsid`.
-async fn open_nvme(backing: Arc<dyn DeviceBacking>, nsid: u32) -> Result<OpenDrive, CliError> {
+pub async fn open_nvme(backing: Arc<dyn DeviceBacking>, nsid: u32) -> Result<OpenDrive, CliError> {
     let controller = Controller::init(backing, DriverConfig::default()).await?;
     let ns = controller.namespace(nsid)?;
     Ok(OpenDrive {
         controller: Some(controller),
         device: Arc::new(ns),
+        sim: None,
     })
 }
 
 /// Open one drive.
 pub async fn open(spec: &DriveSpec) -> Result<OpenDrive, CliError> {
     match spec {
-        DriveSpec::Sim { path } => open_nvme(Arc::new(SimController::open(path)?), 1).await,
+        DriveSpec::Sim { path } => {
+            let sim = Arc::new(SimController::open(path)?);
+            let mut d = open_nvme(sim.clone(), 1).await?;
+            d.sim = Some(sim);
+            Ok(d)
+        }
         DriveSpec::File { path } => {
             let dev = FileBlockDevice::open(path, 4096)?;
             Ok(OpenDrive {
                 controller: None,
                 device: Arc::new(dev),
+                sim: None,
             })
         }
         DriveSpec::Vfio { pci, nsid } => {

@@ -32,6 +32,9 @@ pub enum CliError {
     /// Block-device trouble.
     #[error(transparent)]
     Block(#[from] BlockError),
+    /// The running appliance refused or did not answer.
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
     /// Bad command-line usage that clap cannot catch.
     #[error("{0}")]
     Usage(String),

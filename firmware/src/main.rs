@@ -5,6 +5,7 @@
 
 mod appliance;
 mod cli;
+mod client;
 mod cmd;
 mod config;
 mod drives;
@@ -12,6 +13,7 @@ mod error;
 mod events;
 mod metered;
 mod passphrase;
+mod runtime;
 mod size;
 mod table;
 mod vfio;
@@ -48,6 +50,9 @@ fn init_logging(cli: &Cli) {
 async fn run(cli: Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Sim(SimCommand::Create(a)) => cmd::sim::create(a),
+        Command::Sim(SimCommand::Fault(a)) => cmd::sim::fault(a).await,
+        Command::Sim(SimCommand::Add(a)) => cmd::sim::add(a).await,
+        Command::Sim(SimCommand::List(a)) => cmd::sim::list(a).await,
         Command::Devices(a) => cmd::devices::run(a).await,
         Command::Up(a) => cmd::up::run(a).await,
         Command::Pool(PoolCommand::Create(a)) => cmd::pool::create(a).await,
@@ -55,6 +60,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Pool(PoolCommand::Import(a)) => cmd::pool::import(a).await,
         Command::Pool(PoolCommand::ChangePassphrase(a)) => cmd::pool::change_passphrase(a).await,
         Command::Pool(PoolCommand::Scrub(a)) => cmd::scrub::run(a).await,
+        Command::Pool(PoolCommand::Replace(a)) => cmd::pool::replace(a).await,
+        Command::Pool(PoolCommand::Clear(a)) => cmd::pool::clear(a).await,
     }
 }
 

@@ -1,5 +1,7 @@
 //! A block device that counts what passes through it: operations, bytes and latency
-//! histograms for the console's statistics and `/metrics`.
+//! histograms for the console's statistics and `/metrics`. The device under it can be
+//! swapped (a pulled simulated drive reinserted under a new driver instance), so the pool
+//! keeps one stable handle per drive.
 
 use async_trait::async_trait;
 use ingot_console::appliance::{IoCounters, LatencyHistogram};
@@ -13,7 +15,7 @@ use std::time::Instant;
 /// Wraps a device and counts its I/O.
 #[derive(Debug)]
 pub struct MeteredDevice {
-    inner: Arc<dyn BlockDevice>,
+    inner: Mutex<Arc<dyn BlockDevice>>,
     counters: Mutex<IoCounters>,
 }
 
@@ -21,13 +23,23 @@ impl MeteredDevice {
     /// Count the I/O of `inner`.
     pub fn new(inner: Arc<dyn BlockDevice>) -> Self {
         MeteredDevice {
-            inner,
+            inner: Mutex::new(inner),
             counters: Mutex::new(IoCounters {
                 read_latency: LatencyHistogram::with_default_bounds(),
                 write_latency: LatencyHistogram::with_default_bounds(),
                 ..IoCounters::default()
             }),
         }
+    }
+
+    /// Put `inner` in place of the device under this one (same drive, new driver
+    /// instance); I/O already under way finishes on the old one.
+    pub fn swap(&self, inner: Arc<dyn BlockDevice>) {
+        *self.inner.lock() = inner;
+    }
+
+    fn dev(&self) -> Arc<dyn BlockDevice> {
+        self.inner.lock().clone()
     }
 
     /// The counters so far (cumulative).
@@ -78,42 +90,42 @@ pub fn add_counters(a: &mut IoCounters, b: &IoCounters) {
 #[async_trait]
 impl BlockDevice for MeteredDevice {
     fn geometry(&self) -> Geometry {
-        self.inner.geometry()
+        self.dev().geometry()
     }
 
     fn identity(&self) -> DeviceIdentity {
-        self.inner.identity()
+        self.dev().identity()
     }
 
     async fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), BlockError> {
         let t0 = Instant::now();
         let len = buf.len() as u64;
-        let r = self.inner.read(offset, buf).await;
+        let r = self.dev().read(offset, buf).await;
         self.done(false, len, t0, &r);
         r
     }
 
     async fn write(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> Result<(), BlockError> {
         let t0 = Instant::now();
-        let r = self.inner.write(offset, buf, flags).await;
+        let r = self.dev().write(offset, buf, flags).await;
         self.done(true, buf.len() as u64, t0, &r);
         r
     }
 
     async fn flush(&self) -> Result<(), BlockError> {
-        self.inner.flush().await
+        self.dev().flush().await
     }
 
     async fn deallocate(&self, offset: u64, len: u64) -> Result<(), BlockError> {
-        self.inner.deallocate(offset, len).await
+        self.dev().deallocate(offset, len).await
     }
 
     async fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), BlockError> {
-        self.inner.write_zeroes(offset, len).await
+        self.dev().write_zeroes(offset, len).await
     }
 
     async fn health(&self) -> Result<HealthInfo, BlockError> {
-        self.inner.health().await
+        self.dev().health().await
     }
 }
 

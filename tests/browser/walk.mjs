@@ -1,7 +1,7 @@
 // The browser walk through the Ingot console (see ./run). Every step must
 // pass; failures save target/browser-screenshots/failure.png and exit 1.
 import { chromium } from 'playwright-core';
-import { execSync } from 'node:child_process';
+import { execSync, spawn } from 'node:child_process';
 
 const BASE = process.env.INGOT_CONSOLE_URL;
 const SHOTS = process.env.SCREENSHOT_DIR;
@@ -84,6 +84,13 @@ try {
 
   await step('dashboard shows live numbers that change', async () => {
     await banner('ONLINE');
+    // Write through the appliance's mount meanwhile, so the numbers really move.
+    // It runs until the screenshot is taken, then its process group is stopped.
+    let load = null, loadExit = null, stopped = false;
+    if (process.env.INGOT_LOAD_CMD) {
+      load = spawn('sh', ['-c', process.env.INGOT_LOAD_CMD], { stdio: 'inherit', detached: true });
+      loadExit = new Promise((resolve) => load.on('exit', (code) => resolve(stopped ? 0 : code)));
+    }
     const val = page.locator('#now-tp');
     await page.waitForFunction(() => (document.getElementById('now-tp')?.textContent || '').includes('/'), null, { timeout: LONG });
     const first = await val.textContent();
@@ -94,6 +101,12 @@ try {
     const cap = await page.locator('#st-cap .value').textContent();
     if (!/% used/.test(cap)) throw new Error('capacity not shown: ' + cap);
     await shot('03-dashboard');
+    if (load) {
+      stopped = true;
+      try { process.kill(-load.pid, 'SIGTERM'); } catch { /* already ended */ }
+      const code = await loadExit;
+      if (code !== 0) throw new Error('load command failed: ' + code);
+    }
   });
 
   await step('start a scrub, pause, resume, watch it reach 100%', async () => {
@@ -122,23 +135,30 @@ try {
     await banner('DEGRADED');
     const text = await page.locator('#health-banner').textContent();
     if (!text.includes('DEGRADED') || !text.includes(FAULT_DEVICE)) throw new Error('banner: ' + text);
-    await page.locator(`.disk.FAULTED[data-device="${FAULT_DEVICE}"]`).waitFor();
+    await page.locator(`.disk:is(.FAULTED, .REMOVED)[data-device="${FAULT_DEVICE}"]`).waitFor({ timeout: LONG });
     await shot('07-pool-degraded');
     await nav('Dashboard');
     await banner('DEGRADED');
     await shot('08-dashboard-degraded');
     await nav('Devices');
-    await page.locator(`#devices-table tr[data-device="${FAULT_DEVICE}"] .badge.FAULTED`).waitFor();
+    await page.locator(`#devices-table tr[data-device="${FAULT_DEVICE}"] .badge:is(.FAULTED, .REMOVED)`).waitFor({ timeout: LONG });
     await shot('09-devices');
   });
 
   await step('replace the faulted device and watch the resilver finish', async () => {
+    if (process.env.INGOT_ADD_CMD) execSync(process.env.INGOT_ADD_CMD, { stdio: 'inherit' });
     await nav('Pool & jobs');
-    await page.getByRole('button', { name: `Replace ${FAULT_DEVICE}` }).click();
     const dlg = page.getByRole('dialog');
-    await dlg.waitFor();
-    const opts = await page.locator('#replace-new option:not([disabled])').count();
-    if (opts === 0) throw new Error('no replacement device offered');
+    // The hot-added drive shows up with the next refresh (its event triggers one).
+    const until = Date.now() + LONG;
+    for (;;) {
+      await page.getByRole('button', { name: `Replace ${FAULT_DEVICE}` }).click();
+      await dlg.waitFor();
+      if (await page.locator('#replace-new option:not([disabled])').count() > 0) break;
+      if (Date.now() > until) throw new Error('no replacement device offered');
+      await dlg.getByRole('button', { name: 'Cancel' }).click();
+      await page.waitForTimeout(250);
+    }
     await shot('10-replace-dialog');
     await dlg.getByRole('button', { name: 'Replace and resilver' }).click();
     await dlg.waitFor({ state: 'hidden' });
@@ -183,7 +203,7 @@ try {
 
   await step('settings can be changed', async () => {
     await nav('Settings');
-    await page.getByLabel('Compression level').fill('7');
+    await page.getByLabel('Automatic scrub').selectOption('weekly');
     await page.getByRole('button', { name: 'Save settings' }).click();
     await page.getByText('Settings saved').waitFor();
     await shot('16-settings');

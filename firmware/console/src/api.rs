@@ -52,7 +52,8 @@ fn check_passphrase(p: &str, what: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn check_id(id: &str) -> ApiResult<()> {
+/// Rejects ids that are not 1..=128 of `[A-Za-z0-9-_.:]`.
+pub fn check_id(id: &str) -> ApiResult<()> {
     if id.is_empty()
         || id.len() > 128
         || !id
@@ -127,6 +128,14 @@ pub async fn replace(
     }
     let job = ctx.app.replace_device(req).await?;
     Ok((axum::http::StatusCode::ACCEPTED, Json(job)))
+}
+
+/// Resets the pool's error counters and damaged-block list (like `zpool clear`).
+#[utoipa::path(post, path = "/api/v1/pool/clear", tag = "pool",
+    responses((status = 200, body = PoolStatus), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn clear(State(ctx): State<Ctx>) -> ApiResult<Json<PoolStatus>> {
+    Ok(Json(ctx.app.clear_errors().await?))
 }
 
 /// Current and recent scrub/resilver jobs.

@@ -186,6 +186,9 @@ pub struct Device {
     pub smart: Option<Smart>,
     /// Pool error counters.
     pub errors: ErrorCounters,
+    /// Why the device is FAULTED or REMOVED (driver or pool message), if it is.
+    #[serde(default)]
+    pub fault_reason: Option<String>,
 }
 
 /// Health state of the pool.
@@ -220,6 +223,26 @@ pub struct PoolMember {
     pub device: String,
     /// State of the member.
     pub state: DeviceState,
+    /// Pool error counters of this member.
+    #[serde(default)]
+    pub errors: ErrorCounters,
+    /// Why the member is FAULTED or REMOVED, if it is.
+    #[serde(default)]
+    pub fault_reason: Option<String>,
+}
+
+/// A block no redundancy could recover: reads of it fail with an I/O error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DamagedBlock {
+    /// File-system object (inode) the block belongs to, when known.
+    pub object: Option<u64>,
+    /// Byte offset within the object.
+    pub offset: u64,
+    /// Pool logical sector of the block.
+    pub addr: u64,
+    /// Path of the file holding it, when the appliance could resolve it.
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 /// Pool status and topology.
@@ -245,6 +268,21 @@ pub struct PoolStatus {
     pub locked: bool,
     /// Members in slot order.
     pub members: Vec<PoolMember>,
+    /// Hot spares (device ids) waiting to take over a faulted member.
+    #[serde(default)]
+    pub spares: Vec<String>,
+    /// Whether the pool refuses writes (locked, imported read-only or suspended).
+    #[serde(default)]
+    pub read_only: bool,
+    /// Why the pool suspended I/O, if it did.
+    #[serde(default)]
+    pub suspended: Option<String>,
+    /// Checksum errors seen on reads since import.
+    #[serde(default)]
+    pub checksum_errors: u64,
+    /// Blocks no redundancy could recover (bounded list, oldest first).
+    #[serde(default)]
+    pub damaged: Vec<DamagedBlock>,
 }
 
 /// Kind of a background job.
@@ -573,6 +611,91 @@ pub struct EventPage {
     pub next_before: Option<u64>,
 }
 
+/// A simulated NVMe drive of the appliance, for fault drills.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SimDrive {
+    /// Device id (see `/devices/{id}`).
+    pub id: String,
+    /// Drive name, e.g. `sim2`.
+    pub name: String,
+    /// Its data file.
+    pub path: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Whether the drive is pulled (`remove`) and not yet reinserted.
+    pub removed: bool,
+    /// Whether it is a pool member.
+    pub in_pool: bool,
+    /// Faults injected so far.
+    pub faults: SimFaultCounters,
+}
+
+/// Counts of faults injected into a simulated drive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SimFaultCounters {
+    /// Commands completed with an injected error status.
+    pub status_injected: u64,
+    /// Commands delayed.
+    pub delayed: u64,
+    /// Surprise removals.
+    pub removals: u64,
+    /// Sectors silently corrupted.
+    pub corrupted_sectors: u64,
+}
+
+/// A fault to inject into a simulated drive (like ZFS `zinject`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SimFault {
+    /// Pull the drive: surprise removal (registers read all-ones, nothing completes),
+    /// announced the way VFIO announces a hot-unplug.
+    Remove,
+    /// Put a pulled drive back: clear its faults, bring the NVMe controller up again and
+    /// hand it back to the pool, which resilvers what it missed.
+    Reinsert,
+    /// Complete I/O commands with this NVMe status instead of executing them.
+    Fail {
+        /// Status Code Type (0 generic, 1 command specific, 2 media/data integrity).
+        sct: u8,
+        /// Status Code.
+        sc: u8,
+        /// Only the next `count` commands (default: every one until `clear`).
+        #[serde(default)]
+        count: Option<u32>,
+    },
+    /// Hold I/O commands this long before executing them (past the driver's timeout,
+    /// the driver aborts, resets and retries).
+    Delay {
+        /// Milliseconds, 1..=3600000.
+        ms: u64,
+        /// Only the next `count` commands (default: every one until `clear`).
+        #[serde(default)]
+        count: Option<u32>,
+    },
+    /// Silently flip a bit in each of `blocks` logical blocks from `lba`.
+    Corrupt {
+        /// First logical block.
+        lba: u64,
+        /// Number of blocks, 1..=65536.
+        blocks: u64,
+    },
+    /// Remove every rule (errors, delays); corrupted sectors stay corrupted.
+    Clear,
+}
+
+/// A new blank simulated drive to hot-add (a replacement target).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SimAddRequest {
+    /// Size in bytes (default: the size of the appliance's first drive).
+    #[serde(default)]
+    pub size_bytes: Option<u64>,
+}
+
+/// The message of the error an appliance without simulated drives gives.
+pub const NO_SIM_DRIVES: &str =
+    "this appliance has no simulated drives: fault drills need drives of kind \"sim\"";
+
 /// Everything the console shows and does, implemented by the appliance.
 ///
 /// Every method returns an [`ApplianceError`] with a stable code on failure.
@@ -623,4 +746,24 @@ pub trait Appliance: Send + Sync + 'static {
     fn subscribe(&self) -> broadcast::Receiver<Event>;
     /// A page of the event history, newest first.
     async fn events(&self, query: EventQuery) -> ApplianceResult<EventPage>;
+    /// Resets the pool's per-device error counters and the damaged-block list.
+    async fn clear_errors(&self) -> ApplianceResult<PoolStatus> {
+        Err(ApplianceError::unsupported(
+            "clearing error counters is not supported by this appliance",
+        ))
+    }
+    /// The simulated drives (fault drills). Default: none (`not_found`).
+    async fn sim_drives(&self) -> ApplianceResult<Vec<SimDrive>> {
+        Err(ApplianceError::not_found(NO_SIM_DRIVES))
+    }
+    /// Injects a fault into simulated drive `id` (device id or drive name).
+    async fn sim_fault(&self, id: &str, fault: SimFault) -> ApplianceResult<SimDrive> {
+        let _ = (id, fault);
+        Err(ApplianceError::not_found(NO_SIM_DRIVES))
+    }
+    /// Creates a blank simulated drive and hot-adds it (not a pool member).
+    async fn sim_add(&self, req: SimAddRequest) -> ApplianceResult<Device> {
+        let _ = req;
+        Err(ApplianceError::not_found(NO_SIM_DRIVES))
+    }
 }

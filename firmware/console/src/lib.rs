@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod sim_api;
 pub mod stream;
 pub mod testing;
 
@@ -70,6 +71,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/devices/{id}"),
     ("get", "/api/v1/pool"),
     ("post", "/api/v1/pool/replace"),
+    ("post", "/api/v1/pool/clear"),
     ("get", "/api/v1/jobs"),
     ("post", "/api/v1/jobs/scrub"),
     ("post", "/api/v1/jobs/{id}/pause"),
@@ -87,6 +89,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/settings"),
     ("put", "/api/v1/settings"),
     ("get", "/api/v1/stats"),
+    ("get", "/api/v1/sim/drives"),
+    ("post", "/api/v1/sim/drives"),
+    ("post", "/api/v1/sim/drives/{id}/fault"),
     ("get", "/api/openapi.json"),
     ("get", "/metrics"),
 ];
@@ -110,6 +115,15 @@ async fn common_headers(req: Request, next: Next) -> Response {
 /// Builds the console's HTTP service; fails if the state file is unreadable
 /// or the pre-set admin hash is not a PHC string.
 pub fn try_router(app: Arc<dyn Appliance>, cfg: ConsoleConfig) -> Result<Router, AuthError> {
+    try_router_with_auth(app, cfg).map(|(r, _)| r)
+}
+
+/// Like [`try_router`], also returning the auth store the service uses, so the
+/// appliance can mint and revoke its own API tokens (the local CLI's).
+pub fn try_router_with_auth(
+    app: Arc<dyn Appliance>,
+    cfg: ConsoleConfig,
+) -> Result<(Router, Arc<auth::AuthStore>), AuthError> {
     let auth = Arc::new(auth::AuthStore::open(cfg.clone())?);
     let ctx = Ctx {
         app,
@@ -135,6 +149,7 @@ pub fn try_router(app: Arc<dyn Appliance>, cfg: ConsoleConfig) -> Result<Router,
         .route("/api/v1/devices/{id}", get(api::device))
         .route("/api/v1/pool", get(api::pool))
         .route("/api/v1/pool/replace", post(api::replace))
+        .route("/api/v1/pool/clear", post(api::clear))
         .route("/api/v1/jobs", get(api::jobs))
         .route("/api/v1/jobs/scrub", post(api::start_scrub))
         .route("/api/v1/jobs/{id}/pause", post(api::pause_job))
@@ -157,20 +172,27 @@ pub fn try_router(app: Arc<dyn Appliance>, cfg: ConsoleConfig) -> Result<Router,
             get(api::settings).put(api::put_settings),
         )
         .route("/api/v1/stats", get(api::stats))
+        .route(
+            "/api/v1/sim/drives",
+            get(sim_api::drives).post(sim_api::add),
+        )
+        .route("/api/v1/sim/drives/{id}/fault", post(sim_api::fault))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .route("/metrics", get(metrics::metrics))
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),
             auth_api::require_auth,
         ));
-    Ok(Router::new()
+    let auth = ctx.auth.clone();
+    let router = Router::new()
         .merge(public)
         .merge(protected)
         .fallback(assets::fallback)
         .method_not_allowed_fallback(assets::method_not_allowed)
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(middleware::from_fn(common_headers))
-        .with_state(ctx))
+        .with_state(ctx);
+    Ok((router, auth))
 }
 
 /// Builds the console's HTTP service. If the state file cannot be loaded, the

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{api, appliance, auth, auth_api, error, metrics, stream};
+use crate::{api, appliance, auth, auth_api, error, metrics, sim_api, stream};
 
 /// Adds the two security schemes: bearer token and session cookie.
 #[derive(Debug)]
@@ -37,13 +37,14 @@ impl Modify for Security {
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),
     paths(
-        api::health, api::system, api::devices, api::device, api::pool, api::replace,
+        api::health, api::system, api::devices, api::device, api::pool, api::replace, api::clear,
         api::jobs, api::start_scrub, api::pause_job, api::resume_job, api::cancel_job,
         api::encryption, api::unlock, api::lock, api::change_passphrase,
         api::export, api::mount, api::unmount, api::events, api::settings, api::put_settings,
         api::stats, stream::stream, metrics::metrics, openapi_json,
         auth_api::status, auth_api::setup, auth_api::login, auth_api::logout,
         auth_api::change_password, auth_api::tokens, auth_api::create_token, auth_api::delete_token,
+        sim_api::drives, sim_api::fault, sim_api::add,
     ),
     components(schemas(
         error::ErrorBody, error::ErrorDetail, appliance::ErrorCode,
@@ -56,7 +57,8 @@ impl Modify for Security {
         appliance::Severity, appliance::EventPage, api::Health, api::UnlockRequest,
         api::PassphraseChange, auth_api::PasswordRequest, auth_api::PasswordChange,
         auth_api::LoginResponse, auth_api::AuthStatus, auth_api::TokenRequest,
-        auth_api::CreatedToken, auth::TokenInfo,
+        auth_api::CreatedToken, auth::TokenInfo, appliance::DamagedBlock, appliance::SimDrive,
+        appliance::SimFaultCounters, appliance::SimFault, appliance::SimAddRequest,
     ))
 )]
 pub struct ApiDoc;

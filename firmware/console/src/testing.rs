@@ -70,6 +70,7 @@ fn device(i: u32, in_pool: bool) -> Device {
             power_on_hours: 4_000 + u64::from(i) * 13,
         }),
         errors: ErrorCounters::default(),
+        fault_reason: None,
     }
 }
 
@@ -485,6 +486,13 @@ impl Appliance for FakeAppliance {
                     .find(|d| &d.id == m)
                     .map(|d| d.state)
                     .unwrap_or(DeviceState::Removed),
+                errors: st
+                    .devices
+                    .iter()
+                    .find(|d| &d.id == m)
+                    .map(|d| d.errors)
+                    .unwrap_or_default(),
+                fault_reason: None,
             })
             .collect();
         Ok(PoolStatus {
@@ -498,6 +506,11 @@ impl Appliance for FakeAppliance {
             encrypted: true,
             locked: st.locked,
             members,
+            spares: Vec::new(),
+            read_only: st.locked,
+            suspended: None,
+            checksum_errors: 0,
+            damaged: Vec::new(),
         })
     }
 
@@ -812,5 +825,12 @@ impl Appliance for FakeAppliance {
             events,
             next_before,
         })
+    }
+
+    async fn clear_errors(&self) -> ApplianceResult<PoolStatus> {
+        for d in self.lock().devices.iter_mut() {
+            d.errors = ErrorCounters::default();
+        }
+        self.pool().await
     }
 }

@@ -561,3 +561,115 @@ async fn openapi_document_lists_every_route_and_schema() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn fault_drill_routes_validate_and_need_simulated_drives() {
+    let s = start().await;
+    let t = s.setup().await;
+    // The FakeAppliance has no simulated drives: a clear 404, not a 5xx.
+    let msg = expect_error(
+        s.with(&t, Method::GET, "/api/v1/sim/drives")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert!(msg.contains("no simulated drives"), "{msg}");
+    for body in [
+        j!({"action": "remove"}),
+        j!({"action": "fail", "sct": 2, "sc": 129, "count": 3}),
+        j!({"action": "corrupt", "lba": 4, "blocks": 8}),
+    ] {
+        expect_error(
+            s.with(&t, Method::POST, "/api/v1/sim/drives/nvme1/fault")
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+    }
+    expect_error(
+        s.with(&t, Method::POST, "/api/v1/sim/drives")
+            .json(&j!({}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    // Bad requests are refused before the appliance sees them.
+    for (body, needle) in [
+        (j!({"action": "delay", "ms": 0}), "ms must be"),
+        (
+            j!({"action": "corrupt", "lba": 0, "blocks": 0}),
+            "blocks must be",
+        ),
+        (j!({"action": "fail", "sct": 0, "sc": 0}), "success"),
+        (j!({"action": "fail", "sct": 9, "sc": 1}), "sct must be"),
+        (
+            j!({"action": "delay", "ms": 5, "count": 0}),
+            "count must be",
+        ),
+    ] {
+        let m = expect_error(
+            s.with(&t, Method::POST, "/api/v1/sim/drives/nvme1/fault")
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        )
+        .await;
+        assert!(m.contains(needle), "{body}: {m}");
+    }
+    for body in [
+        j!({"action": "explode"}),
+        j!({"action": "remove", "extra": 1}),
+    ] {
+        let r = s
+            .with(&t, Method::POST, "/api/v1/sim/drives/nvme1/fault")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{body}: {}", r.status());
+    }
+    expect_error(
+        s.with(&t, Method::POST, "/api/v1/sim/drives/bad%20id/fault")
+            .json(&j!({"action": "remove"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    // Session auth needs the CSRF header on these state-changing routes.
+    let r = s
+        .raw(Method::POST, "/api/v1/sim/drives")
+        .await
+        .header("cookie", format!("ingot_session={}", t.cookie))
+        .json(&j!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Clearing errors works on the FakeAppliance.
+    let pool = json(
+        s.with(&t, Method::POST, "/api/v1/pool/clear")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(pool["state"], "ONLINE");
+    s.stop().await;
+}

@@ -1,7 +1,12 @@
 //! `ingot pool create|status|import|change-passphrase`: pools on simulated drives, VFIO NVMe
 //! or plain files, acting on the drives directly.
 
-use crate::cli::{DriveSelect, PoolCreateArgs, PoolImportArgs, PoolPassArgs, PoolStatusArgs};
+use crate::cli::{
+    ApplianceSelect, DriveSelect, PoolClearArgs, PoolCreateArgs, PoolImportArgs, PoolPassArgs,
+    PoolReplaceArgs, PoolStatusArgs,
+};
+use crate::client::Client;
+use crate::cmd::remote;
 use crate::config::{Config, DriveSpec};
 use crate::drives::{self, OpenDrive};
 use crate::error::CliError;
@@ -60,7 +65,7 @@ pub fn parse_encryption(s: &str) -> Result<bool, CliError> {
 }
 
 /// One `--device` argument.
-fn parse_device(s: &str) -> Result<DriveSpec, CliError> {
+pub fn parse_device(s: &str) -> Result<DriveSpec, CliError> {
     if let Some(p) = s.strip_prefix("sim:") {
         return Ok(DriveSpec::Sim { path: p.into() });
     }
@@ -290,8 +295,41 @@ pub async fn create(a: &PoolCreateArgs) -> Result<(), CliError> {
     .await
 }
 
+fn explicit(sel: &DriveSelect) -> bool {
+    sel.config.is_some() || !sel.sim.is_empty() || !sel.devices.is_empty()
+}
+
+/// The running appliance a command is for, unless drives are named explicitly (then it
+/// acts on them directly).
+pub fn appliance(
+    name: Option<&str>,
+    app: &ApplianceSelect,
+    drives: Option<&DriveSelect>,
+) -> Option<Client> {
+    if app.data.is_none() && drives.is_some_and(explicit) {
+        return None;
+    }
+    crate::runtime::find(name, app.data.as_deref()).map(Client::new)
+}
+
+/// An error for `--data DIR` naming no running appliance.
+fn no_appliance(app: &ApplianceSelect) -> Result<(), CliError> {
+    match &app.data {
+        Some(d) => Err(CliError::Usage(format!(
+            "no running appliance uses {} (start it with `ingot up --data {}`)",
+            d.display(),
+            d.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// `ingot pool status`
 pub async fn status(a: &PoolStatusArgs) -> Result<(), CliError> {
+    if let Some(c) = appliance(a.name.as_deref(), &a.appliance, Some(&a.drives)) {
+        return remote::status(&c, a.json).await;
+    }
+    no_appliance(&a.appliance)?;
     let specs = select(&a.drives)?;
     let passphrase = match &a.passphrase_file {
         Some(f) => Some(passphrase::obtain(Some(f), "Pool passphrase", false)?),
@@ -303,7 +341,7 @@ pub async fn status(a: &PoolStatusArgs) -> Result<(), CliError> {
             read_only: true,
             ..ImportOptions::default()
         };
-        let pool = Pool::import(devs, opts).await?;
+        let pool = crate::cmd::up::import_members(devs, &opts).await?;
         let st = pool.status();
         pool.export().await?;
         check_name(&st, a.name.as_deref())?;
@@ -395,4 +433,30 @@ pub async fn change_passphrase(a: &PoolPassArgs) -> Result<(), CliError> {
         Ok(())
     })
     .await
+}
+
+/// `ingot pool clear`: through the appliance holding the pool. Error counters live in the
+/// running pool (they start at zero on every import), so with no appliance there is
+/// nothing to clear.
+pub async fn clear(a: &PoolClearArgs) -> Result<(), CliError> {
+    match appliance(a.name.as_deref(), &a.appliance, None) {
+        Some(c) => remote::clear(&c, a.json).await,
+        None => {
+            no_appliance(&a.appliance)?;
+            Err(CliError::Usage(format!(
+                "no running appliance holds pool {}: error counters are kept by a running \
+                 pool and start at zero on every import, so there is nothing to clear",
+                a.name.as_deref().unwrap_or("(unnamed)")
+            )))
+        }
+    }
+}
+
+/// `ingot pool replace`
+pub async fn replace(a: &PoolReplaceArgs) -> Result<(), CliError> {
+    if let Some(c) = appliance(Some(&a.name), &a.appliance, Some(&a.drives)) {
+        return remote::replace(&c, &a.old, &a.new, a.wait, a.json).await;
+    }
+    no_appliance(&a.appliance)?;
+    crate::cmd::resilver::replace_direct(a).await
 }

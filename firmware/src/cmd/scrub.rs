@@ -12,14 +12,14 @@ use crate::drives;
 use crate::error::CliError;
 use crate::passphrase;
 use crate::size::human;
+use ingot_pool::ImportOptions;
 use ingot_pool::engine::scrub::{ScrubHandle, ScrubOptions, ScrubProgress, ScrubState};
-use ingot_pool::{ImportOptions, Pool};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 /// Seconds as `H:MM:SS` or `M:SS`.
-fn clock(secs: f64) -> String {
+pub fn clock(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
     if s >= 3600 {
         format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
@@ -137,8 +137,39 @@ pub async fn run(a: &crate::cli::PoolScrubArgs) -> Result<(), CliError> {
         passphrase_file,
         rate_limit,
         restart,
+        pause,
+        resume,
+        cancel,
+        appliance,
         drives: sel,
     } = a;
+    if let Some(c) = crate::cmd::pool::appliance(name.as_deref(), appliance, Some(sel)) {
+        use crate::cmd::remote::{ScrubAction, scrub};
+        let action = if *pause {
+            ScrubAction::Pause
+        } else if *resume {
+            ScrubAction::Resume
+        } else if *cancel {
+            ScrubAction::Cancel
+        } else {
+            ScrubAction::Start
+        };
+        return scrub(&c, action, *wait, *json).await;
+    }
+    if let Some(d) = &appliance.data {
+        return Err(CliError::Usage(format!(
+            "no running appliance uses {}",
+            d.display()
+        )));
+    }
+    if *pause || *resume || *cancel {
+        return Err(CliError::Usage(
+            "--pause, --resume and --cancel act on a running appliance's scrub; none holds \
+             this pool (acting on the drives directly, the command runs the scrub to its end \
+             and Ctrl-C cancels it)"
+                .into(),
+        ));
+    }
     let specs = select(sel)?;
     let passphrase = match passphrase_file {
         Some(f) => Some(passphrase::obtain(Some(f), "Pool passphrase", false)?),
@@ -147,9 +178,9 @@ pub async fn run(a: &crate::cli::PoolScrubArgs) -> Result<(), CliError> {
     let open = drives::open_all(&specs).await?;
     let devs = open.iter().map(|d| d.device.clone()).collect();
     let r = async {
-        let pool = Pool::import(
+        let pool = crate::cmd::up::import_members(
             devs,
-            ImportOptions {
+            &ImportOptions {
                 passphrase,
                 ..ImportOptions::default()
             },

@@ -3,14 +3,14 @@
 //! and writes `DATA/ingot.toml`; later runs import and unlock the same pool. The file system is
 //! mounted through FUSE until SIGINT/SIGTERM, then synced, unmounted, and the pool exported.
 
-use crate::appliance::{Drive, Live};
+use crate::appliance::{Drive, Live, Paths};
 use crate::cli::UpArgs;
 use crate::cmd::pool::{parse_compression, parse_encryption, parse_layout, render_status};
-use crate::config::Config;
+use crate::config::{Config, DriveSpec};
 use crate::drives::{self, OpenDrive};
 use crate::error::CliError;
-use crate::metered::MeteredDevice;
 use crate::passphrase;
+use crate::runtime::{self, Registration, RunInfo};
 use ingot_console::ConsoleConfig;
 use ingot_console::appliance::{EventData, Severity};
 use ingot_fs::{Fs, FsOptions};
@@ -69,17 +69,63 @@ fn config(a: &UpArgs, data: &Path) -> Result<Config, CliError> {
     Ok(cfg)
 }
 
+/// The config file in use (where hot-added drives are recorded).
+fn config_path(a: &UpArgs, data: &Path) -> PathBuf {
+    a.config.clone().unwrap_or_else(|| data.join("ingot.toml"))
+}
+
+/// Whether a device carries no Ingot label copy at all (a fresh drive).
+async fn blank(d: &dyn BlockDevice) -> bool {
+    Pool::read_labels(d)
+        .await
+        .iter()
+        .all(|copy| matches!(copy, Err(PoolError::NotAPool { .. })))
+}
+
 /// Whether no device carries any Ingot label copy at all (fresh drives). Any other state,
 /// including damage, is for import to judge: a pool is never created over one.
 async fn all_blank(devs: &[Arc<dyn BlockDevice>]) -> bool {
     for d in devs {
-        for copy in Pool::read_labels(d.as_ref()).await {
-            if !matches!(copy, Err(PoolError::NotAPool { .. })) {
-                return false;
-            }
+        if !blank(d.as_ref()).await {
+            return false;
         }
     }
     true
+}
+
+/// Import `devs` minus the drives that are not members: blank ones (hot-added, spares,
+/// replaced ones whose labels were wiped) and ones the pool no longer counts (replaced, or
+/// of another pool). Those stay with the appliance, unassigned.
+pub async fn import_members(
+    mut devs: Vec<Arc<dyn BlockDevice>>,
+    opts: &ImportOptions,
+) -> Result<Pool, CliError> {
+    let mut members = Vec::new();
+    for d in &devs {
+        if !blank(d.as_ref()).await {
+            members.push(d.clone());
+        }
+    }
+    if members.is_empty() {
+        // All blank: let import say which device holds no pool.
+        members = std::mem::take(&mut devs);
+    }
+    loop {
+        match Pool::import(members.clone(), opts.clone()).await {
+            Ok(p) => return Ok(p),
+            Err(PoolError::DeviceConflict { device, detail })
+                if detail.contains("not a member") && members.len() > 1 =>
+            {
+                tracing::warn!(device = %device, %detail, "not a pool member; left unassigned");
+                members.retain(|d| d.identity().location != device);
+            }
+            Err(PoolError::ForeignDevice { device, .. }) if members.len() > 1 => {
+                tracing::warn!(device = %device, "belongs to another pool; left unassigned");
+                members.retain(|d| d.identity().location != device);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 async fn create_pool(
@@ -116,9 +162,9 @@ async fn import_pool(
     a: &UpArgs,
     devs: Vec<Arc<dyn BlockDevice>>,
 ) -> Result<Pool, CliError> {
-    let probe = Pool::import(
+    let probe = import_members(
         devs.clone(),
-        ImportOptions {
+        &ImportOptions {
             passphrase: None,
             read_only: true,
             ..ImportOptions::default()
@@ -141,14 +187,14 @@ async fn import_pool(
         None
     };
     println!("ingot up: importing pool {} (txg {})", st.name, st.txg);
-    Ok(Pool::import(
+    import_members(
         devs,
-        ImportOptions {
+        &ImportOptions {
             passphrase,
             ..ImportOptions::default()
         },
     )
-    .await?)
+    .await
 }
 
 async fn wait_for_signal() -> Result<&'static str, CliError> {
@@ -159,6 +205,18 @@ async fn wait_for_signal() -> Result<&'static str, CliError> {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     })
+}
+
+/// Give the pool its hot spares: blank drives listed under `spares`. A spare that already
+/// carries labels has taken over a member before and is imported as one.
+async fn add_spares(pool: &Pool, spares: &[Arc<dyn BlockDevice>]) -> Result<(), CliError> {
+    for d in spares {
+        if blank(d.as_ref()).await {
+            pool.add_spare(d.clone()).await?;
+            println!("ingot up: hot spare {} ready", d.identity().location);
+        }
+    }
+    Ok(())
 }
 
 /// Run the appliance until a signal.
@@ -183,7 +241,8 @@ pub async fn run(a: &UpArgs) -> Result<(), CliError> {
         "cannot create {}",
         mountpoint.display()
     )))?;
-    let open = drives::open_all(&cfg.drives).await?;
+    let specs: Vec<DriveSpec> = cfg.drives.iter().chain(&cfg.spares).cloned().collect();
+    let open = drives::open_all(&specs).await?;
     let result = serve(&cfg, a, &data, &open, &mountpoint).await;
     drives::close_all(open).await;
     result
@@ -196,24 +255,24 @@ async fn serve(
     open: &[OpenDrive],
     mountpoint: &Path,
 ) -> Result<(), CliError> {
+    let specs = cfg.drives.iter().chain(&cfg.spares);
     let drives: Vec<Drive> = open
         .iter()
+        .zip(specs)
         .enumerate()
-        .map(|(i, d)| Drive {
-            id: format!("nvme{i}"),
-            controller: d.controller.clone(),
-            device: Arc::new(MeteredDevice::new(d.device.clone())),
-        })
+        .map(|(i, (d, spec))| Drive::new(format!("nvme{i}"), spec.clone(), d))
         .collect();
     let devs: Vec<Arc<dyn BlockDevice>> = drives
         .iter()
-        .map(|d| d.device.clone() as Arc<dyn BlockDevice>)
+        .map(|d| d.device() as Arc<dyn BlockDevice>)
         .collect();
-    let pool = if all_blank(&devs).await {
-        create_pool(cfg, a, devs).await?
+    let (pool_devs, spare_devs) = devs.split_at(cfg.drives.len());
+    let pool = if all_blank(pool_devs).await {
+        create_pool(cfg, a, pool_devs.to_vec()).await?
     } else {
-        import_pool(cfg, a, devs).await?
+        import_pool(cfg, a, devs.clone()).await?
     };
+    add_spares(&pool, spare_devs).await?;
     let pool = Arc::new(pool);
     print!("{}", render_status(&pool.status()));
     let store: Arc<dyn ObjectStore> = pool.clone();
@@ -239,7 +298,14 @@ async fn serve(
         mountpoint.to_path_buf(),
         opts,
         txg_ms,
+        Paths {
+            config: Some(config_path(a, data)).filter(|p| p.is_file()),
+            sim_dir: data.join("drives"),
+            schedule_file: Some(data.join("scrub-schedule.json")),
+        },
     ));
+    live.set_scrub_rate_limit(a.scrub_rate_limit.map(|r| r.0));
+    live.start_monitor();
     live.events.emit(
         Severity::Info,
         format!(
@@ -275,7 +341,26 @@ async fn serve(
                 .map_err(|e| CliError::Usage(format!("cannot hash the admin password: {e}")))?,
         );
     }
-    let router = ingot_console::router(live.clone(), ccfg);
+    let (router, auth) = ingot_console::try_router_with_auth(live.clone(), ccfg)
+        .map_err(|e| CliError::Usage(format!("console: {e}")))?;
+    // The local CLI's token: minted through the console's token mechanism, replacing the
+    // one a killed previous run may have left.
+    for t in auth.tokens() {
+        if t.name == runtime::LOCAL_TOKEN_NAME {
+            let _ = auth.delete_token(&t.id);
+        }
+    }
+    let (token_info, token) = auth
+        .create_token(runtime::LOCAL_TOKEN_NAME)
+        .map_err(|e| CliError::Usage(format!("cannot create the CLI token: {e}")))?;
+    let registration = Registration::publish(&RunInfo {
+        pid: std::process::id(),
+        pool: cfg.pool.name.clone(),
+        url: format!("http://{addr}"),
+        data: data.to_path_buf(),
+        token,
+    })
+    .map_err(CliError::io("cannot register the appliance in DATA/run"))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(ingot_console::serve(listener, router, async {
         let _ = stop_rx.await;
@@ -287,15 +372,19 @@ async fn serve(
 
     let sig = wait_for_signal().await?;
     println!("ingot up: {sig}: unmounting and exporting the pool");
+    registration.remove();
+    if let Err(e) = auth.delete_token(&token_info.id) {
+        tracing::warn!(error = %e, "cannot delete the CLI token");
+    }
     let _ = stop_tx.send(());
     match server.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "console server failed"),
         Err(e) => tracing::error!(error = %e, "console task failed"),
     }
-    live.shutdown()
-        .await
-        .map_err(|e| CliError::Usage(format!("shutdown: {e}")))?;
+    let down = live.shutdown().await;
+    live.close_drives().await;
+    down.map_err(|e| CliError::Usage(format!("shutdown: {e}")))?;
     println!("ingot up: pool exported, drives shut down cleanly");
     Ok(())
 }
