@@ -9,8 +9,9 @@
 //! - the resilver rate is the allocated bytes it walked (parity included) per second;
 //!   the raw rate reads the same bytes per device straight from the devices in 1 MiB
 //!   chunks, all devices concurrently; their ratio is printed;
-//! - at 50%: write 64 MiB (4 MiB objects, then a sync) on the idle pool, and again while a
-//!   resilver runs unthrottled; the ratio of the two write rates is printed.
+//! - at 50%: write 64 MiB (4 MiB objects, then a sync) while a resilver runs unthrottled,
+//!   and on the idle pool just before and just after (their mean is "idle"); the ratio of
+//!   the write rates is printed.
 //!
 //! Every figure is the median of `RESILVER_BENCH_RUNS` runs (default 3), each on a fresh
 //! pool. The load average is printed before and after.
@@ -183,7 +184,7 @@ fn main() {
         let burst = 64;
         for run in 0..runs {
             let f = filled(dev_mib, 50, 100 + run as u64).await;
-            idle.push(burst as f64 / write_burst(&f.pool, f.next, burst, 1).await);
+            let before = write_burst(&f.pool, f.next, burst, 1).await;
             let h = f
                 .pool
                 .replace(2, device("new", dev_mib), ResilverOptions::default())
@@ -196,6 +197,9 @@ fn main() {
             if !overlapped {
                 println!("  (run {run}: the resilver ended before the writes did)");
             }
+            // Idle: the mean of a burst before and one after (same pool, same fill).
+            let after = write_burst(&f.pool, f.next + 200, burst, 3).await;
+            idle.push(burst as f64 * 2.0 / (before + after));
             f.pool.export().await.unwrap();
         }
         let (i, d) = (median(idle), median(during));
