@@ -289,8 +289,8 @@ pub(crate) enum Mode {
     /// Rebuild `columns` from the others: blocks (and subtrees) born before `min_birth`
     /// are already on them and are skipped.
     Resilver {
-        /// Target columns.
-        columns: Vec<usize>,
+        /// Target columns, with the GUID of the device each held when the walk started.
+        targets: Vec<(usize, u64)>,
         /// Oldest birth txg the targets lack.
         min_birth: u64,
     },
@@ -452,6 +452,8 @@ pub(crate) async fn start_job<P: JobProgress>(
             hold: Some(hold),
             need_reanchor: false,
             anchor_txg: uber.txg,
+            first_anchor: uber.txg,
+            caught_up: false,
             root,
             damaged: Vec::new(),
             track,
@@ -484,6 +486,10 @@ struct Scrubber<P: JobProgress> {
     need_reanchor: bool,
     /// The committed txg whose tree is being walked.
     anchor_txg: u64,
+    /// The first txg walked (resilver: the catch-up pass covers what was born after it).
+    first_anchor: u64,
+    /// Resilver: whether the catch-up pass ran.
+    caught_up: bool,
     /// Root of the scrubbed txg's tree.
     root: super::bptr::BlockPtr,
     /// Unrecoverable extents found (pool addresses), to name their objects at the end.
@@ -606,12 +612,12 @@ impl<P: JobProgress> Scrubber<P> {
 
     /// For a resilver: why it cannot go on (a target left the RESILVERING state).
     fn target_lost(&self) -> Option<String> {
-        let Mode::Resilver { columns, .. } = &self.mode else {
+        let Mode::Resilver { targets, .. } = &self.mode else {
             return None;
         };
-        columns
+        targets
             .iter()
-            .find_map(|&c| match self.inner.io.vdev.state(c) {
+            .find_map(|&(c, _)| match self.inner.io.vdev.state(c) {
                 Some((super::config::DeviceState::Resilvering, _)) => None,
                 Some((s, why)) => Some(format!(
                     "column {c} is {}{}",
@@ -674,91 +680,98 @@ impl<P: JobProgress> Scrubber<P> {
         let mut run_bytes = 0u64;
         let mut last_save = Instant::now();
         let mut cancelled = false;
-        while let Some(b) = stack.pop() {
-            let was_paused = *self.control.borrow() == Control::Pause;
-            if !self.may_continue().await {
-                cancelled = true;
-                break;
-            }
-            if was_paused {
-                run_start = Instant::now();
-                run_bytes = 0;
-            }
-            if let Some(why) = self.target_lost() {
-                self.set(|p| p.push_error(format!("resilver stopped: {why}")));
-                cancelled = true;
-                break;
-            }
-            if self.need_reanchor {
-                // `b` belongs to the tree let go of; start from the newest root.
-                self.need_reanchor = false;
-                self.reanchor(&mut stack).await;
-                continue;
-            }
-            let mut bytes = self.inner.io.vdev.asize(b.sectors) * 4096;
-            if b.node {
-                if self.scrub_block(b, &mut stack).await {
-                    // Born before what the resilver targets lack: not counted in the total.
-                    bytes = 0;
+        loop {
+            while let Some(b) = stack.pop() {
+                let was_paused = *self.control.borrow() == Control::Pause;
+                if !self.may_continue().await {
+                    cancelled = true;
+                    break;
                 }
-            } else {
-                // Data extents have no children: check a run of them concurrently.
-                let mut batch = vec![b];
-                // Throttled: one extent at a time, so the pacing (and moving to a newer
-                // tree) happens at a fine grain.
-                let in_flight = if self.opts.max_bytes_per_sec.is_some() {
-                    1
+                if was_paused {
+                    run_start = Instant::now();
+                    run_bytes = 0;
+                }
+                if let Some(why) = self.target_lost() {
+                    self.set(|p| p.push_error(format!("resilver stopped: {why}")));
+                    cancelled = true;
+                    break;
+                }
+                if self.need_reanchor {
+                    // `b` belongs to the tree let go of; start from the newest root.
+                    self.need_reanchor = false;
+                    self.reanchor(&mut stack).await;
+                    continue;
+                }
+                let mut bytes = self.inner.io.vdev.asize(b.sectors) * 4096;
+                if b.node {
+                    if self.scrub_block(b, &mut stack).await {
+                        // Born before what the resilver targets lack: not counted in the total.
+                        bytes = 0;
+                    }
                 } else {
-                    MAX_IN_FLIGHT
-                };
-                while batch.len() < in_flight
-                    && let Some(next) = stack.pop_if(|n| !n.node)
-                {
-                    bytes += self.inner.io.vdev.asize(next.sectors) * 4096;
-                    batch.push(next);
-                }
-                let blks = batch.clone();
-                // Spawned, so that verification (crc32c, parity) also uses several cores.
-                let tasks = batch.into_iter().map(|b| {
-                    let inner = self.inner.clone();
-                    let mode = self.mode.clone();
-                    tokio::spawn(async move { check(&inner, b, &mode).await })
-                });
-                let last_key = blks.last().and_then(|b| b.key.clone());
-                for (c, b) in join_all(tasks).await.into_iter().zip(blks) {
-                    let c = c.unwrap_or_else(|e| Checked::failed(b, format!("task failed: {e}")));
-                    self.absorb(c, &mut stack);
-                }
-                if self.track
-                    && let Some(k) = last_key
-                {
-                    let mut next = k.to_vec();
-                    next.push(0);
-                    self.bookmark = Some(next);
-                }
-            }
-            run_bytes += bytes;
-            self.maybe_reanchor(&mut stack).await;
-            if last_save.elapsed() >= SAVE_EVERY {
-                self.save().await;
-                last_save = Instant::now();
-            }
-            self.account(bytes);
-            match self.opts.max_bytes_per_sec {
-                Some(cap) if cap > 0 => {
-                    let due = run_start + Duration::from_secs_f64(run_bytes as f64 / cap as f64);
-                    // In slices: a busy pool commits meanwhile, and the scrub moves on to
-                    // newer trees rather than hold the space they free.
-                    loop {
-                        let now = Instant::now();
-                        if due <= now {
-                            break;
-                        }
-                        tokio::time::sleep((due - now).min(PACE_SLICE)).await;
-                        self.maybe_reanchor(&mut stack).await;
+                    // Data extents have no children: check a run of them concurrently.
+                    let mut batch = vec![b];
+                    // Throttled: one extent at a time, so the pacing (and moving to a newer
+                    // tree) happens at a fine grain.
+                    let in_flight = if self.opts.max_bytes_per_sec.is_some() {
+                        1
+                    } else {
+                        MAX_IN_FLIGHT
+                    };
+                    while batch.len() < in_flight
+                        && let Some(next) = stack.pop_if(|n| !n.node)
+                    {
+                        bytes += self.inner.io.vdev.asize(next.sectors) * 4096;
+                        batch.push(next);
+                    }
+                    let blks = batch.clone();
+                    // Spawned, so that verification (crc32c, parity) also uses several cores.
+                    let tasks = batch.into_iter().map(|b| {
+                        let inner = self.inner.clone();
+                        let mode = self.mode.clone();
+                        tokio::spawn(async move { check(&inner, b, &mode).await })
+                    });
+                    let last_key = blks.last().and_then(|b| b.key.clone());
+                    for (c, b) in join_all(tasks).await.into_iter().zip(blks) {
+                        let c =
+                            c.unwrap_or_else(|e| Checked::failed(b, format!("task failed: {e}")));
+                        self.absorb(c, &mut stack);
+                    }
+                    if self.track
+                        && let Some(k) = last_key
+                    {
+                        let mut next = k.to_vec();
+                        next.push(0);
+                        self.bookmark = Some(next);
                     }
                 }
-                _ => tokio::task::yield_now().await,
+                run_bytes += bytes;
+                self.maybe_reanchor(&mut stack).await;
+                if last_save.elapsed() >= SAVE_EVERY {
+                    self.save().await;
+                    last_save = Instant::now();
+                }
+                self.account(bytes);
+                match self.opts.max_bytes_per_sec {
+                    Some(cap) if cap > 0 => {
+                        let due =
+                            run_start + Duration::from_secs_f64(run_bytes as f64 / cap as f64);
+                        // In slices: a busy pool commits meanwhile, and the scrub moves on to
+                        // newer trees rather than hold the space they free.
+                        loop {
+                            let now = Instant::now();
+                            if due <= now {
+                                break;
+                            }
+                            tokio::time::sleep((due - now).min(PACE_SLICE)).await;
+                            self.maybe_reanchor(&mut stack).await;
+                        }
+                    }
+                    _ => tokio::task::yield_now().await,
+                }
+            }
+            if cancelled || !self.catch_up(&mut stack).await {
+                break;
             }
         }
         if !self.damaged.is_empty() && self.inner.io.unlocked {
@@ -766,6 +779,12 @@ impl<P: JobProgress> Scrubber<P> {
         }
         if !cancelled {
             self.forget().await;
+            if let Mode::Resilver { targets, .. } = &self.mode
+                && self.scan().unrecoverable == 0
+            {
+                // Before the progress says finished: waiters then see the devices online.
+                super::resilver::finish(&self.inner, targets).await;
+            }
         }
         let state = if cancelled {
             ScrubState::Cancelled
@@ -965,6 +984,31 @@ impl<P: JobProgress> Scrubber<P> {
         });
     }
 
+    /// Resilver, once the walk is through: walk the newest tree again for blocks born after
+    /// the first tree walked. They were written after the targets took writes, except
+    /// records an in-flight write stored before that and linked into the tree later
+    /// (copy-on-write keeps this pass to the subtrees born since). False when done.
+    async fn catch_up(&mut self, stack: &mut Vec<Blk>) -> bool {
+        if self.caught_up || self.closed() {
+            return false;
+        }
+        let from = self.first_anchor + 1;
+        let Mode::Resilver { min_birth, .. } = &mut self.mode else {
+            return false;
+        };
+        self.caught_up = true;
+        *min_birth = (*min_birth).max(from);
+        if let Err(e) = self.inner.commit().await {
+            self.set(|p| p.push_error(format!("resilver catch-up commit: {e}")));
+            return false;
+        }
+        tracing::debug!(pool = %self.inner.id.name, from, "resilver catch-up pass");
+        self.bookmark = None;
+        self.reanchor(stack).await;
+        self.set(|p| p.moves = p.moves.saturating_sub(1));
+        true
+    }
+
     /// [`Scrubber::reanchor`] once enough txgs committed since the last anchor.
     async fn maybe_reanchor(&mut self, stack: &mut Vec<Blk>) {
         if self.track
@@ -979,18 +1023,7 @@ impl<P: JobProgress> Scrubber<P> {
     /// it is read again), and let go of the old tree so the space it held can be reused.
     async fn reanchor(&mut self, stack: &mut Vec<Blk>) {
         let inner = self.inner.clone();
-        let (uber, hold) = {
-            let cs = inner.commit.lock().await;
-            let txg = cs.uber.txg + 1;
-            *inner.readers.lock().entry(txg).or_insert(0) += 1;
-            (
-                cs.uber,
-                Hold {
-                    inner: inner.clone(),
-                    txg,
-                },
-            )
-        };
+        let (uber, hold) = hold_committed(&inner).await;
         tracing::debug!(pool = %inner.id.name, from = self.anchor_txg, to = uber.txg, "scrub moves to a newer txg");
         self.hold = Some(hold);
         self.anchor_txg = uber.txg;
@@ -1211,7 +1244,7 @@ async fn check(inner: &Inner, b: Blk, mode: &Mode) -> Checked {
     let repair = heal(inner, &b, &out).await;
     let mut rebuilt = None;
     let mut old = false;
-    if let Mode::Resilver { columns, min_birth } = mode {
+    if let Mode::Resilver { targets, min_birth } = mode {
         if b.node
             && let Ok((hdr, _)) = ClearHeader::decode(&out.data)
             && hdr.birth < *min_birth
@@ -1220,7 +1253,7 @@ async fn check(inner: &Inner, b: Blk, mode: &Mode) -> Checked {
         } else {
             let mut written = 0u64;
             let mut result = Ok(());
-            for &c in columns {
+            for &(c, _) in targets {
                 match io.vdev.rebuild(b.addr, &out.data, c).await {
                     Ok(n) => written += n,
                     Err(e) => result = Err(e.to_string()),
