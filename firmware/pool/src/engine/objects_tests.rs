@@ -300,6 +300,57 @@ async fn a_failed_batch_leaves_dirty_records_and_the_cache_as_they_were() {
     assert_eq!(read_all(&p, 64).await, want);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_see_every_completed_write_while_commits_run() {
+    let (p, _devs) = pool(64 << 10).await;
+    let p = Arc::new(p);
+    p.apply(vec![Op::Create { id: 64 }]).await.unwrap();
+    write(&p, 64, 0, &pattern(4 * RS as usize, 8)).await;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicU32::new(0));
+    let committer = {
+        let (p, stop, commits) = (p.clone(), stop.clone(), commits.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                p.sync().await.expect("sync");
+                commits.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut model = pattern(4 * RS as usize, 8);
+    for round in 1..=200u32 {
+        if round % 25 == 0 {
+            // Let at least one more commit finish before going on.
+            let seen = commits.load(Ordering::Relaxed);
+            while commits.load(Ordering::Relaxed) == seen {
+                tokio::task::yield_now().await;
+            }
+        }
+        let page = (rng.next_u32() % (4 * RS as u32 / 1024)) as usize;
+        let bytes = [(round % 251) as u8 + 1; 1000];
+        let off = page * 1024 + 7;
+        let end = (off + bytes.len()).min(model.len());
+        write(&p, 64, off as u64, &bytes[..end - off]).await;
+        model[off..end].copy_from_slice(&bytes[..end - off]);
+        // Read back at once, a neighbourhood spanning the write, while commits run.
+        let a = off.saturating_sub(3000);
+        let b = (end + 3000).min(model.len());
+        let mut buf = vec![0u8; b - a];
+        p.read(64, a as u64, &mut buf).await.unwrap();
+        assert!(
+            buf == model[a..b],
+            "round {round}: a completed write is not visible"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    committer.await.unwrap();
+    assert!(commits.load(Ordering::Relaxed) >= 8);
+    assert_eq!(read_all(&p, 64).await, model);
+}
+
 /// One step of the property test.
 #[derive(Debug, Clone)]
 enum Step {
@@ -458,7 +509,7 @@ async fn run_steps(steps: Vec<Step>, cache: usize, dirty_limit: u64) {
 }
 
 proptest! {
-    #![proptest_config(crate::testutil::proptest_config(24))]
+    #![proptest_config(crate::testutil::proptest_config(64))]
     #[test]
     fn random_interleavings_match_a_model(
         steps in proptest::collection::vec(step(), 1..60),
