@@ -251,7 +251,9 @@ fn main() {
         let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(RECORD));
         let mut scratch = record.clone();
         let mut pbuf = Vec::new();
+        let mut pbuf2 = Vec::new();
         let mut sector = 0u64;
+        let mut sector2 = 0u64;
         let w = compare(
             RECORD,
             &mut [
@@ -275,10 +277,10 @@ fn main() {
                 /* one-copy write pipeline: plan + seal_planned */
                 &mut || {
                     let planned = codec.plan(black_box(record));
-                    sector = sector.wrapping_add(32) & 0xffff_ffff;
-                    let (c, crc) = codec.seal_planned(planned, sector);
-                    raidz1_parity(&c.buf, &mut pbuf);
-                    black_box((crc, &pbuf));
+                    sector2 = sector2.wrapping_add(32) & 0xffff_ffff;
+                    let (c, crc) = codec.seal_planned(planned, sector2);
+                    raidz1_parity(&c.buf, &mut pbuf2);
+                    black_box((crc, &pbuf2));
                 },
             ],
         );
@@ -492,7 +494,11 @@ fn main() {
     );
     println!("| memcpy | {:.2} | |", c.median(1));
     for (i, unit) in UNITS.iter().enumerate() {
-        let pool = if *unit == FUSE_BYTES { " (the pool's)" } else { "" };
+        let pool = if *unit == FUSE_BYTES {
+            " (the pool's)"
+        } else {
+            ""
+        };
         println!(
             "| seal (XTS + crc32c), per {} KiB{pool} | {:.2} | {:.2}x unfused |",
             unit >> 10,
