@@ -3,7 +3,8 @@
 //! pipeline (crc32c verify + decrypt + decompress) against their dominant stage
 //! alone; every XTS implementation (`XtsPath`: the hal's VAES/AES-NI kernels and the
 //! portable batched path) against raw AES and the `xts-mode` crate; the
-//! incompressibility test; crc32c against memcpy.
+//! incompressibility test; crc32c (`crc-fast`, the pool's, and the `crc32c` crate)
+//! against memcpy; sealing (XTS + crc32c) fused per piece of 4..128 KiB.
 //!
 //! Run: `cargo bench -p ingot-pool --bench pipeline` (about 15 s after the build).
 //! Method: 128 KiB records (one fs record), single thread. The variants of one
@@ -14,8 +15,8 @@
 //! the median GB/s of each variant (logical bytes per second) and, for ratios, the
 //! median over rounds of the paired per-round ratio.
 
-use ingot_pool::checksum::crc32c;
-use ingot_pool::codec::Codec;
+use ingot_pool::checksum::{Crc32c, crc32c};
+use ingot_pool::codec::{Codec, FUSE_BYTES};
 use ingot_pool::compress::Compression;
 use ingot_pool::compress::looks_incompressible;
 use ingot_pool::crypto::{KdfParams, KeySlot, MasterKey, Passphrase, XtsCipher, XtsPath};
@@ -240,9 +241,9 @@ fn main() {
     ];
     println!();
     println!(
-        "| data | zstd-1 size | zstd-1 GB/s | write pipeline GB/s | write / zstd-1 | XTS GB/s | write / XTS | zstd -d GB/s | read pipeline GB/s | read / zstd -d | read / XTS decrypt |"
+        "| data | zstd-1 size | zstd-1 GB/s | write pipeline GB/s | write / zstd-1 | XTS GB/s | write / XTS | one-copy write GB/s | one-copy / zstd-1 | one-copy / XTS | zstd -d GB/s | read pipeline GB/s | read / zstd -d | read / XTS decrypt |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, record) in &kinds {
         let mut zc = zstd::bulk::Compressor::new(1).expect("zstd context");
         let frame = zc.compress(record).expect("zstd");
@@ -250,7 +251,9 @@ fn main() {
         let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(RECORD));
         let mut scratch = record.clone();
         let mut pbuf = Vec::new();
+        let mut pbuf2 = Vec::new();
         let mut sector = 0u64;
+        let mut sector2 = 0u64;
         let w = compare(
             RECORD,
             &mut [
@@ -270,6 +273,14 @@ fn main() {
                 /* xts */
                 &mut || {
                     xts.encrypt_sectors(black_box(&mut scratch), 1234);
+                },
+                /* one-copy write pipeline: plan + seal_planned */
+                &mut || {
+                    let planned = codec.plan(black_box(record));
+                    sector2 = sector2.wrapping_add(32) & 0xffff_ffff;
+                    let (c, crc) = codec.seal_planned(planned, sector2);
+                    raidz1_parity(&c.buf, &mut pbuf2);
+                    black_box((crc, &pbuf2));
                 },
             ],
         );
@@ -311,12 +322,15 @@ fn main() {
             ],
         );
         println!(
-            "| {name} | {ratio:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            "| {name} | {ratio:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             w.median(0),
             w.median(1),
             w.ratio(1, 0),
             w.median(2),
             w.ratio(1, 2),
+            w.median(3),
+            w.ratio(3, 0),
+            w.ratio(3, 2),
             r.median(0),
             r.median(1),
             r.ratio(1, 0),
@@ -386,7 +400,7 @@ fn main() {
     let c = compare(
         RECORD,
         &mut [
-            /* crc32c */
+            /* crc32c: the pool's (crc-fast) */
             &mut || {
                 black_box(crc32c(black_box(&src)));
             },
@@ -395,8 +409,46 @@ fn main() {
                 dst.copy_from_slice(black_box(&src));
                 black_box(&dst);
             },
+            /* crc32c crate (SSE4.2 crc32 instruction, 3 streams) */
+            &mut || {
+                black_box(crc32c::crc32c(black_box(&src)));
+            },
+            /* crc-fast fed 4 KiB at a time */
+            &mut || {
+                let mut crc = Crc32c::new();
+                for piece in black_box(&src).chunks(4096) {
+                    crc.update(piece);
+                }
+                black_box(crc.finish());
+            },
         ],
     );
+    // Sealing a 128 KiB record: XTS then crc32c, per piece of `unit` bytes (the
+    // piece is checksummed right after it is encrypted, while it is in L1); 128 KiB
+    // is the unfused order (encrypt all, then checksum all).
+    const UNITS: [usize; 5] = [4 << 10, 8 << 10, 16 << 10, 32 << 10, RECORD];
+    let mut sbufs: Vec<Vec<u8>> = UNITS.iter().map(|_| random(RECORD, 30)).collect();
+    let seal = {
+        let mut variants: Vec<Box<dyn FnMut() + '_>> = Vec::new();
+        for (unit, b) in UNITS.iter().zip(sbufs.iter_mut()) {
+            let xts = &xts;
+            variants.push(Box::new(move || {
+                let mut crc = Crc32c::new();
+                let mut sector = 99u128;
+                for piece in black_box(&mut b[..]).chunks_mut(*unit) {
+                    xts.encrypt_units(piece, 4096, sector);
+                    crc.update(piece);
+                    sector += (piece.len() / 4096) as u128;
+                }
+                black_box(crc.finish());
+            }));
+        }
+        let mut refs: Vec<&mut dyn FnMut()> = variants
+            .iter_mut()
+            .map(|f| &mut **f as &mut dyn FnMut())
+            .collect();
+        compare(RECORD, &mut refs)
+    };
     println!();
     println!("| stage | GB/s | ratio |");
     println!("|---|---|---|");
@@ -425,11 +477,35 @@ fn main() {
         RECORD as f64 / bail.median(1) / 1e3
     );
     println!(
-        "| crc32c | {:.2} | {:.2}x memcpy |",
+        "| crc32c, `crc-fast` (the pool's) | {:.2} | {:.2}x memcpy, {:.2}x `crc32c` crate |",
         c.median(0),
-        c.ratio(0, 1)
+        c.ratio(0, 1),
+        c.ratio(0, 2)
+    );
+    println!(
+        "| crc32c, `crc-fast` fed 4 KiB at a time | {:.2} | {:.2}x one call |",
+        c.median(3),
+        c.ratio(3, 0)
+    );
+    println!(
+        "| crc32c, `crc32c` crate 0.6 | {:.2} | {:.2}x memcpy |",
+        c.median(2),
+        c.ratio(2, 1)
     );
     println!("| memcpy | {:.2} | |", c.median(1));
+    for (i, unit) in UNITS.iter().enumerate() {
+        let pool = if *unit == FUSE_BYTES {
+            " (the pool's)"
+        } else {
+            ""
+        };
+        println!(
+            "| seal (XTS + crc32c), per {} KiB{pool} | {:.2} | {:.2}x unfused |",
+            unit >> 10,
+            seal.median(i),
+            seal.ratio(i, UNITS.len() - 1)
+        );
+    }
 
     // Unlock cost of a key slot with the appliance's default Argon2id parameters
     // (wall time, median of 3: this is what a user waits for at import).

@@ -5,8 +5,18 @@
 //! sector as tweak, then crc32c of the stored bytes). Read: [`Codec::open`] (verify the
 //! crc32c, decrypt, decompress to exactly the logical size). [`verify`] checks stored
 //! bytes without keys, for scrub, resilver and RAID reconstruction.
+//!
+//! The same write without copying raw data twice: [`Codec::plan`] (the same decision
+//! as `compress`, but a raw extent stays borrowed) -> allocate
+//! [`Planned::stored_len`] bytes -> [`Codec::seal_planned`] (copies each
+//! [`FUSE_BYTES`] piece into the padded output, encrypts it and checksums it while it
+//! is in L1).
+//!
+//! Sealing works in pieces of [`FUSE_BYTES`]: each piece is encrypted and then added
+//! to the crc32c while it is still in the L1 cache, instead of encrypting the whole
+//! extent and reading it back from L2 for the checksum.
 
-use crate::checksum::crc32c;
+use crate::checksum::{Crc32c, crc32c};
 use crate::compress::{
     self, CompressError, Compression, CompressionKind, MAX_EXTENT_BYTES, SECTOR_SIZE,
     looks_incompressible, round_up_sector,
@@ -44,6 +54,65 @@ pub struct Compressed {
     pub psize: u32,
     /// The payload, zero-padded to a multiple of 4096 bytes (length = allocated data size).
     pub buf: Vec<u8>,
+}
+
+/// Bytes encrypted and checksummed together while they stay in the L1 data cache
+/// (a whole number of 4 KiB XTS data units).
+pub const FUSE_BYTES: usize = 4 * SECTOR_SIZE;
+
+/// What [`Codec::plan`] decided for one logical extent, before it has a pool address.
+#[derive(Debug)]
+pub struct Planned<'a> {
+    kind: CompressionKind,
+    psize: u32,
+    payload: Payload<'a>,
+}
+
+/// The bytes a [`Planned`] extent will store.
+#[derive(Debug)]
+enum Payload<'a> {
+    /// Stored raw: the caller's bytes, padded to whole sectors when sealed.
+    Raw(&'a [u8]),
+    /// A zstd frame, already zero-padded to whole sectors.
+    Frame(Vec<u8>),
+}
+
+impl Planned<'_> {
+    /// How the payload is encoded.
+    pub fn kind(&self) -> CompressionKind {
+        self.kind
+    }
+
+    /// Exact payload bytes (the zstd frame, or the logical length when raw).
+    pub fn psize(&self) -> u32 {
+        self.psize
+    }
+
+    /// Bytes the extent takes on the pool (a multiple of 4096): what to allocate.
+    pub fn stored_len(&self) -> usize {
+        match &self.payload {
+            Payload::Raw(raw) => round_up_sector(raw.len()),
+            Payload::Frame(frame) => frame.len(),
+        }
+    }
+
+    /// The sector-padded payload as an owned [`Compressed`] (copies a raw extent).
+    pub fn into_compressed(self) -> Compressed {
+        let buf = match self.payload {
+            Payload::Raw(raw) => {
+                let mut buf = Vec::with_capacity(round_up_sector(raw.len()));
+                buf.extend_from_slice(raw);
+                buf.resize(round_up_sector(raw.len()), 0);
+                buf
+            }
+            Payload::Frame(frame) => frame,
+        };
+        Compressed {
+            kind: self.kind,
+            psize: self.psize,
+            buf,
+        }
+    }
 }
 
 /// The per-pool extent transform: compression policy and (optional) XTS cipher.
@@ -85,6 +154,15 @@ impl Codec {
     /// # Panics
     /// If `logical` is longer than [`MAX_EXTENT_BYTES`] (the engine bounds records).
     pub fn compress(&self, logical: &[u8]) -> Compressed {
+        self.plan(logical).into_compressed()
+    }
+
+    /// Decide how to store one logical extent, as [`Codec::compress`] does, without
+    /// copying it when it is stored raw; [`Codec::seal_planned`] finishes it.
+    ///
+    /// # Panics
+    /// If `logical` is longer than [`MAX_EXTENT_BYTES`] (the engine bounds records).
+    pub fn plan<'a>(&self, logical: &'a [u8]) -> Planned<'a> {
         assert!(
             logical.len() <= MAX_EXTENT_BYTES,
             "extent of {} bytes exceeds {MAX_EXTENT_BYTES}",
@@ -100,21 +178,53 @@ impl Codec {
             {
                 let psize = frame.len();
                 frame.resize(round_up_sector(psize), 0);
-                return Compressed {
+                return Planned {
                     kind: CompressionKind::Zstd,
                     psize: psize as u32,
-                    buf: frame,
+                    payload: Payload::Frame(frame),
                 };
             }
         }
-        let mut buf = Vec::with_capacity(round_up_sector(logical.len()));
-        buf.extend_from_slice(logical);
-        buf.resize(round_up_sector(logical.len()), 0);
-        Compressed {
+        Planned {
             kind: CompressionKind::None,
             psize: logical.len() as u32,
-            buf,
+            payload: Payload::Raw(logical),
         }
+    }
+
+    /// Seal a planned extent at `pool_sector`: the stored bytes (sector-padded,
+    /// encrypted if the pool is) and their crc32c. Identical to
+    /// `compress` + [`Codec::seal`], but raw data is copied into the output one
+    /// [`FUSE_BYTES`] piece at a time, right before that piece is encrypted and
+    /// checksummed, so it is read from memory once.
+    pub fn seal_planned(&self, planned: Planned<'_>, pool_sector: u64) -> (Compressed, u32) {
+        let (kind, psize) = (planned.kind, planned.psize);
+        let (buf, crc) = match planned.payload {
+            Payload::Frame(mut frame) => {
+                let crc = self.seal(&mut frame, pool_sector);
+                (frame, crc)
+            }
+            Payload::Raw(raw) => {
+                let len = round_up_sector(raw.len());
+                let mut buf = Vec::with_capacity(len);
+                let mut crc = Crc32c::new();
+                let mut sector = u128::from(pool_sector);
+                for piece in raw.chunks(FUSE_BYTES) {
+                    let start = buf.len();
+                    buf.extend_from_slice(piece);
+                    buf.resize(start + round_up_sector(piece.len()), 0);
+                    let out = &mut buf[start..];
+                    if let Some(c) = &self.cipher {
+                        c.encrypt_units(out, SECTOR_SIZE, sector);
+                    }
+                    crc.update(out);
+                    sector += (out.len() / SECTOR_SIZE) as u128;
+                }
+                debug_assert_eq!(buf.len(), len);
+                (buf, crc.finish())
+            }
+        };
+        (Compressed { kind, psize, buf }, crc)
     }
 
     /// Encrypt `buf` in place (if the pool is encrypted) with tweaks starting at
@@ -123,10 +233,23 @@ impl Codec {
     /// # Panics
     /// On an encrypted pool, if `buf.len()` is not a multiple of 4096.
     pub fn seal(&self, buf: &mut [u8], pool_sector: u64) -> u32 {
-        if let Some(c) = &self.cipher {
-            c.encrypt_sectors(buf, pool_sector);
+        let Some(c) = &self.cipher else {
+            return crc32c(buf);
+        };
+        assert!(
+            buf.len().is_multiple_of(SECTOR_SIZE),
+            "encrypted extent of {} bytes is not whole 4 KiB sectors",
+            buf.len()
+        );
+        let mut crc = Crc32c::new();
+        // u128 like the cipher's own unit counter: the same tweaks as one call.
+        let mut sector = u128::from(pool_sector);
+        for piece in buf.chunks_mut(FUSE_BYTES) {
+            c.encrypt_units(piece, SECTOR_SIZE, sector);
+            crc.update(piece);
+            sector += (piece.len() / SECTOR_SIZE) as u128;
         }
-        crc32c(buf)
+        crc.finish()
     }
 
     /// Verify, decrypt and decompress stored bytes back into the `lsize` logical bytes.
@@ -206,6 +329,14 @@ mod tests {
         let mut stored = c.buf.clone();
         let crc = codec.seal(&mut stored, sector);
         assert!(verify(&stored, crc));
+        // The one-copy path stores exactly the same bytes.
+        let planned = codec.plan(data);
+        assert_eq!(planned.stored_len(), c.buf.len());
+        assert_eq!((planned.kind(), planned.psize()), (c.kind, c.psize));
+        let (sealed, crc2) = codec.seal_planned(planned, sector);
+        assert_eq!((sealed.kind, sealed.psize), (c.kind, c.psize));
+        assert!(sealed.buf == stored, "seal_planned stored other bytes");
+        assert_eq!(crc2, crc);
         let out = codec
             .open(&mut stored, sector, crc, c.kind, c.psize, data.len() as u32)
             .unwrap();
@@ -293,6 +424,31 @@ mod tests {
         ));
     }
 
+    /// Reference sealing: encrypt the whole extent, then the crc of all of it.
+    fn seal_unfused(buf: &mut [u8], sector: u64) -> u32 {
+        cipher().encrypt_sectors(buf, sector);
+        crate::checksum::crc32c(buf)
+    }
+
+    #[test]
+    fn fused_seal_equals_encrypt_then_crc() {
+        let codec = Codec::new(Compression::Off, Some(cipher()));
+        let plain = Codec::new(Compression::Off, None);
+        // Below, at and around FUSE_BYTES and the largest extent, with sector wrap.
+        for sectors in [1usize, 3, 4, 5, 8, 9, 31, 32] {
+            for first in [0u64, 1000, u64::MAX - 2] {
+                let data = random(sectors * SECTOR_SIZE, sectors as u64);
+                let mut a = data.clone();
+                let mut b = data.clone();
+                assert_eq!(codec.seal(&mut a, first), seal_unfused(&mut b, first));
+                assert_eq!(a, b, "{sectors} sectors at {first}");
+                let mut p = data.clone();
+                assert_eq!(plain.seal(&mut p, first), crc32c::crc32c(&data));
+                assert_eq!(p, data);
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(crate::testutil::proptest_config(64))]
         #[test]
@@ -324,6 +480,8 @@ mod tests {
             let data: Vec<u8> = unit.iter().cycle().take(len).copied().collect();
             let codec = Codec::new(Compression::Zstd { level: 3 }, Some(cipher()));
             roundtrip(&codec, &data, u64::from(sector));
+            let plain = Codec::new(Compression::Off, None);
+            roundtrip(&plain, &data, u64::from(sector));
         }
     }
 }

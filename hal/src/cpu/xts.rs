@@ -229,6 +229,7 @@ impl XtsAes256 {
 
 /// Multiply a tweak by alpha (x) in GF(2^128) with the XTS polynomial
 /// x^128 + x^7 + x^2 + x + 1, on the little-endian integer view of its bytes.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn mul_alpha(t: u128) -> u128 {
     let carry = ((t >> 127) as u64).wrapping_neg() & 0x87;
@@ -236,6 +237,7 @@ fn mul_alpha(t: u128) -> u128 {
 }
 
 /// `n` consecutive block tweaks starting at `t`, as bytes (lane `j` = `t * alpha^j`).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn tweak_run<const N: usize>(t: u128) -> [[u8; 16]; N] {
     let mut out = [[0u8; 16]; N];
