@@ -314,7 +314,8 @@ fn random_operations_match_a_model() {
             }
             62..=69 if exists => {
                 // Reads through a shared mapping; half the time a write through another
-                // descriptor lands inside the mapped range first and must show through it.
+                // descriptor lands inside the mapped range, whose pages were faulted in
+                // first, and must show through the mapping.
                 let size = mapper.map(&path);
                 assert_eq!(
                     size,
@@ -324,11 +325,19 @@ fn random_operations_match_a_model() {
                 if size > 0 && rng.random_bool(0.5) {
                     let off = rng.random_range(0..size);
                     let len = rng.random_range(1..=(size - off).min(16 << 10) as usize);
+                    assert!(
+                        mapper.read(off, len) == model_range(&model[name], off, len),
+                        "op {n}: mmap read of {name} at {off}+{len} before a write"
+                    );
                     let bytes = random_bytes(&mut rng, len);
                     open(OpenOptions::new().write(true))
                         .write_all_at(&bytes, off)
                         .unwrap();
                     model_write(model.get_mut(name).unwrap(), off, &bytes);
+                    assert!(
+                        mapper.read(off, len) == bytes,
+                        "op {n}: mmap of {name} misses a write at {off}+{len}"
+                    );
                 }
                 for _ in 0..rng.random_range(1..=3) {
                     let off = rng.random_range(0..=size);
