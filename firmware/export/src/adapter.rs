@@ -1,7 +1,13 @@
-//! The async adapter: a [`fuser::Filesystem`] whose callbacks move their `Reply*` objects into
-//! tokio tasks that call the async [`Fs`], so many requests are in flight at once. A callback
-//! never blocks and never panics; a task that fails replies with the fs error's errno (a
-//! task that panicked drops its reply, which fuser answers with `EIO`).
+//! The async adapter: a [`fuser::Filesystem`] whose callbacks run the async [`Fs`] call of each
+//! request on the reader thread until it first has to wait, then move it (with its `Reply*`)
+//! into a tokio task, so requests that hit the caches are answered without a thread hand-off
+//! and many slow ones are in flight at once. A callback never blocks and never panics; a
+//! request that fails replies with the fs error's errno (one that panicked drops its reply,
+//! which fuser answers with `EIO`).
+//!
+//! Inode lifetimes follow the kernel's: every entry the adapter returns (lookup, create,
+//! mknod, mkdir, symlink, link, readdirplus) is one reference in the fs, given back by
+//! `forget`, so an unlinked inode stays usable until the kernel lets go of it.
 
 use bytes::Bytes;
 use fuser::{
@@ -15,8 +21,10 @@ use ingot_fs::{Ctx, FileKind, Fs, FsError, Inode, SetAttr, TimeSet, Timestamp};
 use std::ffi::OsStr;
 use std::future::Future;
 use std::os::unix::ffi::OsStrExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 /// Block size reported in `st_blksize`: programs size their I/O buffers by it.
@@ -146,13 +154,30 @@ impl Adapter {
         Adapter { fs, rt, cfg }
     }
 
-    /// Runs one request as a task.
+    /// Runs one request: first on the calling reader thread, up to the request's first wait
+    /// (a cache hit - getattr, lookup, a cached read - completes and replies right there,
+    /// with no hand-off to a worker thread and no wake-up); if it has to wait (store I/O, a
+    /// lock), the rest runs as a tokio task.
+    ///
+    /// The inline poll uses a no-op waker: whatever the future registered it with is
+    /// registered again with the task's waker when the runtime polls the spawned task, which
+    /// it does at once. It runs inside the runtime's context (for timers and spawns). A panic
+    /// is caught and logged; the request's reply, dropped with the future, answers `EIO`.
     fn spawn<F, Fut>(&self, f: F)
     where
         F: FnOnce(Arc<Fs>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.rt.spawn(f(self.fs.clone()));
+        let mut fut = Box::pin(f(self.fs.clone()));
+        let _rt = self.rt.enter();
+        let mut cx = Context::from_waker(Waker::noop());
+        match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx))) {
+            Ok(Poll::Ready(())) => {}
+            Ok(Poll::Pending) => {
+                self.rt.spawn(fut);
+            }
+            Err(_) => tracing::error!("a FUSE request panicked; it is answered with EIO"),
+        }
     }
 
     fn reply_entry(ttl: Duration, r: Result<Inode, FsError>, reply: ReplyEntry) {

@@ -593,12 +593,10 @@ impl Fs {
                 return;
             }
         }
-        match self.delete_if_unlinked(node).await {
-            Ok(true) => tracing::debug!(ino = node.ino, "deleted unlinked inode at forget"),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(ino = node.ino, error = %e, "deleting an unlinked inode at forget failed; will retry");
-            }
+        // The lock also orders this after an unlink of the inode that is still committing:
+        // its link count is read once that is done. A failure is logged and queued there.
+        if let Ok(true) = self.delete_if_unlinked(node).await {
+            tracing::debug!(ino = node.ino, "deleted unlinked inode at forget");
         }
     }
 

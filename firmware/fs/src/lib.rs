@@ -6,6 +6,11 @@
 //! ([`superblock`]). Each namespace change is one atomic store batch, so a crash leaves either
 //! the old or the new state; unlinked-but-open inodes are reclaimed at the next mount.
 //!
+//! Inode lifetimes follow FUSE's: every inode an operation hands out as a directory entry
+//! (`lookup`, `create`, `mknod`, `mkdir`, `symlink`, `link`, `lookup_inode`) counts one kernel
+//! reference, given back with [`Fs::forget`] ([`Fs::forget_all`] when the connection ends). An
+//! unlinked inode stays, on the orphan list, until it has no open handle and no reference.
+//!
 //! Errors carry the errno ext4 gives ([`FsError::errno`]). Permission checks are left to the
 //! kernel (`default_permissions`); the fs applies set-id inheritance and clearing.
 
