@@ -88,7 +88,7 @@ pub(crate) fn start_monitor(inner: &Arc<Inner>) {
 }
 
 /// Describe every column that reads cannot use.
-fn unavailable(inner: &Inner) -> String {
+pub(crate) fn unavailable(inner: &Inner) -> String {
     let vdev = &inner.io.vdev;
     (0..vdev.device_count())
         .filter_map(|c| {
@@ -111,17 +111,7 @@ fn unavailable(inner: &Inner) -> String {
 }
 
 async fn on_event(inner: &Arc<Inner>, ev: &DeviceEvent) {
-    let vdev = &inner.io.vdev;
-    if vdev.health() == VdevHealth::Failed {
-        let mut s = inner.suspended.lock();
-        if s.is_none() {
-            let why = format!(
-                "devices unavailable beyond the layout's redundancy: {}",
-                unavailable(inner)
-            );
-            tracing::error!(pool = %inner.id.name, reason = %why, "pool suspended");
-            *s = Some(why);
-        }
+    if inner.suspension().is_some() {
         return;
     }
     if matches!(ev.to, DeviceState::Faulted | DeviceState::Removed) {

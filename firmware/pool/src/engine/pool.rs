@@ -781,7 +781,7 @@ impl Pool {
                 }
             })
             .collect();
-        let suspended = i.suspended.lock().clone();
+        let suspended = i.suspension();
         let health = if suspended.is_some() {
             PoolHealth::Suspended
         } else if devices.iter().all(|d| d.state == DeviceState::Online) {
@@ -1019,7 +1019,7 @@ impl Inner {
         if self.read_only {
             return Err(PoolError::ReadOnly("imported read-only".into()));
         }
-        if let Some(s) = self.suspended.lock().as_ref() {
+        if let Some(s) = self.suspension() {
             return Err(PoolError::ReadOnly(format!("suspended: {s}")));
         }
         Ok(())
@@ -1031,7 +1031,7 @@ impl Inner {
         if self.read_only {
             return Ok(cs.uber.txg);
         }
-        if let Some(s) = self.suspended.lock().as_ref() {
+        if let Some(s) = self.suspension() {
             return Err(PoolError::ReadOnly(format!("suspended: {s}")));
         }
         let (snap, txg, frees) = {
@@ -1084,9 +1084,34 @@ impl Inner {
         }
     }
 
+    /// Why the pool is suspended, if it is: a failed commit, or (checked now, before the
+    /// device monitor gets to it) more devices unavailable than the layout tolerates.
+    pub(crate) fn suspension(&self) -> Option<String> {
+        let mut s = self.suspended.lock();
+        if s.is_none() && self.io.vdev.health() == crate::raid::VdevHealth::Failed {
+            let why = format!(
+                "devices unavailable beyond the layout's redundancy: {}",
+                super::devices::unavailable(self)
+            );
+            tracing::error!(pool = %self.id.name, reason = %why, "pool suspended");
+            *s = Some(why);
+        }
+        s.clone()
+    }
+
     fn suspend(&self, e: &PoolError) {
         tracing::error!(pool = %self.id.name, error = %e, "commit failed: pool suspended (read-only until re-import)");
-        *self.suspended.lock() = Some(e.to_string());
+        let mut why = e.to_string();
+        if self.io.vdev.health() == crate::raid::VdevHealth::Failed {
+            why = format!(
+                "devices unavailable beyond the layout's redundancy: {}; {why}",
+                super::devices::unavailable(self)
+            );
+        }
+        let mut s = self.suspended.lock();
+        if s.is_none() {
+            *s = Some(why);
+        }
     }
 
     async fn sync_txg(

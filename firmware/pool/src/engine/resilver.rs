@@ -77,11 +77,10 @@ impl JobProgress for ResilverProgress {
 /// resilver or an import restarts it.
 pub type ResilverHandle = JobHandle<ResilverProgress>;
 
-/// A launched walk: its watching handle, its task, and the (column, GUID) targets.
+/// A launched walk: its watching handle and its task.
 struct Launched {
     handle: ResilverHandle,
     task: tokio::task::JoinHandle<ResilverProgress>,
-    targets: Vec<(usize, u64)>,
 }
 
 /// Start a resilver of every RESILVERING column unless one runs; the current job.
@@ -136,7 +135,7 @@ async fn launch(inner: &Arc<Inner>, opts: ResilverOptions) -> Result<Started, Po
         .unwrap_or(1);
     let targets: Vec<(usize, u64)> = columns.iter().map(|&c| (c, members.guids[c])).collect();
     let mode = Mode::Resilver {
-        columns: columns.clone(),
+        targets,
         min_birth: from_txg,
     };
     let device = vdev.device(column).map(|d| d.identity());
@@ -158,23 +157,17 @@ async fn launch(inner: &Arc<Inner>, opts: ResilverOptions) -> Result<Started, Po
     let (handle, task) = handle.detach();
     let task = task.ok_or_else(|| PoolError::Internal("resilver job has no task".into()))?;
     *inner.devices.resilver.lock() = Some(handle.clone());
-    Ok(Started::New(Launched {
-        handle,
-        task,
-        targets,
-    }))
+    Ok(Started::New(Launched { handle, task }))
 }
 
-/// Wait for each walk; bring its targets online; start the next for columns that
-/// became RESILVERING meanwhile.
+/// Wait for each walk; start the next for columns that became RESILVERING meanwhile.
 async fn supervise(weak: std::sync::Weak<Inner>, mut job: Launched, opts: ResilverOptions) {
     loop {
         let done = (&mut job.task).await;
         let Some(inner) = weak.upgrade() else { return };
         match done {
-            Ok(p) if p.scan.state == ScrubState::Finished && p.scan.unrecoverable == 0 => {
-                finish(&inner, &job.targets).await;
-            }
+            // The walker brought its targets online before it said finished.
+            Ok(p) if p.scan.state == ScrubState::Finished && p.scan.unrecoverable == 0 => {}
             Ok(p) => {
                 tracing::warn!(pool = %inner.id.name, state = ?p.scan.state, unrecoverable = p.scan.unrecoverable, errors = ?p.scan.errors, "resilver did not complete; devices stay RESILVERING");
                 return;
@@ -201,7 +194,7 @@ async fn supervise(weak: std::sync::Weak<Inner>, mut job: Launched, opts: Resilv
 
 /// The walk completed: the targets still holding the same device are ONLINE, their
 /// marks cleared and the labels rewritten.
-async fn finish(inner: &Arc<Inner>, targets: &[(usize, u64)]) {
+pub(crate) async fn finish(inner: &Arc<Inner>, targets: &[(usize, u64)]) {
     let mut done = Vec::new();
     {
         let mut m = inner.members.write();

@@ -289,8 +289,8 @@ pub(crate) enum Mode {
     /// Rebuild `columns` from the others: blocks (and subtrees) born before `min_birth`
     /// are already on them and are skipped.
     Resilver {
-        /// Target columns.
-        columns: Vec<usize>,
+        /// Target columns, with the GUID of the device each held when the walk started.
+        targets: Vec<(usize, u64)>,
         /// Oldest birth txg the targets lack.
         min_birth: u64,
     },
@@ -606,12 +606,12 @@ impl<P: JobProgress> Scrubber<P> {
 
     /// For a resilver: why it cannot go on (a target left the RESILVERING state).
     fn target_lost(&self) -> Option<String> {
-        let Mode::Resilver { columns, .. } = &self.mode else {
+        let Mode::Resilver { targets, .. } = &self.mode else {
             return None;
         };
-        columns
+        targets
             .iter()
-            .find_map(|&c| match self.inner.io.vdev.state(c) {
+            .find_map(|&(c, _)| match self.inner.io.vdev.state(c) {
                 Some((super::config::DeviceState::Resilvering, _)) => None,
                 Some((s, why)) => Some(format!(
                     "column {c} is {}{}",
@@ -766,6 +766,12 @@ impl<P: JobProgress> Scrubber<P> {
         }
         if !cancelled {
             self.forget().await;
+            if let Mode::Resilver { targets, .. } = &self.mode
+                && self.scan().unrecoverable == 0
+            {
+                // Before the progress says finished: waiters then see the devices online.
+                super::resilver::finish(&self.inner, targets).await;
+            }
         }
         let state = if cancelled {
             ScrubState::Cancelled
@@ -1211,7 +1217,7 @@ async fn check(inner: &Inner, b: Blk, mode: &Mode) -> Checked {
     let repair = heal(inner, &b, &out).await;
     let mut rebuilt = None;
     let mut old = false;
-    if let Mode::Resilver { columns, min_birth } = mode {
+    if let Mode::Resilver { targets, min_birth } = mode {
         if b.node
             && let Ok((hdr, _)) = ClearHeader::decode(&out.data)
             && hdr.birth < *min_birth
@@ -1220,7 +1226,7 @@ async fn check(inner: &Inner, b: Blk, mode: &Mode) -> Checked {
         } else {
             let mut written = 0u64;
             let mut result = Ok(());
-            for &c in columns {
+            for &(c, _) in targets {
                 match io.vdev.rebuild(b.addr, &out.data, c).await {
                     Ok(n) => written += n,
                     Err(e) => result = Err(e.to_string()),
