@@ -4,19 +4,22 @@
 //! deterministic; a pool never returns wrong data.
 
 use bytes::Bytes;
-use ingot_hal::blockdev::faulty::{FaultyBlockDevice, FaultyConfig, PowerRail, power_cycle};
-use ingot_hal::blockdev::{BlockDevice, MemBlockDevice};
-use ingot_pool::crypto::KdfParams;
+use ingot_hal::blockdev::BlockDevice;
+use ingot_hal::blockdev::faulty::{FaultyBlockDevice, PowerRail, power_cycle};
+use ingot_pool::PoolError;
 use ingot_pool::engine::scrub::{ScrubOptions, ScrubState};
 use ingot_pool::engine::{
-    DeviceState, ImportOptions, Pool, PoolConfig, PoolHealth, PoolLayout, ResilverOptions,
+    DeviceState, ImportOptions, JobHandle, JobProgress, Pool, PoolConfig, PoolHealth, PoolLayout,
+    ResilverOptions,
 };
 use ingot_pool::store::{ObjectStore, Op, StoreError};
-use ingot_pool::{PoolCompression, PoolError};
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+mod common;
+use common::rig::{Rig, random, redundancy, rig_of};
 
 /// Layouts with redundancy (stripe has none to lose).
 const REDUNDANT: [(PoolLayout, usize); 5] = [
@@ -30,47 +33,16 @@ const REDUNDANT: [(PoolLayout, usize); 5] = [
 /// Device blocks (4 KiB): 16 MiB devices.
 const BLOCKS: u64 = 4096;
 
-struct Rig {
-    rail: Arc<PowerRail>,
-    faulty: Vec<Arc<FaultyBlockDevice>>,
-    devs: Vec<Arc<dyn BlockDevice>>,
-}
-
 fn disk(rail: &Arc<PowerRail>, name: &str, seed: u64) -> Arc<FaultyBlockDevice> {
-    let media: Arc<dyn BlockDevice> = Arc::new(MemBlockDevice::new(name, 4096, BLOCKS));
-    Arc::new(FaultyBlockDevice::with_config(
-        media,
-        FaultyConfig {
-            seed,
-            rail: Some(rail.clone()),
-            ..FaultyConfig::default()
-        },
-    ))
+    common::rig::disk(rail, name, BLOCKS, seed)
 }
 
 fn rig(n: usize) -> Rig {
-    let rail = PowerRail::new();
-    let faulty: Vec<_> = (0..n)
-        .map(|i| disk(&rail, &format!("d{i}"), i as u64))
-        .collect();
-    let devs = faulty
-        .iter()
-        .map(|d| d.clone() as Arc<dyn BlockDevice>)
-        .collect();
-    Rig { rail, faulty, devs }
+    rig_of(n, BLOCKS)
 }
 
 fn config(layout: PoolLayout) -> PoolConfig {
-    let mut c = PoolConfig::new("matrix", layout);
-    c.compression = PoolCompression::Off;
-    c.kdf = KdfParams::FAST_INSECURE;
-    c
-}
-
-fn random(seed: u64, len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut v);
-    v
+    common::rig::config("matrix", layout)
 }
 
 /// What every object should hold.
@@ -150,7 +122,7 @@ async fn bit_rot_within_redundancy_is_repaired_and_beyond_is_eio_on_every_layout
             .unwrap();
         let mut model = Model::default();
         fill(&pool, &mut model, 6, 1).await;
-        let r = pool.inner_redundancy();
+        let r = redundancy(layout, n);
         // Within redundancy: rot whole data areas of `r` devices (one per RAID 10 pair).
         let rotted: Vec<usize> = match layout {
             PoolLayout::Raid10 => vec![0, 2],
@@ -219,24 +191,6 @@ async fn bit_rot_within_redundancy_is_repaired_and_beyond_is_eio_on_every_layout
         rest.0.remove(&victim);
         rest.check(&pool, &format!("{layout:?} others")).await;
         pool.export().await.unwrap();
-    }
-}
-
-trait Redundancy {
-    fn inner_redundancy(&self) -> usize;
-}
-
-impl Redundancy for Pool {
-    fn inner_redundancy(&self) -> usize {
-        let st = self.status();
-        let n = st.devices.len();
-        match st.layout {
-            PoolLayout::Stripe => 0,
-            PoolLayout::Mirror => n - 1,
-            PoolLayout::Raid10 => 1,
-            PoolLayout::Raidz1 => 1,
-            PoolLayout::Raidz2 => 2,
-        }
     }
 }
 
@@ -417,6 +371,19 @@ async fn replace_during_a_write_workload() {
     }
 }
 
+/// Let a job scan a few blocks, pause it (which saves its position), commit that, and
+/// let it run on.
+async fn save_position<P: JobProgress>(pool: &Pool, h: &JobHandle<P>) {
+    let mut rx = h.subscribe();
+    rx.wait_for(|p| p.scan().extents >= 2).await.unwrap();
+    h.pause();
+    rx.wait_for(|p| p.scan().state == ScrubState::Paused)
+        .await
+        .unwrap();
+    pool.sync_now().await.unwrap();
+    h.resume();
+}
+
 #[tokio::test]
 async fn power_cut_during_resilver_resumes_after_import() {
     let rig = rig(3);
@@ -437,16 +404,8 @@ async fn power_cut_during_resilver_resumes_after_import() {
         .await
         .unwrap();
     // Let it rebuild a few blocks, then save its position (pause) and commit that.
-    let mut rx = h.subscribe();
-    rx.wait_for(|p| p.extents >= 2).await.unwrap();
-    h.pause();
-    rx.wait_for(|p| p.state == ScrubState::Paused)
-        .await
-        .unwrap();
-    pool.sync_now().await.unwrap();
-    let done_before = h.progress().scanned_bytes;
-    assert!(done_before > 0);
-    h.resume();
+    save_position(&pool, &h).await;
+    assert!(h.progress().scanned_bytes > 0);
     let mut r = ChaCha8Rng::seed_from_u64(8);
     let mut all: Vec<&FaultyBlockDevice> = rig.faulty.iter().map(|d| d.as_ref()).collect();
     all.push(fresh.as_ref());
@@ -484,14 +443,7 @@ async fn power_cut_during_scrub_resumes_after_import() {
         })
         .await
         .unwrap();
-    let mut rx = h.subscribe();
-    rx.wait_for(|p| p.extents >= 2).await.unwrap();
-    h.pause();
-    rx.wait_for(|p| p.state == ScrubState::Paused)
-        .await
-        .unwrap();
-    pool.sync_now().await.unwrap();
-    h.resume();
+    save_position(&pool, &h).await;
     let mut r = ChaCha8Rng::seed_from_u64(10);
     let all: Vec<&FaultyBlockDevice> = rig.faulty.iter().map(|d| d.as_ref()).collect();
     power_cycle(&all, &mut r).await.unwrap();

@@ -3,18 +3,16 @@
 //! (or over a whole device's data area).
 
 use bytes::Bytes;
-use ingot_hal::blockdev::faulty::FaultyBlockDevice;
-use ingot_hal::blockdev::{BlockDevice, MemBlockDevice};
-use ingot_pool::PoolCompression;
-use ingot_pool::crypto::KdfParams;
+use ingot_hal::blockdev::BlockDevice;
 use ingot_pool::engine::heal::ColumnLocation;
 use ingot_pool::engine::scrub::{ScrubOptions, ScrubProgress, ScrubState};
 use ingot_pool::engine::{ImportOptions, Pool, PoolConfig, PoolLayout};
 use ingot_pool::store::{ObjectStore, Op, StoreError};
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+
+mod common;
+use common::rig::{Rig, random, redundancy, rig_of};
 
 const LAYOUTS: [(PoolLayout, usize); 6] = [
     (PoolLayout::Stripe, 2),
@@ -25,51 +23,12 @@ const LAYOUTS: [(PoolLayout, usize); 6] = [
     (PoolLayout::Raidz2, 4),
 ];
 
-fn redundancy(layout: PoolLayout, n: usize) -> usize {
-    match layout {
-        PoolLayout::Stripe => 0,
-        PoolLayout::Mirror => n - 1,
-        PoolLayout::Raid10 | PoolLayout::Raidz1 => 1,
-        PoolLayout::Raidz2 => 2,
-    }
-}
-
-struct Rig {
-    faulty: Vec<Arc<FaultyBlockDevice>>,
-    devs: Vec<Arc<dyn BlockDevice>>,
-}
-
 fn rig(n: usize) -> Rig {
     rig_of(n, 4096)
 }
 
-/// `n` devices of `blocks` 4 KiB blocks.
-fn rig_of(n: usize, blocks: u64) -> Rig {
-    let faulty: Vec<Arc<FaultyBlockDevice>> = (0..n)
-        .map(|i| {
-            let media: Arc<dyn BlockDevice> =
-                Arc::new(MemBlockDevice::new(format!("m{i}"), 4096, blocks));
-            Arc::new(FaultyBlockDevice::new(media))
-        })
-        .collect();
-    let devs = faulty
-        .iter()
-        .map(|d| d.clone() as Arc<dyn BlockDevice>)
-        .collect();
-    Rig { faulty, devs }
-}
-
 fn config(layout: PoolLayout) -> PoolConfig {
-    let mut c = PoolConfig::new("resil", layout);
-    c.compression = PoolCompression::Off;
-    c.kdf = KdfParams::FAST_INSECURE;
-    c
-}
-
-fn random(seed: u64, len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut v);
-    v
+    common::rig::config("resil", layout)
 }
 
 /// Objects 64.. with `count` records of 128 KiB of random bytes each.

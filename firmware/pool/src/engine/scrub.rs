@@ -985,18 +985,7 @@ impl<P: JobProgress> Scrubber<P> {
     /// it is read again), and let go of the old tree so the space it held can be reused.
     async fn reanchor(&mut self, stack: &mut Vec<Blk>) {
         let inner = self.inner.clone();
-        let (uber, hold) = {
-            let cs = inner.commit.lock().await;
-            let txg = cs.uber.txg + 1;
-            *inner.readers.lock().entry(txg).or_insert(0) += 1;
-            (
-                cs.uber,
-                Hold {
-                    inner: inner.clone(),
-                    txg,
-                },
-            )
-        };
+        let (uber, hold) = hold_committed(&inner).await;
         tracing::debug!(pool = %inner.id.name, from = self.anchor_txg, to = uber.txg, "scrub moves to a newer txg");
         self.hold = Some(hold);
         self.anchor_txg = uber.txg;

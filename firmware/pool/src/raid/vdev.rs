@@ -222,21 +222,7 @@ impl Vdev {
             .ok_or_else(|| RaidError::Config("data area overflows".into()))?;
         for (i, d) in devices.iter().enumerate() {
             let Some(d) = d else { continue };
-            let g = d.geometry();
-            if g.block_size == 0 || !SECTOR.is_multiple_of(u64::from(g.block_size)) {
-                return Err(RaidError::Config(format!(
-                    "device {i} ({}): block size {} does not divide 4096",
-                    d.identity().location,
-                    g.block_size
-                )));
-            }
-            if g.capacity() < end {
-                return Err(RaidError::Config(format!(
-                    "device {i} ({}): capacity {} < data area end {end}",
-                    d.identity().location,
-                    g.capacity()
-                )));
-            }
+            fits(d.as_ref(), end).map_err(|e| RaidError::Config(format!("device {i} ({e})")))?;
         }
         let missing = devices.iter().filter(|d| d.is_none()).count();
         let pair_lost = layout == Layout::Raid10
@@ -282,23 +268,8 @@ impl Vdev {
 
     /// Check that `dev` can hold this vdev's data area (block size, capacity).
     pub fn check_device(&self, dev: &dyn BlockDevice) -> Result<(), RaidError> {
-        let g = dev.geometry();
-        let end = self.data_offset + self.rows * SECTOR;
-        if g.block_size == 0 || !SECTOR.is_multiple_of(u64::from(g.block_size)) {
-            return Err(RaidError::Config(format!(
-                "device {}: block size {} does not divide 4096",
-                dev.identity().location,
-                g.block_size
-            )));
-        }
-        if g.capacity() < end {
-            return Err(RaidError::Config(format!(
-                "device {}: capacity {} < data area end {end}",
-                dev.identity().location,
-                g.capacity()
-            )));
-        }
-        Ok(())
+        fits(dev, self.data_offset + self.rows * SECTOR)
+            .map_err(|e| RaidError::Config(format!("device {e}")))
     }
 
     /// Every slot's state, by column.
@@ -922,6 +893,26 @@ impl Vdev {
         }
         Ok(written)
     }
+}
+
+/// Whether `dev` has a usable block size and holds a data area ending at byte `end`;
+/// the error names the device and what is wrong.
+fn fits(dev: &dyn BlockDevice, end: u64) -> Result<(), String> {
+    let g = dev.geometry();
+    let location = dev.identity().location;
+    if g.block_size == 0 || !SECTOR.is_multiple_of(u64::from(g.block_size)) {
+        return Err(format!(
+            "{location}: block size {} does not divide 4096",
+            g.block_size
+        ));
+    }
+    if g.capacity() < end {
+        return Err(format!(
+            "{location}: capacity {} < data area end {end}",
+            g.capacity()
+        ));
+    }
+    Ok(())
 }
 
 /// What every column of an extent holds, given its data: data columns borrow from

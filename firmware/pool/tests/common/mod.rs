@@ -209,6 +209,8 @@ pub fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }
 
+pub mod rig;
+
 pub mod model {
     //! A reference model of the object store and a random workload generator.
     use bytes::Bytes;
