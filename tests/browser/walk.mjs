@@ -167,6 +167,11 @@ try {
     await waitJobDone('resilver');
     await banner('ONLINE');
     await shot('12-resilver-done');
+    // The pulled drive's write error is still counted in its old slot: clear it.
+    await page.getByRole('button', { name: 'Clear errors' }).click();
+    await page.getByText('Error counters cleared').waitFor();
+    await page.waitForFunction(() => [...document.querySelectorAll('.disk .meta')]
+      .filter((m) => m.textContent.startsWith('Errors R/W/C')).every((m) => m.textContent.endsWith('0 / 0 / 0')), null, { timeout: LONG });
   });
 
   await step('lock and unlock the pool', async () => {

@@ -80,6 +80,30 @@ fn console_manages_the_real_appliance() {
     assert_eq!(pool["state"], "ONLINE");
     assert_eq!(pool["layout"], "raidz1");
     assert_eq!(pool["members"].as_array().unwrap().len(), 4);
+    // Fault drills: the simulated drives are listed; bad requests are 4xx.
+    let (code, sims) = c.call("GET", "/api/v1/sim/drives", None);
+    assert_eq!(code, 200, "{sims}");
+    assert_eq!(sims.as_array().unwrap().len(), 4);
+    assert_eq!(sims[1]["name"], "sim1");
+    assert_eq!(sims[1]["in_pool"], true);
+    let (code, err) = c.call(
+        "POST",
+        "/api/v1/sim/drives/nvme7/fault",
+        Some(r#"{"action":"remove"}"#),
+    );
+    assert_eq!(code, 404, "{err}");
+    let (code, err) = c.call(
+        "POST",
+        "/api/v1/sim/drives/nvme1/fault",
+        Some(r#"{"action":"reinsert"}"#),
+    );
+    assert_eq!(code, 409, "{err}");
+    let (code, err) = c.call(
+        "POST",
+        "/api/v1/pool/replace",
+        Some(r#"{"old":"nvme1","new":"nvme2"}"#),
+    );
+    assert_eq!(code, 409, "{err}");
     let (_, devs) = c.call("GET", "/api/v1/devices", None);
     assert_eq!(devs[0]["model"], "Ingot Simulated NVMe");
     assert!(devs[0]["smart"]["temperature_celsius"].as_i64().is_some());

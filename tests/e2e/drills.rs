@@ -307,8 +307,8 @@ fn a_copy_through_the_mount_survives_a_drive_pulled_and_replaced() {
     assert_eq!(members(&st)[2]["device"], "nvme4", "{st:#}");
     sh(t.path(), &format!("diff -r src {}/tree", up.mnt.display()));
     // Nothing is lost: whatever a scrub finds it repairs, and then the pool is clean.
-    // (Known: in about one run of four the first scrub repairs one block on the new
-    // device, written while the replace started; the pool's resilver owns that race.)
+    // (Known, owned by the pool's resilver: under load, in some runs the first scrub
+    // repairs one block on the new drive that was written while the replace started.)
     let scrub = up.ingot_json(&["pool", "scrub", "tank", "--wait", "--json"]);
     assert_eq!(scrub["state"], "completed", "{scrub:#}");
     assert_eq!(scrub["errors_found"], scrub["errors_repaired"], "{scrub:#}");

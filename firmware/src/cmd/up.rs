@@ -350,17 +350,29 @@ async fn serve(
             let _ = auth.delete_token(&t.id);
         }
     }
-    let (token_info, token) = auth
-        .create_token(runtime::LOCAL_TOKEN_NAME)
-        .map_err(|e| CliError::Usage(format!("cannot create the CLI token: {e}")))?;
-    let registration = Registration::publish(&RunInfo {
-        pid: std::process::id(),
-        pool: cfg.pool.name.clone(),
-        url: format!("http://{addr}"),
-        data: data.to_path_buf(),
-        token,
-    })
-    .map_err(CliError::io("cannot register the appliance in DATA/run"))?;
+    // Without a registration the appliance still runs; the CLI then cannot find it.
+    let registration = match auth.create_token(runtime::LOCAL_TOKEN_NAME) {
+        Ok((info, token)) => match Registration::publish(&RunInfo {
+            pid: std::process::id(),
+            pool: cfg.pool.name.clone(),
+            url: format!("http://{addr}"),
+            data: data.to_path_buf(),
+            token,
+        }) {
+            Ok(r) => Some((r, info.id)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot register the appliance in DATA/run: \
+                    the pool commands will not find it");
+                let _ = auth.delete_token(&info.id);
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create the local CLI token: the pool commands \
+                will not find this appliance");
+            None
+        }
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(ingot_console::serve(listener, router, async {
         let _ = stop_rx.await;
@@ -372,9 +384,11 @@ async fn serve(
 
     let sig = wait_for_signal().await?;
     println!("ingot up: {sig}: unmounting and exporting the pool");
-    registration.remove();
-    if let Err(e) = auth.delete_token(&token_info.id) {
-        tracing::warn!(error = %e, "cannot delete the CLI token");
+    if let Some((reg, token_id)) = registration {
+        reg.remove();
+        if let Err(e) = auth.delete_token(&token_id) {
+            tracing::warn!(error = %e, "cannot delete the CLI token");
+        }
     }
     let _ = stop_tx.send(());
     match server.await {
