@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 mod common;
-use common::rig::{Rig, random, redundancy, rig_of};
+use common::rig::{Rig, random, redundancy, rig_of, scrub};
 
 /// Layouts with redundancy (stripe has none to lose).
 const REDUNDANT: [(PoolLayout, usize); 5] = [
@@ -136,26 +136,14 @@ async fn bit_rot_within_redundancy_is_repaired_and_beyond_is_eio_on_every_layout
                 .unwrap();
         }
         if r > 0 {
-            let p = pool
-                .start_scrub(ScrubOptions::default())
-                .await
-                .unwrap()
-                .wait()
-                .await
-                .unwrap();
+            let p = scrub(&pool).await;
             assert_eq!(p.unrecoverable, 0, "{layout:?}: {p:?}");
             assert!(
                 p.errors_found > 0 && p.repaired == p.errors_found,
                 "{layout:?}: {p:?}"
             );
             model.check(&pool, &format!("{layout:?} after rot")).await;
-            let again = pool
-                .start_scrub(ScrubOptions::default())
-                .await
-                .unwrap()
-                .wait()
-                .await
-                .unwrap();
+            let again = scrub(&pool).await;
             assert_eq!(again.errors_found, 0, "{layout:?}: repaired for good");
         }
         // Beyond redundancy: one extent loses r + 1 devices' columns (on the media: flush
@@ -205,14 +193,7 @@ async fn device_removed_mid_write_degrades_then_returns_with_a_partial_resilver(
         let mut model = Model::default();
         fill(&pool, &mut model, 8, 2).await;
         // What a full walk of this pool covers, for comparison below.
-        let full_total = pool
-            .start_scrub(ScrubOptions::default())
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap()
-            .total_bytes;
+        let full_total = scrub(&pool).await.total_bytes;
         // Removed in the middle of a batch of writes: some land on it, some do not.
         let gone = 1usize;
         let mut rng = ChaCha8Rng::seed_from_u64(3);
@@ -454,13 +435,7 @@ async fn power_cut_during_scrub_resumes_after_import() {
         ..ImportOptions::default()
     };
     let pool = Pool::import(rig.devs.clone(), opts).await.unwrap();
-    let p = pool
-        .start_scrub(ScrubOptions::default())
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let p = scrub(&pool).await;
     assert_eq!(p.state, ScrubState::Finished);
     assert!(p.resumed_from_txg.is_some(), "resumed: {p:?}");
     assert_eq!(p.unrecoverable, 0);

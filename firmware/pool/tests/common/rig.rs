@@ -5,7 +5,8 @@ use ingot_hal::blockdev::faulty::{FaultyBlockDevice, FaultyConfig, PowerRail};
 use ingot_hal::blockdev::{BlockDevice, MemBlockDevice};
 use ingot_pool::PoolCompression;
 use ingot_pool::crypto::KdfParams;
-use ingot_pool::engine::{PoolConfig, PoolLayout};
+use ingot_pool::engine::scrub::{ScrubOptions, ScrubProgress};
+use ingot_pool::engine::{Pool, PoolConfig, PoolLayout};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
@@ -69,4 +70,14 @@ pub fn redundancy(layout: PoolLayout, n: usize) -> usize {
         PoolLayout::Raid10 | PoolLayout::Raidz1 => 1,
         PoolLayout::Raidz2 => 2,
     }
+}
+
+/// Run a scrub to its end (no cap, resuming a saved position if there is one).
+pub async fn scrub(pool: &Pool) -> ScrubProgress {
+    pool.start_scrub(ScrubOptions::default())
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap()
 }
