@@ -29,6 +29,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub mod state;
 pub use state::{DeviceEvent, DeviceState, VdevHealth};
 
+/// Most times one write is reissued because its device slots kept changing under it.
+const MAX_WRITE_REISSUES: usize = 4;
+
 /// Most combinations of mirror copies tried for one extent.
 const MAX_COPY_COMBINATIONS: usize = 4096;
 
@@ -154,6 +157,11 @@ struct Slot {
     dev: Option<Arc<dyn BlockDevice>>,
     state: DeviceState,
     reason: Option<String>,
+    /// Bumped whenever writes start going somewhere else: another device in the slot, or
+    /// the slot becoming writable again. A write that straddles a bump is reissued to what
+    /// the slot holds now (see [`Vdev::write_extent`]), so no write in flight during a
+    /// replace or reattach misses the new device.
+    generation: u64,
 }
 
 /// Why one device I/O did not happen.
@@ -257,6 +265,7 @@ impl Vdev {
                         dev,
                         state,
                         reason: None,
+                        generation: 0,
                     })
                 })
                 .collect(),
@@ -329,6 +338,9 @@ impl Vdev {
             let from = s.state;
             if let Some(d) = dev {
                 s.dev = d;
+                s.generation += 1;
+            } else if to.writable() && !from.writable() {
+                s.generation += 1;
             }
             s.state = to;
             s.reason = match to {
@@ -353,6 +365,9 @@ impl Vdev {
                 return false;
             }
             let was = s.state;
+            if to.writable() && !was.writable() {
+                s.generation += 1;
+            }
             s.state = to;
             s.reason = Some(reason.to_string());
             (was, s.dev.as_ref().map(|d| d.identity().location))
@@ -534,6 +549,10 @@ impl Vdev {
         })
     }
 
+    fn generation(&self, i: usize) -> u64 {
+        self.slots.get(i).map_or(0, |s| s.read().generation)
+    }
+
     async fn write_at(&self, loc: Location, buf: &[u8]) -> Result<(), IoFail> {
         let Some(dev) = self.writable_device(loc.device) else {
             return Err(IoFail::Missing);
@@ -568,10 +587,44 @@ impl Vdev {
         for (ci, col) in map.columns.iter().enumerate() {
             for &loc in &col.copies {
                 let buf: &[u8] = &contents[ci];
-                jobs.push(async move { (ci, loc, self.write_at(loc, buf).await) });
+                let generation = self.generation(loc.device);
+                jobs.push(async move { (ci, loc, generation, self.write_at(loc, buf).await) });
             }
         }
-        let results = join_all(jobs).await;
+        let mut results = join_all(jobs).await;
+        // A slot that changed while this write was in flight (a replace put a new device
+        // in it, or a removed device came back) may have missed the column, and the
+        // resilver may already have walked past this extent: write it again, to what the
+        // slot holds now, until the slot stays put for the whole write.
+        for _ in 0..MAX_WRITE_REISSUES {
+            let stale: Vec<usize> = results
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, loc, g, _))| self.generation(loc.device) != *g)
+                .map(|(k, _)| k)
+                .collect();
+            if stale.is_empty() {
+                break;
+            }
+            let again = stale.into_iter().map(|k| {
+                let (ci, loc, _, _) = results[k];
+                let buf: &[u8] = &contents[ci];
+                async move {
+                    let generation = self.generation(loc.device);
+                    tracing::debug!(
+                        device = loc.device,
+                        addr = addr_sector,
+                        "vdev: slot changed during a write; reissued"
+                    );
+                    (k, generation, self.write_at(loc, buf).await)
+                }
+            });
+            for (k, g, r) in join_all(again).await {
+                results[k].2 = g;
+                results[k].3 = r;
+            }
+        }
+        let results = results.into_iter().map(|(ci, loc, _, r)| (ci, loc, r));
         let mut column_ok = vec![false; map.columns.len()];
         let mut failed = Vec::new();
         for (ci, loc, r) in results {

@@ -503,3 +503,94 @@ fn vdev_futures_are_send() {
     };
     assert_send(&vdev.repair(0, &outcome));
 }
+
+/// A device whose writes wait at a gate until the test opens it.
+#[derive(Debug)]
+struct Gated {
+    inner: Arc<MemBlockDevice>,
+    arrived: tokio::sync::Notify,
+    open: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl BlockDevice for Gated {
+    fn geometry(&self) -> Geometry {
+        self.inner.geometry()
+    }
+    fn identity(&self) -> DeviceIdentity {
+        self.inner.identity()
+    }
+    async fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.inner.read(offset, buf).await
+    }
+    async fn write(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> Result<(), BlockError> {
+        self.arrived.notify_one();
+        let permit = self.open.acquire().await;
+        drop(permit);
+        self.inner.write(offset, buf, flags).await
+    }
+    async fn flush(&self) -> Result<(), BlockError> {
+        self.inner.flush().await
+    }
+    async fn deallocate(&self, offset: u64, len: u64) -> Result<(), BlockError> {
+        self.inner.deallocate(offset, len).await
+    }
+    async fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), BlockError> {
+        self.inner.write_zeroes(offset, len).await
+    }
+    async fn health(&self) -> Result<HealthInfo, BlockError> {
+        Ok(HealthInfo::default())
+    }
+}
+
+#[tokio::test]
+async fn a_write_in_flight_when_the_slot_changes_reaches_the_new_device() {
+    let devs = mem_devices(4);
+    let gated = Arc::new(Gated {
+        inner: devs[1].clone(),
+        arrived: tokio::sync::Notify::new(),
+        open: tokio::sync::Semaphore::new(0),
+    });
+    let list: Vec<Option<Arc<dyn BlockDevice>>> = devs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            Some(if i == 1 {
+                gated.clone() as Arc<dyn BlockDevice>
+            } else {
+                d.clone() as Arc<dyn BlockDevice>
+            })
+        })
+        .collect();
+    let vdev = Arc::new(Vdev::new(Layout::Raidz1, list, OFFSET, ROWS * SECTOR).unwrap());
+    let mut data = vec![0u8; 12 * SECTOR_SIZE];
+    ChaCha8Rng::seed_from_u64(77).fill_bytes(&mut data);
+    let crc = crc32c(&data);
+    let w = {
+        let vdev = vdev.clone();
+        let data = data.clone();
+        tokio::spawn(async move { vdev.write(0, &data).await })
+    };
+    // The write is parked on the old device of column 1; a replace puts a blank device
+    // in the slot, then the old device finishes its (now useless) write.
+    gated.arrived.notified().await;
+    let blank = mem_devices(4).remove(1);
+    vdev.set_state(
+        1,
+        DeviceState::Resilvering,
+        Some(Some(blank.clone() as Arc<dyn BlockDevice>)),
+        "replace",
+    );
+    gated.open.add_permits(1);
+    w.await.unwrap().unwrap();
+    // The new device holds its column: with it ONLINE and another column gone, the
+    // extent reads back without needing the replaced column's redundancy.
+    vdev.set_state(1, DeviceState::Online, None, "resilvered");
+    vdev.set_state(0, DeviceState::Removed, None, "pulled");
+    let o = vdev
+        .read(0, 12, &move |b: &[u8]| crc32c(b) == crc)
+        .await
+        .unwrap();
+    assert_eq!(o.data, data);
+    assert!(o.bad_columns.is_empty(), "{:?}", o.bad_columns);
+}
