@@ -449,6 +449,56 @@ fn main() {
             .collect();
         compare(RECORD, &mut refs)
     };
+    // Where the incompressible write's time goes: its stages alone, on a random record.
+    let rec = random(RECORD, 40);
+    let sealed = {
+        let mut b = rec.clone();
+        codec.seal(&mut b, 5);
+        b
+    };
+    let mut pb = Vec::new();
+    let mut pb2 = Vec::new();
+    let mut sec = 0u64;
+    let parts = compare(
+        RECORD,
+        &mut [
+            /* write pipeline, as in the table */
+            &mut || {
+                let mut c = codec.compress(black_box(&rec));
+                sec = sec.wrapping_add(32) & 0xffff_ffff;
+                let crc = codec.seal(&mut c.buf, sec);
+                raidz1_parity(&c.buf, &mut pb);
+                black_box((crc, &pb));
+            },
+            /* compress (bail-out + copy into a new padded buffer) */
+            &mut || {
+                black_box(codec.compress(black_box(&rec)));
+            },
+            /* compress + seal, no parity */
+            &mut || {
+                let mut c = codec.compress(black_box(&rec));
+                black_box(codec.seal(&mut c.buf, 7));
+                black_box(c);
+            },
+            /* RAID-Z1 parity alone */
+            &mut || {
+                raidz1_parity(black_box(&sealed), &mut pb2);
+                black_box(&pb2);
+            },
+        ],
+    );
+    println!();
+    println!("| incompressible write, stage alone (random record) | us per 128 KiB |");
+    println!("|---|---|");
+    let us = |i: usize| RECORD as f64 / parts.median(i) / 1e3;
+    println!("| whole write pipeline | {:.2} |", us(0));
+    println!(
+        "| compress (bail-out, copy into the padded buffer) | {:.2} |",
+        us(1)
+    );
+    println!("| compress + seal (XTS + crc32c) | {:.2} |", us(2));
+    println!("| RAID-Z1 parity over 4 columns | {:.2} |", us(3));
+
     println!();
     println!("| stage | GB/s | ratio |");
     println!("|---|---|---|");
