@@ -211,6 +211,10 @@ async fn replace(
             )));
         }
         let old = vdev.device(column);
+        // A healthy old device keeps serving reads until the resilver is done.
+        let old_healthy = vdev
+            .state(column)
+            .is_some_and(|(st, _)| st == DeviceState::Online);
         let guid = super::pool::random_u64()?;
         let old_loc = old
             .as_ref()
@@ -222,6 +226,12 @@ async fn replace(
             Some(Some(new.clone())),
             &format!("replacing {old_loc}"),
         );
+        if old_healthy
+            && let Some(old) = &old
+            && !Arc::ptr_eq(old, &new)
+        {
+            vdev.set_outgoing(column, Some(old.clone()));
+        }
         {
             let mut m = inner.members.write();
             m.guids[column] = guid;

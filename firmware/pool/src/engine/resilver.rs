@@ -216,6 +216,10 @@ pub(crate) async fn finish(inner: &Arc<Inner>, targets: &[(usize, u64)]) {
             .io
             .vdev
             .set_state(c, DeviceState::Online, None, "resilver complete");
+        // The replaced device, if it served reads meanwhile, is detached now.
+        if let Some(old) = inner.io.vdev.set_outgoing(c, None) {
+            tracing::info!(pool = %inner.id.name, column = c, device = %old.identity().location, "replaced device detached");
+        }
     }
     if done.is_empty() {
         return;

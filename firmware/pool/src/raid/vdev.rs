@@ -162,6 +162,24 @@ struct Slot {
     /// the slot holds now (see [`Vdev::write_extent`]), so no write in flight during a
     /// replace or reattach misses the new device.
     generation: u64,
+    /// While a healthy device is being replaced: the old device. It still serves reads of
+    /// the column (so the pool keeps its redundancy during the resilver) and takes the
+    /// column's new writes, until the resilver completes and it is detached. Held in
+    /// memory only; an error on it just detaches it.
+    outgoing: Option<Arc<dyn BlockDevice>>,
+}
+
+impl Slot {
+    /// The device reads of the column go to, if any.
+    fn reader(&self) -> Option<&Arc<dyn BlockDevice>> {
+        if self.state.readable() {
+            self.dev.as_ref()
+        } else if self.state == DeviceState::Resilvering {
+            self.outgoing.as_ref()
+        } else {
+            None
+        }
+    }
 }
 
 /// Why one device I/O did not happen.
@@ -266,6 +284,7 @@ impl Vdev {
                         state,
                         reason: None,
                         generation: 0,
+                        outgoing: None,
                     })
                 })
                 .collect(),
@@ -310,12 +329,31 @@ impl Vdev {
     }
 
     fn readable_device(&self, i: usize) -> Option<Arc<dyn BlockDevice>> {
-        let s = self.slots.get(i)?.read();
-        if s.state.readable() {
-            s.dev.clone()
-        } else {
-            None
+        self.slots.get(i)?.read().reader().cloned()
+    }
+
+    /// Whether column `i` can be read (its device, or the outgoing one of a replace).
+    fn column_readable(&self, i: usize) -> bool {
+        self.slots
+            .get(i)
+            .is_some_and(|s| s.read().reader().is_some())
+    }
+
+    /// Keep (or, with `None`, detach) the old device of a column being replaced: see
+    /// [`Slot::outgoing`]. Returns the device detached.
+    pub fn set_outgoing(
+        &self,
+        i: usize,
+        dev: Option<Arc<dyn BlockDevice>>,
+    ) -> Option<Arc<dyn BlockDevice>> {
+        let slot = self.slots.get(i)?;
+        let mut s = slot.write();
+        if let Some(d) = &dev {
+            tracing::info!(column = i, device = %d.identity().location, "old device serves reads until the resilver completes");
         }
+        // Writes in flight now are reissued to reach the outgoing device too.
+        s.generation += 1;
+        std::mem::replace(&mut s.outgoing, dev)
     }
 
     /// Receive every device state change from now on.
@@ -339,6 +377,7 @@ impl Vdev {
             if let Some(d) = dev {
                 s.dev = d;
                 s.generation += 1;
+                s.outgoing = None;
             } else if to.writable() && !from.writable() {
                 s.generation += 1;
             }
@@ -445,11 +484,8 @@ impl Vdev {
 
     /// [`Vdev::health`] if the columns in `extra` were unreadable too.
     pub fn health_if_down(&self, extra: &[usize]) -> VdevHealth {
-        let states = self.states();
-        let down: Vec<bool> = states
-            .iter()
-            .enumerate()
-            .map(|(i, s)| !s.readable() || extra.contains(&i))
+        let down: Vec<bool> = (0..self.slots.len())
+            .map(|i| !self.column_readable(i) || extra.contains(&i))
             .collect();
         let count = down.iter().filter(|d| **d).count();
         if count == 0 {
@@ -553,7 +589,35 @@ impl Vdev {
         self.slots.get(i).map_or(0, |s| s.read().generation)
     }
 
+    /// Write one column copy: to the slot's device and, during a replace, to the
+    /// outgoing device too (which keeps it readable; a failure there only detaches it).
     async fn write_at(&self, loc: Location, buf: &[u8]) -> Result<(), IoFail> {
+        let outgoing = self
+            .slots
+            .get(loc.device)
+            .and_then(|s| s.read().outgoing.clone());
+        if let Some(old) = outgoing {
+            let offset = self.byte_offset(loc);
+            let (r, o) = futures::join!(
+                self.write_primary(loc, buf),
+                old.write(offset, buf, WriteFlags::NONE)
+            );
+            if let Err(e) = o {
+                tracing::warn!(device = loc.device, error = %e, "outgoing device failed a write; detached");
+                if let Some(s) = self.slots.get(loc.device) {
+                    let mut s = s.write();
+                    if s.outgoing.as_ref().is_some_and(|d| Arc::ptr_eq(d, &old)) {
+                        s.outgoing = None;
+                    }
+                }
+            }
+            return r;
+        }
+        self.write_primary(loc, buf).await
+    }
+
+    /// Write one column copy to the slot's device only.
+    async fn write_primary(&self, loc: Location, buf: &[u8]) -> Result<(), IoFail> {
         let Some(dev) = self.writable_device(loc.device) else {
             return Err(IoFail::Missing);
         };
@@ -631,7 +695,7 @@ impl Vdev {
             match r {
                 // A resilvering device holds the column but is not read until done.
                 Ok(()) => {
-                    if self.state(loc.device).is_some_and(|s| s.0.readable()) {
+                    if self.column_readable(loc.device) {
                         column_ok[ci] = true;
                     }
                 }
@@ -702,7 +766,7 @@ impl Vdev {
                 let pick = col
                     .copies
                     .iter()
-                    .position(|l| self.state(l.device).is_some_and(|s| s.0.readable()))
+                    .position(|l| self.column_readable(l.device))
                     .unwrap_or(0);
                 let loc = col.copies[pick];
                 jobs.push(async move { (ci, pick, self.read_at(loc, chunk).await) });
@@ -936,7 +1000,7 @@ impl Vdev {
         let contents = column_contents(&map, data);
         let mut written = 0u64;
         for (ci, loc) in mine {
-            self.write_at(loc, &contents[ci])
+            self.write_primary(loc, &contents[ci])
                 .await
                 .map_err(|e| RaidError::Repair {
                     addr: addr_sector,

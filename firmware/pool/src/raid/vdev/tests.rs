@@ -594,3 +594,39 @@ async fn a_write_in_flight_when_the_slot_changes_reaches_the_new_device() {
     assert_eq!(o.data, data);
     assert!(o.bad_columns.is_empty(), "{:?}", o.bad_columns);
 }
+
+#[tokio::test]
+async fn a_healthy_device_being_replaced_serves_reads_until_detached() {
+    let devs = mem_devices(4);
+    let vdev = vdev_over(Layout::Raidz1, &devs, &[]);
+    let before = write_extents(&vdev, 91, 6).await;
+    // Column 1 is replaced by a blank device while its old device stays readable.
+    let blank = mem_devices(4).remove(1);
+    vdev.set_state(
+        1,
+        DeviceState::Resilvering,
+        Some(Some(blank.clone() as Arc<dyn BlockDevice>)),
+        "replace",
+    );
+    vdev.set_outgoing(1, Some(devs[1].clone() as Arc<dyn BlockDevice>));
+    // Another device is lost during the resilver: the pool keeps its data, and takes
+    // new writes, because the outgoing device still holds column 1.
+    vdev.set_state(3, DeviceState::Removed, None, "pulled");
+    assert_eq!(vdev.health(), VdevHealth::Degraded);
+    for e in &before {
+        assert_eq!(read_ok(&vdev, e).await.data, e.data);
+    }
+    // (Same addresses as `before`: those blocks are rewritten.)
+    let during = write_extents(&vdev, 92, 6).await;
+    for e in &during {
+        assert_eq!(read_ok(&vdev, e).await.data, e.data);
+    }
+    // Detached: column 1 has only the (not yet rebuilt) new device, so with device 3
+    // gone the layout is beyond its redundancy.
+    let old = vdev.set_outgoing(1, None).expect("outgoing device");
+    assert!(Arc::ptr_eq(
+        &old,
+        &(devs[1].clone() as Arc<dyn BlockDevice>)
+    ));
+    assert_eq!(vdev.health(), VdevHealth::Failed);
+}
