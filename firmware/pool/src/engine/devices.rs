@@ -383,8 +383,10 @@ pub(crate) fn retry_faulted(inner: &Arc<Inner>) {
 impl Pool {
     /// Replace the device of `column` by `new` (a blank or foreign device: everything on
     /// it is overwritten). The new device gets a new GUID and labels and is resilvered in
-    /// full from the other columns; the old device is detached at once (its labels are
-    /// wiped if it can still be written) and serves no reads. Refused when the other
+    /// full from the other columns. Its labels are wiped at once (so a restart does not
+    /// take it for a member); if it was ONLINE it keeps serving reads of the column, and
+    /// takes the column's new writes, until the resilver completes and it is detached (in
+    /// memory only: after a restart the resilver goes on from redundancy). Refused when the other
     /// columns do not hold every block (stripe, or too many devices down).
     pub async fn replace(
         &self,
