@@ -345,6 +345,25 @@ pub struct Paths {
     pub sim_dir: PathBuf,
     /// Where the automatic scrub schedule is kept.
     pub schedule_file: Option<PathBuf>,
+    /// Where a txg interval set in the console is kept (the compression level lives in
+    /// the pool's labels).
+    pub txg_interval_file: Option<PathBuf>,
+}
+
+/// The txg interval saved in `file`, if any and in range.
+pub fn load_txg_interval(file: &std::path::Path) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let ms: u64 = text.trim().parse().ok()?;
+    Settings::TXG_INTERVAL_MS.contains(&ms).then_some(ms)
+}
+
+/// The console's compression level (0 = off) for a pool's compression setting.
+fn compression_level(c: ingot_pool::PoolCompression) -> u8 {
+    match c {
+        ingot_pool::PoolCompression::Off => 0,
+        ingot_pool::PoolCompression::Zstd { level } => u8::try_from(level).unwrap_or(0),
+        ingot_pool::PoolCompression::Default => 1,
+    }
 }
 
 /// The scrub schedule saved in `file` (Off if none or unreadable).
@@ -444,6 +463,15 @@ impl Live {
             .schedule_file
             .as_deref()
             .map_or(ScrubSchedule::Off, load_schedule);
+        let txg_interval_ms = paths
+            .txg_interval_file
+            .as_deref()
+            .and_then(load_txg_interval)
+            .unwrap_or(txg_interval_ms);
+        if let Err(e) = pool.set_txg_interval(Duration::from_millis(txg_interval_ms)) {
+            tracing::warn!(error = %e, "saved txg interval not applied");
+        }
+        let compression_level = compression_level(pool.status().compression);
         Live {
             started: Instant::now(),
             drives: parking_lot::RwLock::new(drives.into_iter().map(Arc::new).collect()),
@@ -457,7 +485,7 @@ impl Live {
             mountpoint,
             mount_opts,
             settings: parking_lot::Mutex::new(Settings {
-                compression_level: 1,
+                compression_level,
                 txg_interval_ms,
                 scrub_schedule: schedule,
             }),
@@ -687,6 +715,10 @@ impl Live {
         };
         match Pool::import(devs.clone(), opts).await {
             Ok(p) => {
+                let ms = self.settings.lock().txg_interval_ms;
+                if let Err(e) = p.set_txg_interval(Duration::from_millis(ms)) {
+                    tracing::warn!(error = %e, "txg interval not applied after re-import");
+                }
                 s.pool = Some(Arc::new(p));
                 Ok(())
             }
@@ -1569,15 +1601,49 @@ impl Appliance for Live {
     async fn update_settings(&self, settings: Settings) -> ApplianceResult<Settings> {
         settings.validate()?;
         let current = self.settings.lock().clone();
-        if settings.compression_level != current.compression_level
-            || settings.txg_interval_ms != current.txg_interval_ms
-        {
-            // The pool takes its compression and txg interval at create/import; changing
-            // them on a running pool is not supported yet, so refuse rather than pretend.
-            return Err(ApplianceError::unsupported(
-                "changing the compression level or txg interval of a running pool is not \
-                 supported yet (set them in ingot.toml); the scrub schedule can be changed",
-            ));
+        if settings.compression_level != current.compression_level {
+            let pool = self.pool_handle().await?;
+            let c = match settings.compression_level {
+                0 => ingot_pool::PoolCompression::Off,
+                level => ingot_pool::PoolCompression::Zstd {
+                    level: i8::try_from(level).map_err(|_| {
+                        ApplianceError::invalid(format!(
+                            "compression_level {level} is out of range"
+                        ))
+                    })?,
+                },
+            };
+            pool.set_compression(c).await.map_err(pool_err)?;
+            self.settings.lock().compression_level = settings.compression_level;
+            self.state_event(
+                "settings",
+                None,
+                "changed",
+                format!(
+                    "compression of new writes: {}",
+                    match c {
+                        ingot_pool::PoolCompression::Zstd { level } =>
+                            format!("zstd level {level}"),
+                        _ => "off".into(),
+                    }
+                ),
+            );
+        }
+        if settings.txg_interval_ms != current.txg_interval_ms {
+            let pool = self.pool_handle().await?;
+            pool.set_txg_interval(Duration::from_millis(settings.txg_interval_ms))
+                .map_err(pool_err)?;
+            if let Some(f) = &self.paths.txg_interval_file {
+                std::fs::write(f, settings.txg_interval_ms.to_string())
+                    .map_err(|e| internal(format!("cannot save {}: {e}", f.display())))?;
+            }
+            self.settings.lock().txg_interval_ms = settings.txg_interval_ms;
+            self.state_event(
+                "settings",
+                None,
+                "changed",
+                format!("txg interval: {} ms", settings.txg_interval_ms),
+            );
         }
         if settings.scrub_schedule != current.scrub_schedule {
             if let Some(f) = &self.paths.schedule_file {
@@ -1585,7 +1651,7 @@ impl Appliance for Live {
                 std::fs::write(f, text)
                     .map_err(|e| internal(format!("cannot save {}: {e}", f.display())))?;
             }
-            *self.settings.lock() = settings.clone();
+            self.settings.lock().scrub_schedule = settings.scrub_schedule;
             self.state_event(
                 "settings",
                 None,

@@ -80,6 +80,24 @@ fn console_manages_the_real_appliance() {
     assert_eq!(pool["state"], "ONLINE");
     assert_eq!(pool["layout"], "raidz1");
     assert_eq!(pool["members"].as_array().unwrap().len(), 4);
+    // Settings: compression of new writes and the txg interval change on the running
+    // pool (the level is recorded in the labels); out-of-range values are refused.
+    let (code, st) = c.call("GET", "/api/v1/settings", None);
+    assert_eq!(code, 200, "{st}");
+    assert_eq!(st["compression_level"], 1, "{st}");
+    let mut want = st.clone();
+    want["compression_level"] = 3.into();
+    want["txg_interval_ms"] = 2000.into();
+    let (code, got) = c.call("PUT", "/api/v1/settings", Some(&want.to_string()));
+    assert_eq!(code, 200, "{got}");
+    assert_eq!(c.call("GET", "/api/v1/settings", None).1, want);
+    let mut bad = want.clone();
+    bad["txg_interval_ms"] = 5.into();
+    assert_eq!(
+        c.call("PUT", "/api/v1/settings", Some(&bad.to_string())).0,
+        400
+    );
+    assert_eq!(c.call("GET", "/api/v1/settings", None).1, want);
     // Fault drills: the simulated drives are listed; bad requests are 4xx.
     let (code, sims) = c.call("GET", "/api/v1/sim/drives", None);
     assert_eq!(code, 200, "{sims}");

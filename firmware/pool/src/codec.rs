@@ -22,6 +22,7 @@ use crate::compress::{
     looks_incompressible, round_up_sector,
 };
 use crate::crypto::XtsCipher;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Why stored bytes could not be turned back into the logical extent.
 #[derive(Debug, thiserror::Error)]
@@ -116,10 +117,41 @@ impl Planned<'_> {
 }
 
 /// The per-pool extent transform: compression policy and (optional) XTS cipher.
-#[derive(Debug, Clone)]
+///
+/// The compression policy can change while the pool runs ([`Codec::set_compression`]):
+/// it only decides how new extents are stored; every extent records its own kind.
+#[derive(Debug)]
 pub struct Codec {
-    compression: Compression,
+    /// [`Compression`] packed: [`COMPRESSION_OFF`] or the zstd level.
+    compression: AtomicI32,
     cipher: Option<XtsCipher>,
+}
+
+/// The packed [`Codec::compression`] value for "off".
+const COMPRESSION_OFF: i32 = i32::MIN;
+
+fn pack(c: Compression) -> i32 {
+    match c {
+        Compression::Off => COMPRESSION_OFF,
+        Compression::Zstd { level } => level.max(COMPRESSION_OFF + 1),
+    }
+}
+
+fn unpack(v: i32) -> Compression {
+    if v == COMPRESSION_OFF {
+        Compression::Off
+    } else {
+        Compression::Zstd { level: v }
+    }
+}
+
+impl Clone for Codec {
+    fn clone(&self) -> Self {
+        Codec {
+            compression: AtomicI32::new(self.compression.load(Ordering::Relaxed)),
+            cipher: self.cipher.clone(),
+        }
+    }
 }
 
 /// True if `stored` has crc32c `expected_crc`. Needs no keys.
@@ -131,14 +163,19 @@ impl Codec {
     /// A codec with a compression policy and, for an encrypted pool, its cipher.
     pub fn new(compression: Compression, cipher: Option<XtsCipher>) -> Self {
         Codec {
-            compression,
+            compression: AtomicI32::new(pack(compression)),
             cipher,
         }
     }
 
     /// The compression policy.
     pub fn compression(&self) -> Compression {
-        self.compression
+        unpack(self.compression.load(Ordering::Relaxed))
+    }
+
+    /// Change the compression policy for extents sealed from now on.
+    pub fn set_compression(&self, compression: Compression) {
+        self.compression.store(pack(compression), Ordering::Relaxed);
     }
 
     /// Whether extents are encrypted.
@@ -168,7 +205,7 @@ impl Codec {
             "extent of {} bytes exceeds {MAX_EXTENT_BYTES}",
             logical.len()
         );
-        if let Compression::Zstd { level } = self.compression {
+        if let Compression::Zstd { level } = self.compression() {
             let raw_sectors = round_up_sector(logical.len());
             // Must save 1/8 and at least one whole sector.
             let max_len = (logical.len() / 8 * 7).min(raw_sectors.saturating_sub(SECTOR_SIZE));

@@ -302,6 +302,7 @@ async fn serve(
             config: Some(config_path(a, data)).filter(|p| p.is_file()),
             sim_dir: data.join("drives"),
             schedule_file: Some(data.join("scrub-schedule.json")),
+            txg_interval_file: Some(data.join("txg-interval-ms")),
         },
     ));
     live.set_scrub_rate_limit(a.scrub_rate_limit.map(|r| r.0));

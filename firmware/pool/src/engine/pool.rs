@@ -140,6 +140,10 @@ pub(crate) struct Inner {
     pub suspended: Mutex<Option<String>>,
     pub tunables: Tunables,
     pub kick: tokio::sync::Notify,
+    /// Compression of new writes, as the labels record it (changeable while running).
+    pub compression: Mutex<PoolCompression>,
+    /// Commit interval of the background committer, in milliseconds (changeable).
+    pub txg_interval_ms: AtomicU64,
     /// Hot spares, the current/last resilver, and the device monitor task.
     pub devices: super::devices::DeviceCtl,
     /// Dirty records and the decoded-record cache (see `datapath.rs`).
@@ -350,7 +354,7 @@ impl Pool {
         // Txg 1 goes to all four copies (overwriting any labels of a previous pool).
         for (i, d) in devs.iter().enumerate() {
             let Some(d) = d else { continue };
-            let label = make_label(&id, &members, i, &uber, &key_slot);
+            let label = make_label(&id, id.compression, &members, i, &uber, &key_slot);
             let bytes = label.encode()?;
             let cap = d.geometry().capacity();
             for copy in 0..LABEL_COPIES {
@@ -392,6 +396,8 @@ impl Pool {
         locked: bool,
         tunables: Tunables,
     ) -> Pool {
+        let id_compression = id.compression;
+        let txg_interval_ms = u64::try_from(tunables.txg_interval.as_millis()).unwrap_or(u64::MAX);
         let inner = Arc::new(Inner {
             id,
             members: RwLock::new(members),
@@ -426,6 +432,8 @@ impl Pool {
             datapath: super::datapath::DataPath::new(&tunables),
             tunables,
             kick: tokio::sync::Notify::new(),
+            compression: Mutex::new(id_compression),
+            txg_interval_ms: AtomicU64::new(txg_interval_ms),
             devices: super::devices::DeviceCtl::default(),
         });
         if !read_only {
@@ -435,7 +443,6 @@ impl Pool {
             None
         } else {
             let weak = Arc::downgrade(&inner);
-            let interval = inner.tunables.txg_interval;
             // Holds a strong reference only while waiting; `Pool::drop` aborts the task.
             Some(tokio::spawn(async move {
                 loop {
@@ -443,6 +450,8 @@ impl Pool {
                     if i.closed.load(Ordering::Acquire) {
                         return;
                     }
+                    let interval =
+                        std::time::Duration::from_millis(i.txg_interval_ms.load(Ordering::Relaxed));
                     let _ = tokio::time::timeout(interval, i.kick.notified()).await;
                     if i.closed.load(Ordering::Acquire) {
                         return;
@@ -798,7 +807,7 @@ impl Pool {
             name: i.id.name.clone(),
             guid: format!("{:016x}", i.id.pool_guid),
             layout: i.id.layout,
-            compression: i.id.compression,
+            compression: *i.compression.lock(),
             record_size: i.id.record_size,
             devices,
             capacity_bytes: i.usable_bytes(a.capacity()),
@@ -829,6 +838,45 @@ impl Pool {
     /// Commit the open txg now (if it has changes) and wait until it is durable.
     pub async fn sync_now(&self) -> Result<u64, PoolError> {
         self.inner.commit().await
+    }
+
+    /// Change the compression of new writes (extents already stored keep theirs: each
+    /// records its own kind). Recorded in the labels before this returns.
+    pub async fn set_compression(&self, compression: PoolCompression) -> Result<(), PoolError> {
+        let i = &self.inner;
+        i.writable()?;
+        if let PoolCompression::Zstd { level } = compression
+            && !(1..=19).contains(&level)
+        {
+            return Err(PoolError::Config(format!(
+                "zstd level {level} is out of range 1..=19"
+            )));
+        }
+        i.io.codec.set_compression(codec_compression(compression));
+        *i.compression.lock() = compression;
+        i.commit.lock().await.force = true;
+        i.commit().await?;
+        tracing::info!(pool = %i.id.name, compression = ?compression, "compression changed");
+        Ok(())
+    }
+
+    /// Change the interval of timer commits (from the next one on).
+    pub fn set_txg_interval(&self, interval: std::time::Duration) -> Result<(), PoolError> {
+        let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        if !(10..=3_600_000).contains(&ms) {
+            return Err(PoolError::Config(format!(
+                "txg interval of {ms} ms is out of range 10 ms..=1 h"
+            )));
+        }
+        self.inner.txg_interval_ms.store(ms, Ordering::Relaxed);
+        self.inner.kick.notify_one();
+        tracing::info!(pool = %self.inner.id.name, ms, "txg interval changed");
+        Ok(())
+    }
+
+    /// The interval of timer commits.
+    pub fn txg_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.inner.txg_interval_ms.load(Ordering::Relaxed))
     }
 
     /// Re-wrap the master key under a new passphrase (no data is re-encrypted). The new
@@ -984,6 +1032,7 @@ impl Drop for Pool {
 
 fn make_label(
     id: &Identity,
+    compression: PoolCompression,
     members: &Members,
     index: usize,
     uber: &Uberblock,
@@ -995,7 +1044,7 @@ fn make_label(
         device_index: index as u32,
         device_guids: members.guids.clone(),
         layout: id.layout,
-        compression: id.compression,
+        compression,
         encrypted: id.encrypted,
         record_size: id.record_size,
         data_offset: id.data_offset,
@@ -1202,7 +1251,15 @@ impl Inner {
             let Some(d) = self.io.vdev.writable_device(i) else {
                 continue;
             };
-            let bytes = make_label(&self.id, &members, i, uber, key_slot).encode()?;
+            let bytes = make_label(
+                &self.id,
+                *self.compression.lock(),
+                &members,
+                i,
+                uber,
+                key_slot,
+            )
+            .encode()?;
             let cap = d.geometry().capacity();
             let mut r = Ok(());
             for c in copies {
