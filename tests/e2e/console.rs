@@ -182,3 +182,83 @@ fn console_manages_the_real_appliance() {
     );
     up.stop();
 }
+
+/// Every route of the real appliance's API (the list the OpenAPI document is checked
+/// against): without a session only health, login and first-time setup answer, and with
+/// one no GET is a server error and a malformed body is a 4xx JSON error, never a 500.
+#[test]
+fn every_route_needs_auth_and_rejects_malformed_bodies() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let pass = passphrase_file(t.path(), "routes pass");
+    let admin = t.path().join("admin");
+    std::fs::write(&admin, "admin secret\n").unwrap();
+    let up = Up::start(
+        &data,
+        &pass,
+        &["--admin-password-file", admin.to_str().unwrap()],
+    );
+    let mut c = Client {
+        dir: t.path(),
+        url: up.console.clone(),
+        csrf: String::new(),
+    };
+    let open = [
+        "/api/v1/health",
+        "/api/v1/auth/status",
+        "/api/v1/auth/setup",
+        "/api/v1/auth/login",
+        "/api/openapi.json",
+    ];
+    let concrete = |p: &str| p.replace("{id}", "nvme0");
+    for (method, path) in ingot_console::ROUTES {
+        if open.contains(path) || *path == "/api/v1/events/stream" {
+            continue;
+        }
+        let (code, body) = c.call(&method.to_uppercase(), &concrete(path), None);
+        assert_eq!(code, 401, "{method} {path} without a session: {body}");
+        assert_eq!(body["error"]["code"], "unauthorized", "{method} {path}");
+    }
+    let (code, login) = c.call(
+        "POST",
+        "/api/v1/auth/login",
+        Some(r#"{"password":"admin secret"}"#),
+    );
+    assert_eq!(code, 200, "{login}");
+    c.csrf = login["csrf_token"].as_str().unwrap().to_string();
+    for (method, path) in ingot_console::ROUTES {
+        if *method != "get" || *path == "/api/v1/events/stream" || *path == "/metrics" {
+            continue;
+        }
+        let (code, body) = c.call("GET", &concrete(path), None);
+        assert_eq!(code, 200, "GET {path}: {body}");
+    }
+    let (code, _) = c.call("GET", "/api/v1/devices/nvme9", None);
+    assert_eq!(code, 404);
+    // Routes that take a JSON body: a malformed one, a wrong type and an unknown field
+    // are 4xx with a JSON error, and change nothing.
+    let with_body = [
+        ("POST", "/api/v1/auth/password"),
+        ("POST", "/api/v1/tokens"),
+        ("POST", "/api/v1/pool/replace"),
+        ("POST", "/api/v1/encryption/unlock"),
+        ("POST", "/api/v1/encryption/passphrase"),
+        ("PUT", "/api/v1/settings"),
+        ("POST", "/api/v1/sim/drives"),
+        ("POST", "/api/v1/sim/drives/nvme0/fault"),
+    ];
+    for (method, path) in with_body {
+        for bad in [r#"{"x":"#, r#"{"compression_level":"high"}"#, r#"[1,2,3]"#] {
+            let (code, body) = c.call(method, path, Some(bad));
+            assert!(
+                (400..500).contains(&code),
+                "{method} {path} with {bad}: {code} {body}"
+            );
+            assert!(body["error"]["code"].is_string(), "{method} {path}: {body}");
+        }
+    }
+    let (code, pool) = c.call("GET", "/api/v1/pool", None);
+    assert_eq!(code, 200);
+    assert_eq!(pool["state"], "ONLINE", "{pool}");
+    up.stop();
+}
