@@ -209,8 +209,15 @@ try {
   await step('settings can be changed', async () => {
     await nav('Settings');
     await page.getByLabel('Automatic scrub').selectOption('weekly');
+    await page.getByLabel('Compression level').fill('3');
+    await page.getByLabel('Transaction group interval (ms)').fill('2000');
     await page.getByRole('button', { name: 'Save settings' }).click();
     await page.getByText('Settings saved').waitFor();
+    // The running pool took them: the API reports what the pool now uses.
+    const s = await page.evaluate(async () => (await fetch('/api/v1/settings')).json());
+    if (s.compression_level !== 3 || s.txg_interval_ms !== 2000 || s.scrub_schedule !== 'weekly') {
+      throw new Error('settings not applied: ' + JSON.stringify(s));
+    }
     await shot('16-settings');
   });
 
