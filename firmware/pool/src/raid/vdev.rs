@@ -577,12 +577,41 @@ impl Vdev {
             return Err(IoFail::Missing);
         };
         let offset = self.byte_offset(loc);
+        if self.is_outgoing(loc.device, &dev) {
+            // The old device of a replace: a failure only detaches it (the column's own
+            // device, being rebuilt, is not to blame); the read goes on from redundancy.
+            return dev.read(offset, buf).await.map_err(|e| {
+                tracing::warn!(device = loc.device, error = %e, "outgoing device failed a read; detached");
+                self.detach_outgoing(loc.device, &dev);
+                IoFail::Missing
+            });
+        }
         dev.read(offset, buf).await.map_err(|e| {
             self.counters[loc.device].read.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(device = loc.device, offset, len = buf.len(), error = %e, "vdev read failed");
             self.note_error(loc.device, &e, false);
             IoFail::Error(e)
         })
+    }
+
+    /// Whether `dev` is column `i`'s outgoing device (the old one of a replace).
+    fn is_outgoing(&self, i: usize, dev: &Arc<dyn BlockDevice>) -> bool {
+        self.slots.get(i).is_some_and(|s| {
+            s.read()
+                .outgoing
+                .as_ref()
+                .is_some_and(|d| Arc::ptr_eq(d, dev))
+        })
+    }
+
+    /// Drop column `i`'s outgoing device if it is still `dev`.
+    fn detach_outgoing(&self, i: usize, dev: &Arc<dyn BlockDevice>) {
+        if let Some(s) = self.slots.get(i) {
+            let mut s = s.write();
+            if s.outgoing.as_ref().is_some_and(|d| Arc::ptr_eq(d, dev)) {
+                s.outgoing = None;
+            }
+        }
     }
 
     fn generation(&self, i: usize) -> u64 {
@@ -604,12 +633,7 @@ impl Vdev {
             );
             if let Err(e) = o {
                 tracing::warn!(device = loc.device, error = %e, "outgoing device failed a write; detached");
-                if let Some(s) = self.slots.get(loc.device) {
-                    let mut s = s.write();
-                    if s.outgoing.as_ref().is_some_and(|d| Arc::ptr_eq(d, &old)) {
-                        s.outgoing = None;
-                    }
-                }
+                self.detach_outgoing(loc.device, &old);
             }
             return r;
         }

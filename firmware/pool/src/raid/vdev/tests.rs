@@ -630,3 +630,31 @@ async fn a_healthy_device_being_replaced_serves_reads_until_detached() {
     ));
     assert_eq!(vdev.health(), VdevHealth::Failed);
 }
+
+#[tokio::test]
+async fn a_failing_outgoing_device_is_detached_without_blaming_the_new_one() {
+    let devs = mem_devices(4);
+    let vdev = vdev_over(Layout::Raidz1, &devs, &[]);
+    let extents = write_extents(&vdev, 93, 6).await;
+    let blank = mem_devices(4).remove(1);
+    vdev.set_state(
+        1,
+        DeviceState::Resilvering,
+        Some(Some(blank as Arc<dyn BlockDevice>)),
+        "replace",
+    );
+    // The old device is already gone (pulled before the pool noticed).
+    let dead = Arc::new(Broken {
+        inner: devs[1].clone(),
+        fail_reads: true,
+        fail_writes: true,
+    });
+    vdev.set_outgoing(1, Some(dead as Arc<dyn BlockDevice>));
+    for e in &extents {
+        assert_eq!(read_ok(&vdev, e).await.data, e.data);
+    }
+    // The outgoing device is detached; the column being rebuilt is still RESILVERING.
+    assert!(vdev.set_outgoing(1, None).is_none());
+    assert_eq!(vdev.state(1).unwrap().0, DeviceState::Resilvering);
+    assert_eq!(vdev.error_counts()[1].read, 0);
+}
