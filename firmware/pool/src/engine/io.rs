@@ -161,19 +161,7 @@ impl BlockIo {
         kind: BlockKind,
         ctx: &mut AllocCtx<'_>,
     ) -> Result<BlockPtr, PoolError> {
-        if !self.unlocked {
-            return Err(PoolError::Locked {
-                pool: String::new(),
-            });
-        }
-        if logical.is_empty() || logical.len() > crate::compress::MAX_EXTENT_BYTES {
-            return Err(PoolError::Internal(format!(
-                "extent of {} bytes outside 1..={}",
-                logical.len(),
-                crate::compress::MAX_EXTENT_BYTES
-            )));
-        }
-        let mut c = self.codec.compress(logical);
+        let mut c = self.compress_checked(logical)?;
         let d = (c.buf.len() / SECTOR) as u64;
         let asize = self.vdev.asize(d);
         let addr = ctx.take(asize)?;
@@ -183,12 +171,7 @@ impl BlockIo {
             .await
             .map_err(|e| io_err("write", addr, e))?;
         if kind == BlockKind::Data {
-            self.stats
-                .data_lbytes
-                .fetch_add(logical.len() as u64, Ordering::Relaxed);
-            self.stats
-                .data_pbytes
-                .fetch_add(c.buf.len() as u64, Ordering::Relaxed);
+            self.count_data(logical.len(), c.buf.len());
         }
         Ok(BlockPtr {
             addr,
@@ -202,13 +185,9 @@ impl BlockIo {
         })
     }
 
-    /// Write one data record into a detached allocation (no txg yet: the caller attaches
-    /// it when the record enters the tree, or gives it back). `birth` is left 0.
-    pub async fn write_data_detached(
-        &self,
-        logical: &[u8],
-        alloc: &Mutex<Allocator>,
-    ) -> Result<BlockPtr, PoolError> {
+    /// Compress one logical extent for writing: refused on a locked pool, and for an
+    /// extent outside 1..=`MAX_EXTENT_BYTES` bytes.
+    fn compress_checked(&self, logical: &[u8]) -> Result<crate::codec::Compressed, PoolError> {
         if !self.unlocked {
             return Err(PoolError::Locked {
                 pool: String::new(),
@@ -221,7 +200,27 @@ impl BlockIo {
                 crate::compress::MAX_EXTENT_BYTES
             )));
         }
-        let mut c = self.codec.compress(logical);
+        Ok(self.codec.compress(logical))
+    }
+
+    /// Count a data extent written: logical and stored bytes (the compression ratio).
+    fn count_data(&self, lbytes: usize, pbytes: usize) {
+        self.stats
+            .data_lbytes
+            .fetch_add(lbytes as u64, Ordering::Relaxed);
+        self.stats
+            .data_pbytes
+            .fetch_add(pbytes as u64, Ordering::Relaxed);
+    }
+
+    /// Write one data record into a detached allocation (no txg yet: the caller attaches
+    /// it when the record enters the tree, or gives it back). `birth` is left 0.
+    pub async fn write_data_detached(
+        &self,
+        logical: &[u8],
+        alloc: &Mutex<Allocator>,
+    ) -> Result<BlockPtr, PoolError> {
+        let mut c = self.compress_checked(logical)?;
         let d = (c.buf.len() / SECTOR) as u64;
         let asize = self.vdev.asize(d);
         let addr = alloc.lock().alloc_detached(asize)?;
@@ -232,12 +231,7 @@ impl BlockIo {
             }
             return Err(io_err("write", addr, e));
         }
-        self.stats
-            .data_lbytes
-            .fetch_add(logical.len() as u64, Ordering::Relaxed);
-        self.stats
-            .data_pbytes
-            .fetch_add(c.buf.len() as u64, Ordering::Relaxed);
+        self.count_data(logical.len(), c.buf.len());
         Ok(BlockPtr {
             addr,
             birth: 0,
