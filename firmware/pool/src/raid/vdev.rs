@@ -621,28 +621,45 @@ impl Vdev {
     /// Write one column copy: to the slot's device and, during a replace, to the
     /// outgoing device too (which keeps it readable; a failure there only detaches it).
     async fn write_at(&self, loc: Location, buf: &[u8]) -> Result<(), IoFail> {
-        let outgoing = self
-            .slots
-            .get(loc.device)
-            .and_then(|s| s.read().outgoing.clone());
-        if let Some(old) = outgoing {
-            let offset = self.byte_offset(loc);
-            let (r, o) = futures::join!(
-                self.write_primary(loc, buf),
-                old.write(offset, buf, WriteFlags::NONE)
-            );
-            if let Err(e) = o {
-                tracing::warn!(device = loc.device, error = %e, "outgoing device failed a write; detached");
-                self.detach_outgoing(loc.device, &old);
-            }
-            return r;
+        // One look at the slot: its device (if writes go to it) and any outgoing device.
+        let (dev, outgoing) = self.slots.get(loc.device).map_or((None, None), |s| {
+            let s = s.read();
+            let dev = if s.state.writable() {
+                s.dev.clone()
+            } else {
+                None
+            };
+            (dev, s.outgoing.clone())
+        });
+        let Some(old) = outgoing else {
+            return self.write_to(loc, dev, buf).await;
+        };
+        let offset = self.byte_offset(loc);
+        let (r, o) = futures::join!(
+            self.write_to(loc, dev, buf),
+            old.write(offset, buf, WriteFlags::NONE)
+        );
+        if let Err(e) = o {
+            tracing::warn!(device = loc.device, error = %e, "outgoing device failed a write; detached");
+            self.detach_outgoing(loc.device, &old);
         }
-        self.write_primary(loc, buf).await
+        r
     }
 
     /// Write one column copy to the slot's device only.
     async fn write_primary(&self, loc: Location, buf: &[u8]) -> Result<(), IoFail> {
-        let Some(dev) = self.writable_device(loc.device) else {
+        self.write_to(loc, self.writable_device(loc.device), buf)
+            .await
+    }
+
+    /// Write one column copy to `dev`, the slot's device (`None`: it takes no writes).
+    async fn write_to(
+        &self,
+        loc: Location,
+        dev: Option<Arc<dyn BlockDevice>>,
+        buf: &[u8],
+    ) -> Result<(), IoFail> {
+        let Some(dev) = dev else {
             return Err(IoFail::Missing);
         };
         let offset = self.byte_offset(loc);
