@@ -513,7 +513,11 @@ function renderEncryption(page) {
 function updateEncryption() {
   const enc = S.encryption, ex = S.export;
   const ec = document.getElementById('enc-card'); if (!ec || !enc) return;
-  if (!enc.encrypted) { ec.replaceChildren(h('h2', {}, 'Encryption'), h('p', {}, 'This pool is not encrypted.')); }
+  // Rebuild a card only when what it shows changes: a periodic refresh must not wipe a
+  // passphrase being typed or the error of the last attempt.
+  const encKey = `${enc.encrypted}/${enc.locked}/${enc.cipher}/${ex ? ex.state : ''}`;
+  if (ec.dataset.key === encKey) { /* unchanged */ }
+  else if (!enc.encrypted) { ec.replaceChildren(h('h2', {}, 'Encryption'), h('p', {}, 'This pool is not encrypted.')); }
   else if (enc.locked) {
     const err = h('div', { class: 'form-error', role: 'alert' });
     ec.replaceChildren(h('h2', {}, 'Encryption ', badge('locked')),
@@ -532,8 +536,11 @@ function updateEncryption() {
       } }, 'Lock pool')),
       ex && ex.state === 'mounted' ? h('p', { class: 'muted' }, 'Unmount the export before locking.') : null);
   }
+  ec.dataset.key = encKey;
   const xc = document.getElementById('exp-card');
-  if (ex) {
+  const expKey = ex ? `${ex.state}/${ex.mountpoint}/${enc.locked}` : '';
+  if (ex && xc.dataset.key !== expKey) {
+    xc.dataset.key = expKey;
     const act = (what) => async () => { try { await api.post('/api/v1/export/' + what); toast(what === 'mount' ? 'Export mounted' : 'Export unmounted'); refresh(); } catch (x) { toast(`Cannot ${what}: ${x.message}`, 'error'); } };
     xc.replaceChildren(h('h2', {}, 'Export ', badge(ex.state)),
       h('dl', { class: 'kv' }, h('dt', {}, 'Mountpoint'), h('dd', { class: 'mono' }, ex.mountpoint), h('dt', {}, 'State'), h('dd', {}, ex.state)),
