@@ -330,7 +330,11 @@ impl Label {
             )));
         }
         // Older versions wrote 0 and gave the field no meaning.
-        let flags = if version >= 3 { r.u32()? } else { r.u32().map(|_| 0)? };
+        let flags = if version >= 3 {
+            r.u32()?
+        } else {
+            r.u32().map(|_| 0)?
+        };
         if flags & !FLAG_TREE_POSITION_STALE != 0 {
             return Err(r.bad(format!("unknown label flags {flags:#x}")));
         }

@@ -437,8 +437,8 @@ pub(crate) async fn start_job<P: JobProgress>(
             skip = Some(p.path);
         }
     }
-    let stale_record = matches!(mode, Mode::Resilver { .. })
-        && inner.tree_position_stale.load(Ordering::Acquire);
+    let stale_record =
+        matches!(mode, Mode::Resilver { .. }) && inner.tree_position_stale.load(Ordering::Acquire);
     if track && !opts.restart && skip.is_none() && !stale_record {
         let root = inner.readable.read().0.clone();
         if let Some(v) = super::tree::get(&inner.io, &root, &mode.saved_key()).await?
@@ -1139,17 +1139,15 @@ impl<P: JobProgress> Scrubber<P> {
             return;
         }
         let p = self.scan();
-        self.inner
-            .devices
-            .set_keyless_position(Some(ScanPosition {
-                txg: self.anchor_txg,
-                from_txg: *min_birth,
-                targets: super::resilver::targets_digest(targets),
-                scanned: p.scanned_bytes,
-                found: p.errors_found,
-                repaired: p.repaired,
-                path: next.path.clone(),
-            }));
+        self.inner.devices.set_keyless_position(Some(ScanPosition {
+            txg: self.anchor_txg,
+            from_txg: *min_birth,
+            targets: super::resilver::targets_digest(targets),
+            scanned: p.scanned_bytes,
+            found: p.errors_found,
+            repaired: p.repaired,
+            path: next.path.clone(),
+        }));
     }
 
     /// Save the position in the open txg (committed with it), if the pool can be written;
