@@ -114,7 +114,8 @@ pub struct ScrubProgress {
     pub repaired: u64,
     /// Blocks no combination of redundancy could verify (also in `PoolStatus::damaged`).
     pub unrecoverable: u64,
-    /// Whether bad columns are rewritten (false on a locked or read-only pool: count only).
+    /// Whether bad columns are rewritten (false on a read-only pool: count only; a locked
+    /// pool repairs too).
     pub repairing: bool,
     /// Set when this scrub resumed the saved position of an interrupted one (started at
     /// that txg); scanned bytes and the error counts include the interrupted run's, nodes
