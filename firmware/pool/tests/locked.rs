@@ -585,3 +585,46 @@ async fn clone_device(d: &FaultyBlockDevice, name: &str) -> Arc<FaultyBlockDevic
     copy.flush().await.unwrap();
     copy
 }
+
+#[tokio::test]
+async fn a_locked_scrub_saves_its_position_in_the_labels_and_an_unlocked_one_resumes() {
+    let (rig, mut model) = make(PoolLayout::Raidz1, 3, 90).await;
+    let pool = Pool::import(rig.devs.clone(), unlocked()).await.unwrap();
+    fill(&pool, &mut model, 300, 6, 91).await;
+    pool.export().await.unwrap();
+    let pool = Pool::import(rig.devs.clone(), locked()).await.unwrap();
+    let h = pool
+        .start_scrub(ingot_pool::engine::ScrubOptions {
+            max_bytes_per_sec: Some(1 << 20),
+            restart: false,
+        })
+        .await
+        .unwrap();
+    save_position(&pool, &h).await;
+    let l = newest_label(rig.devs[0].as_ref()).await;
+    let pos = l
+        .scan_position
+        .expect("the scrub position is in the labels");
+    assert!(
+        pos.scrub && pos.txg == l.uber.txg && pos.scanned > 0,
+        "{pos:?}"
+    );
+    // Unlock (export, import with the key) while it runs: the scrub resumes.
+    pool.export().await.unwrap();
+    drop(h);
+    let pool = Pool::import(rig.devs.clone(), unlocked()).await.unwrap();
+    let p = scrub(&pool).await;
+    assert_eq!(p.state, ScrubState::Finished, "{p:?}");
+    assert_eq!(p.resumed_from_txg, Some(pos.txg), "{p:?}");
+    assert!(p.scanned_bytes >= pos.scanned);
+    assert_eq!(p.errors_found, 0);
+    pool.sync_now().await.unwrap();
+    check(&pool, &model, "after the resumed scrub").await;
+    drop(pool);
+    assert!(
+        newest_label(rig.devs[0].as_ref())
+            .await
+            .scan_position
+            .is_none()
+    );
+}

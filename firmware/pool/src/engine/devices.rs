@@ -40,17 +40,35 @@ pub(crate) struct DeviceCtl {
     /// A keyless (locked-pool) resilver's current position: the next label-only commit
     /// writes it, an import resumes from it.
     keyless_pos: Mutex<Option<super::label::ScanPosition>>,
+    /// The same for a keyless scrub (the labels carry the resilver's when both run).
+    keyless_scrub: Mutex<Option<super::label::ScanPosition>>,
 }
 
 impl DeviceCtl {
-    /// The keyless resilver position to persist in the labels.
+    /// The keyless position to persist in the labels: the resilver's, else the scrub's.
     pub fn keyless_position(&self) -> Option<super::label::ScanPosition> {
-        self.keyless_pos.lock().clone()
+        self.keyless_pos
+            .lock()
+            .clone()
+            .or_else(|| self.keyless_scrub.lock().clone())
     }
 
-    /// Publish (or clear) the keyless resilver position.
-    pub fn set_keyless_position(&self, p: Option<super::label::ScanPosition>) {
-        *self.keyless_pos.lock() = p;
+    /// The published keyless position of a scrub (`scrub`) or of a resilver.
+    pub fn keyless_position_of(&self, scrub: bool) -> Option<super::label::ScanPosition> {
+        if scrub {
+            self.keyless_scrub.lock().clone()
+        } else {
+            self.keyless_pos.lock().clone()
+        }
+    }
+
+    /// Publish (or clear) the keyless position of a scrub (`scrub`) or of a resilver.
+    pub fn set_keyless_position(&self, scrub: bool, p: Option<super::label::ScanPosition>) {
+        if scrub {
+            *self.keyless_scrub.lock() = p;
+        } else {
+            *self.keyless_pos.lock() = p;
+        }
     }
 
     /// Progress of the current or last resilver.

@@ -140,15 +140,18 @@ pub struct Uberblock {
     pub space_map: BlockPtr,
 }
 
-/// Where an interrupted keyless (locked-pool) resilver was, kept in the labels (version 3).
+/// Where an interrupted keyless (locked-pool) resilver or scrub was, kept in the labels
+/// (version 3).
 ///
 /// `path` locates the next block to rebuild in the depth-first walk of the tree of txg
 /// `txg` (the label's own uberblock txg: a locked pool never commits a new tree): index 0
 /// is the walk's root level (0 the space map, 1 the root node), each further entry the
 /// index of a child in its node's physical pointers. Every block before it in the walk
-/// is rebuilt and durable. Only valid for the same `txg`, `from_txg` and targets.
+/// is rebuilt (scrubbed) and durable. Only valid for the same `txg`, `from_txg` and targets.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ScanPosition {
+    /// A scrub's position (`from_txg` and `targets` are 0), not a resilver's.
+    pub scrub: bool,
     /// Txg of the tree the path is in.
     pub txg: u64,
     /// Oldest birth txg the resilver rebuilds.
@@ -289,7 +292,7 @@ impl Label {
         match &self.scan_position {
             None => o.push(0),
             Some(p) => {
-                o.push(1);
+                o.push(if p.scrub { 2 } else { 1 });
                 for x in [p.txg, p.from_txg, p.targets, p.scanned, p.found, p.repaired] {
                     o.extend_from_slice(&x.to_le_bytes());
                 }
@@ -388,7 +391,7 @@ impl Label {
             generation = r.u64()?;
             match r.u8()? {
                 0 => {}
-                1 => {
+                tag @ (1 | 2) => {
                     let mut f = [0u64; 6];
                     for x in &mut f {
                         *x = r.u64()?;
@@ -402,6 +405,7 @@ impl Label {
                         path.push(r.u32()?);
                     }
                     scan_position = Some(ScanPosition {
+                        scrub: tag == 2,
                         txg: f[0],
                         from_txg: f[1],
                         targets: f[2],
@@ -487,6 +491,7 @@ mod tests {
             generation: 9,
             flags: FLAG_TREE_POSITION_STALE,
             scan_position: Some(ScanPosition {
+                scrub: false,
                 txg: 5,
                 from_txg: 2,
                 targets: 77,

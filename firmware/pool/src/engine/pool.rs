@@ -471,7 +471,7 @@ impl Pool {
         });
         // A keyless resilver position of this very tree is resumed by the next resilver.
         if let Some(p) = meta.scan_pos.filter(|p| p.txg == uber.txg) {
-            inner.devices.set_keyless_position(Some(p));
+            inner.devices.set_keyless_position(p.scrub, Some(p));
         }
         if !read_only {
             super::devices::start_monitor(&inner);
@@ -971,8 +971,10 @@ impl Pool {
         let r = if self.inner.read_only {
             Ok(0)
         } else if self.inner.locked {
-            // Persist membership and the keyless resilver position (label-only).
-            self.inner.commit_locked(true).await
+            // Persist membership and the keyless position (label-only). Closed first, so
+            // no job's label-only commit can follow this one.
+            self.inner.closed.store(true, Ordering::Release);
+            self.inner.write_locked_labels(true, true).await
         } else {
             self.inner.commit().await
         };
@@ -1174,8 +1176,14 @@ impl Inner {
     /// is written) and carry the current membership and position. The devices are
     /// flushed first, so whatever the labels claim rebuilt is durable before they are.
     pub(crate) async fn commit_locked(&self, force: bool) -> Result<u64, PoolError> {
+        self.write_locked_labels(force, false).await
+    }
+
+    /// [`Inner::commit_locked`]; `exporting`: the final one of export, which runs after
+    /// the pool is closed (no other label write may follow it).
+    async fn write_locked_labels(&self, force: bool, exporting: bool) -> Result<u64, PoolError> {
         let mut cs = self.commit.lock().await;
-        if self.read_only {
+        if self.read_only || (!exporting && self.closed.load(Ordering::Acquire)) {
             return Ok(cs.uber.txg);
         }
         if let Some(s) = self.suspension() {

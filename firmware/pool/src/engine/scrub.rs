@@ -22,10 +22,11 @@
 //!   scrub pauses and every few seconds, and committed with the txgs. After export/import
 //!   or a crash, [`Pool::start_scrub`] resumes from it (extents written since the
 //!   interrupted scrub started were written verified and are behind the bookmark only if
-//!   their keys are). A locked pool's scrub cannot save or resume: it starts over. A
-//!   locked pool's *resilver* saves a keyless position instead (the path of the next
-//!   block in the walk of its unchanging tree, [`ScanPosition`]) in the labels, through
-//!   label-only commits; import resumes from it, locked or unlocked.
+//!   their keys are). A locked pool cannot write the tree: its scrub or resilver saves a
+//!   keyless position instead (the path of the next block in the walk of its unchanging
+//!   tree, [`ScanPosition`]) in the labels, through label-only commits; the next job of
+//!   the same kind on the same tree resumes from it, locked or unlocked (and with the key
+//!   saves its key bookmark in the tree at once).
 //!
 //! The same walker runs the resilver ([`super::resilver`]): [`Mode`] says what is done
 //! with each block (scrub: read every column and repair; resilver: read the block from
@@ -420,17 +421,24 @@ pub(crate) async fn start_job<P: JobProgress>(
     let mut bookmark = None;
     let mut skip = None;
     // A keyless position saved in the labels (by a locked pool) for this very tree and
-    // resilver: newer than any tree record (those are dropped or ignored, see pool.rs).
-    if let Mode::Resilver { targets, min_birth } = &mode {
-        let saved = inner.devices.keyless_position();
-        inner.devices.set_keyless_position(None);
+    // job: newer than any tree record (those are dropped or ignored, see pool.rs).
+    {
+        let is_scrub = mode == Mode::Scrub;
+        let saved = inner.devices.keyless_position_of(is_scrub);
+        inner.devices.set_keyless_position(is_scrub, None);
         if let Some(p) = saved.filter(|p| {
             !opts.restart
                 && p.txg == uber.txg
-                && p.from_txg == *min_birth
-                && p.targets == super::resilver::targets_digest(targets)
+                && p.scrub == is_scrub
+                && match &mode {
+                    Mode::Scrub => true,
+                    Mode::Resilver { targets, min_birth } => {
+                        p.from_txg == *min_birth
+                            && p.targets == super::resilver::targets_digest(targets)
+                    }
+                }
         }) {
-            tracing::info!(pool = %inner.id.name, txg = p.txg, scanned = p.scanned, path = ?p.path, "resuming a keyless resilver position");
+            tracing::info!(pool = %inner.id.name, job = mode.name(), txg = p.txg, scanned = p.scanned, path = ?p.path, "resuming a keyless position");
             first.resumed_from_txg = Some(p.txg);
             first.scanned_bytes = p.scanned;
             first.errors_found = p.found;
@@ -480,7 +488,7 @@ pub(crate) async fn start_job<P: JobProgress>(
             path: vec![1],
         },
     ];
-    let keyless = !track && inner.io.repair && matches!(mode, Mode::Resilver { .. });
+    let keyless = !track && inner.io.repair;
     tracing::info!(pool = %inner.id.name, job = mode.name(), txg = uber.txg, "job started");
     let task = tokio::spawn(async move {
         Scrubber {
@@ -978,7 +986,9 @@ impl<P: JobProgress> Scrubber<P> {
             // This block is not rebuilt: no saved position may claim it is.
             self.position_ok = false;
             if self.keyless {
-                self.inner.devices.set_keyless_position(None);
+                self.inner
+                    .devices
+                    .set_keyless_position(self.mode == Mode::Scrub, None);
             }
         }
         if c.old {
@@ -1126,29 +1136,37 @@ impl<P: JobProgress> Scrubber<P> {
         });
     }
 
-    /// Publish the keyless position (a locked pool's resilver): the next block, `stack`'s
+    /// Publish the keyless position (a job on a locked pool): the next block, `stack`'s
     /// top. Label-only commits write it.
     fn publish(&self, stack: &[Blk]) {
         if !self.keyless || !self.position_ok {
             return;
         }
-        let Mode::Resilver { targets, min_birth } = &self.mode else {
-            return;
+        let (from_txg, targets) = match &self.mode {
+            Mode::Scrub => (0, 0),
+            Mode::Resilver { targets, min_birth } => {
+                (*min_birth, super::resilver::targets_digest(targets))
+            }
         };
         let Some(next) = stack.last() else { return };
         if next.path.len() > MAX_POSITION_PATH {
             return;
         }
         let p = self.scan();
-        self.inner.devices.set_keyless_position(Some(ScanPosition {
-            txg: self.anchor_txg,
-            from_txg: *min_birth,
-            targets: super::resilver::targets_digest(targets),
-            scanned: p.scanned_bytes,
-            found: p.errors_found,
-            repaired: p.repaired,
-            path: next.path.clone(),
-        }));
+        let scrub = self.mode == Mode::Scrub;
+        self.inner.devices.set_keyless_position(
+            scrub,
+            Some(ScanPosition {
+                scrub,
+                txg: self.anchor_txg,
+                from_txg,
+                targets,
+                scanned: p.scanned_bytes,
+                found: p.errors_found,
+                repaired: p.repaired,
+                path: next.path.clone(),
+            }),
+        );
     }
 
     /// Save the position in the open txg (committed with it), if the pool can be written;
@@ -1157,7 +1175,7 @@ impl<P: JobProgress> Scrubber<P> {
         let inner = self.inner.clone();
         if self.keyless {
             if let Err(e) = inner.commit().await {
-                tracing::warn!(pool = %inner.id.name, error = %e, "cannot save the keyless resilver position");
+                tracing::warn!(pool = %inner.id.name, job = self.mode.name(), error = %e, "cannot save the keyless position");
             }
             return;
         }
@@ -1192,7 +1210,9 @@ impl<P: JobProgress> Scrubber<P> {
     async fn forget(&mut self) {
         let inner = self.inner.clone();
         if self.keyless {
-            inner.devices.set_keyless_position(None);
+            inner
+                .devices
+                .set_keyless_position(self.mode == Mode::Scrub, None);
             return;
         }
         if !inner.io.unlocked || !inner.io.repair || inner.writable().is_err() {
