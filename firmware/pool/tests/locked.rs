@@ -628,3 +628,55 @@ async fn a_locked_scrub_saves_its_position_in_the_labels_and_an_unlocked_one_res
             .is_none()
     );
 }
+
+/// Rewrite every valid label copy of `d` in the version 2 layout (no flags, generation or
+/// position; the reader takes the generation to be the txg).
+async fn downgrade_to_v2(d: &FaultyBlockDevice) {
+    let cap = d.geometry().capacity();
+    for c in 0..ingot_pool::engine::label::LABEL_COPIES {
+        let off = ingot_pool::engine::label::label_offset(c, cap);
+        let mut b = vec![0u8; ingot_pool::engine::label::LABEL_BYTES as usize];
+        d.read(off, &mut b).await.unwrap();
+        let Ok(mut l) = Label::decode(&b) else {
+            continue;
+        };
+        assert_eq!(l.generation, l.uber.txg, "only full commits so far");
+        l.flags = 0;
+        l.scan_position = None;
+        let mut e = l.encode().unwrap();
+        e[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let n = l.device_guids.len();
+        let tail = 136 + 8 * n + 96 + 2 + l.key_slot.len() + 8 * n;
+        e[tail..tail + 9].fill(0);
+        let len = e.len();
+        let crc = crc32c::crc32c(&e[..len - 4]);
+        e[len - 4..].copy_from_slice(&crc.to_le_bytes());
+        d.write(off, &e, ingot_hal::blockdev::WriteFlags::NONE)
+            .await
+            .unwrap();
+    }
+    d.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn version_2_labels_import_locked_and_unlocked_and_are_rewritten_as_version_3() {
+    let (rig, model) = make(PoolLayout::Mirror, 2, 95).await;
+    for d in &rig.faulty {
+        downgrade_to_v2(d).await;
+    }
+    let txg = newest_label(rig.devs[0].as_ref()).await.uber.txg;
+    // Locked: a label-only commit (export) takes the generation after the txg.
+    let pool = Pool::import(rig.devs.clone(), locked()).await.unwrap();
+    assert_eq!(pool.status().txg, txg);
+    pool.export().await.unwrap();
+    let l = newest_label(rig.devs[0].as_ref()).await;
+    assert_eq!((l.uber.txg, l.generation), (txg, txg + 1));
+    // Unlocked: reads, and the next full commit follows on.
+    let pool = Pool::import(rig.devs.clone(), unlocked()).await.unwrap();
+    check(&pool, &model, "from version 2 labels").await;
+    pool.apply(vec![Op::Create { id: 990 }]).await.unwrap();
+    pool.sync_now().await.unwrap();
+    drop(pool);
+    let l = newest_label(rig.devs[1].as_ref()).await;
+    assert_eq!((l.uber.txg, l.generation, l.flags), (txg + 1, txg + 2, 0));
+}
