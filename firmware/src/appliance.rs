@@ -690,7 +690,9 @@ impl Live {
         }
     }
 
-    /// Export the pool and import it again with `passphrase` (None: locked, read-only).
+    /// Export the pool and import it again with `passphrase` (None: locked; still writable
+    /// for keyless maintenance: scrub repairs, resilver and replace run, commits are
+    /// label-only; the object API fails with `Locked`).
     async fn reimport(&self, s: &mut Serving, passphrase: Option<String>) -> ApplianceResult<()> {
         self.cancel_jobs();
         let Some(pool) = s.pool.take() else {
@@ -707,10 +709,8 @@ impl Live {
         };
         let devs = self.member_devices(&pool.status());
         pool.export().await.map_err(pool_err)?;
-        let read_only = passphrase.is_none();
         let opts = ImportOptions {
             passphrase: passphrase.clone(),
-            read_only,
             ..ImportOptions::default()
         };
         match Pool::import(devs.clone(), opts).await {
@@ -728,7 +728,6 @@ impl Live {
                     devs,
                     ImportOptions {
                         passphrase: None,
-                        read_only: true,
                         ..ImportOptions::default()
                     },
                 )

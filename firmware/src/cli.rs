@@ -133,7 +133,7 @@ pub struct PoolScrubArgs {
     #[arg(long)]
     pub json: bool,
     /// Unlock an encrypted pool with the passphrase in this file; without it the scrub
-    /// runs locked (keyless): errors are counted but not repaired.
+    /// runs locked (keyless) and still repairs (the verified ciphertext needs no key).
     #[arg(long)]
     pub passphrase_file: Option<PathBuf>,
     /// Cap scrub I/O at this many bytes per second (e.g. `200M`).

@@ -501,3 +501,77 @@ fn replace_acts_on_the_drives_directly_when_no_appliance_holds_the_pool() {
         "{o:?}"
     );
 }
+
+/// `POST path` of the console API with the appliance's local CLI token, parsed.
+fn api_post(up: &Up, path: &str) -> Value {
+    let reg: Value = serde_json::from_slice(
+        &std::fs::read(up.data.join("run/appliance.json")).expect("registration"),
+    )
+    .expect("registration JSON");
+    let out = sh(
+        &up.data,
+        &format!(
+            "curl -sf -X POST -H 'Authorization: Bearer {}' {}{path}",
+            reg["token"].as_str().expect("token"),
+            reg["url"].as_str().expect("url")
+        ),
+    );
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("POST {path}: {e}: {out}"))
+}
+
+#[test]
+fn cli_scrub_repairs_a_locked_pool_held_by_the_appliance() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let pass = passphrase_file(t.path(), "drill pass");
+    let up = Up::start(&data, &pass, &["--drive-size", "256M"]);
+    sh(
+        &up.mnt,
+        "head -c 8000000 /dev/zero | openssl enc -aes-128-ctr -nosalt -pass pass:seed 2>/dev/null > blob \
+         && sha256sum blob > ../sum && sync",
+    );
+    // Lock: the key is unloaded, the pool keeps maintaining itself keylessly.
+    api_post(&up, "/api/v1/export/unmount");
+    let enc = api_post(&up, "/api/v1/encryption/lock");
+    assert_eq!(enc["locked"], true, "{enc}");
+    let st = up.ingot_json(&["pool", "status", "tank", "--json"]);
+    assert_eq!(st["read_only"], false, "{st:#}");
+    up.ingot_ok(&[
+        "sim",
+        "fault",
+        "--data",
+        data.to_str().unwrap(),
+        "sim0",
+        "corrupt",
+        "--lba",
+        "4",
+        "--blocks",
+        "1024",
+    ]);
+    let job = up.ingot_json(&["pool", "scrub", "tank", "--wait", "--json"]);
+    assert_eq!(job["state"], "completed", "{job:#}");
+    let found = job["errors_found"].as_u64().unwrap();
+    assert!(
+        found > 0,
+        "the locked scrub found none of the corruption: {job:#}"
+    );
+    assert_eq!(job["errors_repaired"], found, "{job:#}");
+    let again = up.ingot_json(&["pool", "scrub", "tank", "--wait", "--json"]);
+    assert_eq!(again["errors_found"], 0, "{again:#}");
+    // Unlocked, the data reads back.
+    let body = r#"{"passphrase":"drill pass"}"#;
+    let reg: Value =
+        serde_json::from_slice(&std::fs::read(up.data.join("run/appliance.json")).unwrap())
+            .unwrap();
+    sh(
+        &up.data,
+        &format!(
+            "curl -sf -X POST -H 'Authorization: Bearer {}' -H 'content-type: application/json' --data '{body}' {}/api/v1/encryption/unlock",
+            reg["token"].as_str().unwrap(),
+            reg["url"].as_str().unwrap()
+        ),
+    );
+    api_post(&up, "/api/v1/export/mount");
+    sh(&up.mnt, "sha256sum -c --quiet ../sum");
+    up.stop();
+}

@@ -71,7 +71,9 @@ async fn locked_import_verifies_without_keys() {
     create(&d).await;
     let p = Pool::import(d.clone(), with_pass(None)).await.unwrap();
     let st = p.status();
-    assert!(st.locked && st.encrypted && st.read_only);
+    // Locked, but writable for keyless maintenance (scrub repairs, resilver, replace).
+    assert!(st.locked && st.encrypted && !st.read_only);
+    assert!(st.damaged_note.is_some());
     assert!(matches!(p.size(64).await, Err(StoreError::Locked)));
     assert!(matches!(
         p.apply(vec![Op::Create { id: 65 }]).await,

@@ -303,7 +303,7 @@ async fn scrub_finds_and_repairs_rot_on_every_layout() {
 }
 
 #[tokio::test]
-async fn scrub_on_a_locked_pool_counts_without_writing() {
+async fn scrub_on_a_locked_read_only_pool_counts_without_writing() {
     let rig = rig(2);
     let mut cfg = config(PoolLayout::Mirror);
     cfg.passphrase = Some("pass".into());
@@ -312,9 +312,12 @@ async fn scrub_on_a_locked_pool_counts_without_writing() {
     pool.export().await.unwrap();
     let (start, len) = data_area(&rig);
     rig.faulty[1].corrupt(start, len, 3).await.unwrap();
-    let locked = Pool::import(rig.devs.clone(), ImportOptions::default())
-        .await
-        .unwrap();
+    // Locked and read-only (a locked import without `read_only` repairs: see locked.rs).
+    let ro = ImportOptions {
+        read_only: true,
+        ..ImportOptions::default()
+    };
+    let locked = Pool::import(rig.devs.clone(), ro).await.unwrap();
     assert!(locked.status().locked);
     let mut img = Vec::new();
     for f in &rig.faulty {

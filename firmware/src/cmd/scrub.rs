@@ -4,7 +4,7 @@
 //! its end (Ctrl-C cancels it cleanly) and exports the pool. `--wait` on a terminal shows
 //! a progress line; the result (scanned, errors found, repaired, unrecoverable) is printed
 //! as text or JSON. An encrypted pool without `--passphrase-file` is scrubbed locked:
-//! keyless, so errors are found and counted but not rewritten.
+//! keyless, and bad columns are still rewritten (the verified ciphertext needs no key).
 
 use crate::cli::PoolScrubArgs;
 use crate::cmd::pool::select;
@@ -81,7 +81,7 @@ pub fn render_result(pool: &str, p: &ScrubProgress) -> String {
         if p.repairing {
             ""
         } else {
-            " (locked or read-only pool: errors counted, not rewritten)"
+            " (read-only pool: errors counted, not rewritten)"
         }
     ));
     out.push_str(&format!("  unrecoverable: {}\n", p.unrecoverable));

@@ -70,8 +70,10 @@ impl PoolConfig {
 /// How `Pool::import` opens a pool.
 #[derive(Debug, Clone, Default)]
 pub struct ImportOptions {
-    /// Passphrase of an encrypted pool; `None` imports it locked (read-only, keyless
-    /// verification only).
+    /// Passphrase of an encrypted pool; `None` imports it **locked**: the object API
+    /// fails with `Locked`, but unless `read_only` the pool still maintains itself
+    /// keylessly (scrub and self-healing reads repair, resilvers and replace run, commits
+    /// are label-only).
     pub passphrase: Option<String>,
     /// Never write to the devices.
     pub read_only: bool,
@@ -175,7 +177,8 @@ pub struct PoolStatus {
     pub encrypted: bool,
     /// Whether it is encrypted and no key is loaded.
     pub locked: bool,
-    /// Whether it was imported read-only (or is locked, or suspended).
+    /// Whether it was imported read-only (a locked pool is not, unless asked: it
+    /// repairs and resilvers keylessly; its object API fails with `Locked`).
     pub read_only: bool,
     /// Why the pool suspended itself, if it did.
     pub suspended: Option<String>,
@@ -184,6 +187,10 @@ pub struct PoolStatus {
     /// Blocks no redundancy could recover (bounded list, oldest first).
     #[serde(default)]
     pub damaged: Vec<super::heal::DamagedBlock>,
+    /// Set on a locked pool: damaged blocks are reported by pool address only (naming
+    /// the objects they belong to needs the key).
+    #[serde(default)]
+    pub damaged_note: Option<String>,
     /// Pool health.
     pub health: PoolHealth,
     /// The current (or last) resilver, if any ran since import.

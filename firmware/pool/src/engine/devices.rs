@@ -7,6 +7,9 @@
 //! labels and is resilvered in full, a reattached one (same GUID) only for the txgs it
 //! missed. Hot spares are configuration held in memory (not persisted: the appliance
 //! re-adds them at start-up).
+//!
+//! All of it works on a locked pool too (no key loaded): membership changes are then
+//! persisted by label-only commits ([`super::pool::Inner::commit_locked`]).
 
 use super::error::PoolError;
 use super::label::{LABEL_BYTES, LABEL_COPIES, label_offset};
@@ -34,9 +37,40 @@ pub(crate) struct DeviceCtl {
     monitor: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Serialises membership changes and resilver starts.
     pub ops: tokio::sync::Mutex<()>,
+    /// A keyless (locked-pool) resilver's current position: the next label-only commit
+    /// writes it, an import resumes from it.
+    keyless_pos: Mutex<Option<super::label::ScanPosition>>,
+    /// The same for a keyless scrub (the labels carry the resilver's when both run).
+    keyless_scrub: Mutex<Option<super::label::ScanPosition>>,
 }
 
 impl DeviceCtl {
+    /// The keyless position to persist in the labels: the resilver's, else the scrub's.
+    pub fn keyless_position(&self) -> Option<super::label::ScanPosition> {
+        self.keyless_pos
+            .lock()
+            .clone()
+            .or_else(|| self.keyless_scrub.lock().clone())
+    }
+
+    /// The published keyless position of a scrub (`scrub`) or of a resilver.
+    pub fn keyless_position_of(&self, scrub: bool) -> Option<super::label::ScanPosition> {
+        if scrub {
+            self.keyless_scrub.lock().clone()
+        } else {
+            self.keyless_pos.lock().clone()
+        }
+    }
+
+    /// Publish (or clear) the keyless position of a scrub (`scrub`) or of a resilver.
+    pub fn set_keyless_position(&self, scrub: bool, p: Option<super::label::ScanPosition>) {
+        if scrub {
+            *self.keyless_scrub.lock() = p;
+        } else {
+            *self.keyless_pos.lock() = p;
+        }
+    }
+
     /// Progress of the current or last resilver.
     pub fn resilver_progress(&self) -> Option<ResilverProgress> {
         self.resilver.lock().as_ref().map(|h| h.progress())
@@ -177,7 +211,7 @@ async fn replace(
     new: Arc<dyn BlockDevice>,
     opts: ResilverOptions,
 ) -> Result<ResilverHandle, PoolError> {
-    inner.writable()?;
+    inner.maintainable()?;
     let vdev = &inner.io.vdev;
     let n = vdev.device_count();
     if column >= n {
@@ -252,7 +286,7 @@ async fn replace(
 }
 
 async fn reattach(inner: &Arc<Inner>, dev: Arc<dyn BlockDevice>) -> Result<usize, PoolError> {
-    inner.writable()?;
+    inner.maintainable()?;
     let labels: Vec<super::label::Label> = Pool::read_labels(dev.as_ref())
         .await
         .into_iter()
@@ -340,7 +374,7 @@ pub(crate) async fn resume_resilver(inner: &Arc<Inner>) {
 
 /// Retry every FAULTED device still present: it is resilvered for the txgs it missed.
 pub(crate) fn retry_faulted(inner: &Arc<Inner>) {
-    if inner.writable().is_err() {
+    if inner.maintainable().is_err() {
         return;
     }
     let vdev = &inner.io.vdev;
@@ -387,7 +421,8 @@ impl Pool {
     /// take it for a member); if it was ONLINE it keeps serving reads of the column, and
     /// takes the column's new writes, until the resilver completes and it is detached (in
     /// memory only: after a restart the resilver goes on from redundancy). Refused when the other
-    /// columns do not hold every block (stripe, or too many devices down).
+    /// columns do not hold every block (stripe, or too many devices down). Works on a
+    /// locked pool: the resilver runs keylessly and the labels are written label-only.
     pub async fn replace(
         &self,
         column: usize,

@@ -4,7 +4,9 @@
 //!
 //! The healing itself happens on every read in [`super::io::BlockIo`]: the vdev
 //! reconstructs, and the bad columns are rewritten through [`crate::raid::Vdev::repair`]
-//! unless the pool is locked or read-only (then the errors are only counted).
+//! unless the pool is read-only (then the errors are only counted). A locked pool heals
+//! too (the verified bytes are ciphertext); its damaged blocks carry no object (the
+//! names need the key).
 
 use super::bptr::BlockPtr;
 use super::error::PoolError;

@@ -2,9 +2,16 @@
 //!
 //! Every device holds [`LABEL_COPIES`] copies of its label of [`LABEL_BYTES`] each: two at
 //! the start of the device and two at the end; the data area lies between. Each copy has
-//! its own crc32c. Copies `0` and `2` form pair A, `1` and `3` pair B: txg `t` is written to
-//! pair `t % 2` only, so a torn label write can only damage the pair being written while
-//! the other pair still holds txg `t - 1`.
+//! its own crc32c. Copies `0` and `2` form pair A, `1` and `3` pair B: label generation `g`
+//! is written to pair `g % 2` only, so a torn label write can only damage the pair being
+//! written while
+//! the other pair still holds the previous label.
+//!
+//! Version 3 adds a **label generation** (every label write, full commit or label-only,
+//! takes the next one; the pair written is `generation % 2`) so that a locked pool, which
+//! cannot commit new tree nodes, can still persist membership changes and a keyless
+//! resilver position by writing labels that keep the same uberblock. Labels are ordered by
+//! (uberblock txg, generation) ([`Label::order`]); a version 2 label's generation is its txg.
 
 use super::bptr::{BP_LEN, BlockPtr};
 use super::bytes::Reader;
@@ -20,8 +27,15 @@ pub const LABEL_AREA: u64 = 2 * LABEL_BYTES;
 /// Label magic.
 pub const LABEL_MAGIC: [u8; 8] = *b"INGOTLB1";
 /// On-disk format version written. Version 2 adds the per-column resilver marks
-/// ([`Label::resilver_from`]); version 1 labels (no marks) are still read.
-pub const FORMAT_VERSION: u32 = 2;
+/// ([`Label::resilver_from`]); version 3 the label generation, the flags and the keyless
+/// resilver position. Versions 1 and 2 are still read.
+pub const FORMAT_VERSION: u32 = 3;
+/// Label flag (version 3): a locked pool wrote this label, so the tree's
+/// `resilver-position` record (written by an unlocked pool) may be out of date; the next
+/// writable unlocked import drops it.
+pub const FLAG_TREE_POSITION_STALE: u32 = 1;
+/// Longest keyless position path (tree depth plus the root level).
+pub const MAX_POSITION_PATH: usize = 32;
 /// Oldest label format version read.
 pub const MIN_FORMAT_VERSION: u32 = 1;
 /// Most devices in a pool.
@@ -126,6 +140,34 @@ pub struct Uberblock {
     pub space_map: BlockPtr,
 }
 
+/// Where an interrupted keyless (locked-pool) resilver or scrub was, kept in the labels
+/// (version 3).
+///
+/// `path` locates the next block to rebuild in the depth-first walk of the tree of txg
+/// `txg` (the label's own uberblock txg: a locked pool never commits a new tree): index 0
+/// is the walk's root level (0 the space map, 1 the root node), each further entry the
+/// index of a child in its node's physical pointers. Every block before it in the walk
+/// is rebuilt (scrubbed) and durable. Only valid for the same `txg`, `from_txg` and targets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScanPosition {
+    /// A scrub's position (`from_txg` and `targets` are 0), not a resilver's.
+    pub scrub: bool,
+    /// Txg of the tree the path is in.
+    pub txg: u64,
+    /// Oldest birth txg the resilver rebuilds.
+    pub from_txg: u64,
+    /// Digest of the target columns and their device GUIDs.
+    pub targets: u64,
+    /// Allocated bytes scanned so far.
+    pub scanned: u64,
+    /// Bad columns found so far.
+    pub found: u64,
+    /// Columns repaired so far.
+    pub repaired: u64,
+    /// The next block's path (at most [`MAX_POSITION_PATH`] entries).
+    pub path: Vec<u32>,
+}
+
 /// One label copy, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Label {
@@ -161,6 +203,13 @@ pub struct Label {
     /// resilvered and lacks blocks born at or after this txg (1: a new device, lacks all).
     /// Format version 2; empty or all zeros in version 1 labels.
     pub resilver_from: Vec<u64>,
+    /// Label generation (version 3; the txg in older labels): every label write takes the
+    /// next one, label-only commits of a locked pool included.
+    pub generation: u64,
+    /// Flags ([`FLAG_TREE_POSITION_STALE`]); 0 in older labels.
+    pub flags: u32,
+    /// A keyless resilver's saved position (version 3).
+    pub scan_position: Option<ScanPosition>,
 }
 
 /// Byte offset of label copy `i` on a device of `capacity` bytes.
@@ -174,9 +223,10 @@ pub fn label_offset(i: usize, capacity: u64) -> u64 {
     }
 }
 
-/// Label copies that txg `txg` is written to.
-pub fn copies_for_txg(txg: u64) -> [usize; 2] {
-    if txg.is_multiple_of(2) {
+/// Label copies that label generation `generation` is written to (in version 2 labels
+/// the generation is the txg).
+pub fn copies_for_txg(generation: u64) -> [usize; 2] {
+    if generation.is_multiple_of(2) {
         [0, 2]
     } else {
         [1, 3]
@@ -184,11 +234,21 @@ pub fn copies_for_txg(txg: u64) -> [usize; 2] {
 }
 
 impl Label {
+    /// Import order: the newest label has the highest (uberblock txg, generation).
+    pub fn order(&self) -> (u64, u64) {
+        (self.uber.txg, self.generation)
+    }
+
     /// Encode to exactly [`LABEL_BYTES`].
     pub fn encode(&self) -> Result<Vec<u8>, PoolError> {
         if self.device_guids.len() > MAX_DEVICES
             || self.name.len() > MAX_NAME
             || self.key_slot.len() > MAX_KEYSLOT
+            || self
+                .scan_position
+                .as_ref()
+                .is_some_and(|p| p.path.len() > MAX_POSITION_PATH)
+            || self.flags & !FLAG_TREE_POSITION_STALE != 0
         {
             return Err(PoolError::Config(
                 "label fields too large (devices, name or key slot)".into(),
@@ -197,7 +257,7 @@ impl Label {
         let mut o = Vec::with_capacity(LABEL_BYTES as usize);
         o.extend_from_slice(&LABEL_MAGIC);
         o.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        o.extend_from_slice(&0u32.to_le_bytes());
+        o.extend_from_slice(&self.flags.to_le_bytes());
         o.extend_from_slice(&self.pool_guid.to_le_bytes());
         o.extend_from_slice(&self.device_guid.to_le_bytes());
         o.extend_from_slice(&self.device_index.to_le_bytes());
@@ -227,6 +287,20 @@ impl Label {
         for k in 0..self.device_guids.len() {
             let r = self.resilver_from.get(k).copied().unwrap_or(0);
             o.extend_from_slice(&r.to_le_bytes());
+        }
+        o.extend_from_slice(&self.generation.to_le_bytes());
+        match &self.scan_position {
+            None => o.push(0),
+            Some(p) => {
+                o.push(if p.scrub { 2 } else { 1 });
+                for x in [p.txg, p.from_txg, p.targets, p.scanned, p.found, p.repaired] {
+                    o.extend_from_slice(&x.to_le_bytes());
+                }
+                o.push(p.path.len() as u8);
+                for x in &p.path {
+                    o.extend_from_slice(&x.to_le_bytes());
+                }
+            }
         }
         o.resize(LABEL_BYTES as usize - 4, 0);
         let crc = crc32c::crc32c(&o);
@@ -258,7 +332,15 @@ impl Label {
                 "format version {version}, this build reads {MIN_FORMAT_VERSION}..={FORMAT_VERSION}"
             )));
         }
-        r.u32()?;
+        // Older versions wrote 0 and gave the field no meaning.
+        let flags = if version >= 3 {
+            r.u32()?
+        } else {
+            r.u32().map(|_| 0)?
+        };
+        if flags & !FLAG_TREE_POSITION_STALE != 0 {
+            return Err(r.bad(format!("unknown label flags {flags:#x}")));
+        }
         let pool_guid = r.u64()?;
         let device_guid = r.u64()?;
         let device_index = r.u32()?;
@@ -303,6 +385,39 @@ impl Label {
         if device_guids[device_index as usize] != device_guid {
             return Err(r.bad("device GUID not at its index"));
         }
+        let mut generation = txg;
+        let mut scan_position = None;
+        if version >= 3 {
+            generation = r.u64()?;
+            match r.u8()? {
+                0 => {}
+                tag @ (1 | 2) => {
+                    let mut f = [0u64; 6];
+                    for x in &mut f {
+                        *x = r.u64()?;
+                    }
+                    let len = r.u8()? as usize;
+                    if len > MAX_POSITION_PATH {
+                        return Err(r.bad(format!("resilver position path of {len} entries")));
+                    }
+                    let mut path = Vec::with_capacity(len);
+                    for _ in 0..len {
+                        path.push(r.u32()?);
+                    }
+                    scan_position = Some(ScanPosition {
+                        scrub: tag == 2,
+                        txg: f[0],
+                        from_txg: f[1],
+                        targets: f[2],
+                        scanned: f[3],
+                        found: f[4],
+                        repaired: f[5],
+                        path,
+                    });
+                }
+                other => return Err(r.bad(format!("resilver position tag {other}"))),
+            }
+        }
         let _ = BP_LEN;
         Ok(Label {
             pool_guid,
@@ -325,6 +440,9 @@ impl Label {
             },
             key_slot,
             resilver_from,
+            generation,
+            flags,
+            scan_position,
         })
     }
 }
@@ -370,6 +488,18 @@ mod tests {
             },
             key_slot: vec![7; 100],
             resilver_from: vec![0, 3],
+            generation: 9,
+            flags: FLAG_TREE_POSITION_STALE,
+            scan_position: Some(ScanPosition {
+                scrub: false,
+                txg: 5,
+                from_txg: 2,
+                targets: 77,
+                scanned: 4096,
+                found: 1,
+                repaired: 1,
+                path: vec![1, 0, 3],
+            }),
         }
     }
 
@@ -381,6 +511,40 @@ mod tests {
         assert_eq!(Label::decode(&e).unwrap(), l);
         e[100] ^= 1;
         assert!(Label::decode(&e).is_err());
+    }
+
+    #[test]
+    fn version_2_labels_still_decode_with_generation_equal_to_txg() {
+        // A version 2 encoding: the version 3 one without flags, generation and position.
+        let mut l = sample();
+        l.flags = 0;
+        l.scan_position = None;
+        l.generation = l.uber.txg;
+        let mut e = l.encode().unwrap();
+        e[8..12].copy_from_slice(&2u32.to_le_bytes());
+        // Zero what version 3 appended after the resilver marks (generation, position tag).
+        let tail = 136 + 8 * 2 + 96 + 2 + 100 + 8 * 2;
+        e[tail..tail + 9].fill(0);
+        let n = e.len();
+        let crc = crc32c::crc32c(&e[..n - 4]);
+        e[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Label::decode(&e).unwrap(), l);
+        // Unknown flag bits are refused.
+        let mut bad = sample().encode().unwrap();
+        bad[12] = 0x80;
+        let crc = crc32c::crc32c(&bad[..n - 4]);
+        bad[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert!(Label::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn order_is_txg_then_generation() {
+        let mut a = sample();
+        let mut b = sample();
+        b.generation += 1;
+        assert!(b.order() > a.order());
+        a.uber.txg += 1;
+        assert!(a.order() > b.order());
     }
 
     proptest! {

@@ -43,4 +43,6 @@ pub use recordcache::RecordCacheStats;
 pub use resilver::{ResilverHandle, ResilverOptions, ResilverProgress};
 pub use scrub::{JobHandle, JobProgress, ScrubHandle, ScrubOptions, ScrubProgress, ScrubState};
 #[cfg(test)]
+mod locked_tests;
+#[cfg(test)]
 mod tests;

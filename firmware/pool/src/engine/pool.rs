@@ -8,6 +8,13 @@
 //! 3. flush every device;
 //! 4. write the label with the uberblock of `t` to label pair `t % 2` of every device; flush;
 //! 5. `t` is durable: fold its allocations/frees into the allocator, demote written nodes.
+//!
+//! A **locked** pool (encrypted, imported without the passphrase) is writable for
+//! maintenance unless imported read-only: scrub and self-healing reads rewrite bad
+//! columns with the verified ciphertext, resilvers run keylessly, devices are replaced.
+//! It cannot write tree nodes (no key), so its commits are **label-only**: the labels of
+//! the next generation keep the same uberblock and carry the membership (device GUIDs,
+//! resilver marks) and the keyless resilver position (docs/FORMAT.md, section 7).
 
 use super::alloc::Allocator;
 use super::bptr::{BlockKind, BlockPtr};
@@ -21,8 +28,8 @@ use super::error::PoolError;
 use super::io::{AllocCtx, BlockIo, IoStats};
 use super::keys::{self, META_OID};
 use super::label::{
-    LABEL_AREA, LABEL_BYTES, LABEL_COPIES, Label, MAX_NAME, PoolCompression, PoolLayout, Uberblock,
-    copies_for_txg, label_offset,
+    FLAG_TREE_POSITION_STALE, LABEL_AREA, LABEL_BYTES, LABEL_COPIES, Label, MAX_NAME,
+    PoolCompression, PoolLayout, ScanPosition, Uberblock, copies_for_txg, label_offset,
 };
 use super::node::Child;
 use super::tree::{self, Frees, Tree};
@@ -89,6 +96,19 @@ pub(crate) struct CommitState {
     /// still deferred, a commit runs even with nothing dirty, so freed space is released
     /// after the freeing txg and the next are durable instead of waiting for other writes.
     pub release_through: u64,
+    /// Generation of the last label written (or found at import).
+    pub generation: u64,
+    /// The keyless resilver position the last labels carry.
+    pub scan_pos: Option<ScanPosition>,
+}
+
+/// What a label write carries besides the uberblock: its generation, flags and the
+/// keyless resilver position.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LabelMeta {
+    pub generation: u64,
+    pub flags: u32,
+    pub scan_pos: Option<ScanPosition>,
 }
 
 /// Identity and layout of the imported pool.
@@ -136,6 +156,10 @@ pub(crate) struct Inner {
     pub durable_txg: AtomicU64,
     pub read_only: bool,
     pub locked: bool,
+    /// Set when the imported labels say a locked pool wrote them: the tree's
+    /// `resilver-position` record may be out of date and is not resumed from (an unlocked
+    /// writable import removes it in the first txg it commits).
+    pub tree_position_stale: AtomicBool,
     pub closed: AtomicBool,
     pub suspended: Mutex<Option<String>>,
     pub tunables: Tunables,
@@ -352,9 +376,13 @@ impl Pool {
             space_map,
         };
         // Txg 1 goes to all four copies (overwriting any labels of a previous pool).
+        let meta = LabelMeta {
+            generation: 1,
+            ..LabelMeta::default()
+        };
         for (i, d) in devs.iter().enumerate() {
             let Some(d) = d else { continue };
-            let label = make_label(&id, id.compression, &members, i, &uber, &key_slot);
+            let label = make_label(&id, id.compression, &members, i, &uber, &key_slot, &meta);
             let bytes = label.encode()?;
             let cap = d.geometry().capacity();
             for copy in 0..LABEL_COPIES {
@@ -378,6 +406,7 @@ impl Pool {
             counters,
             false,
             false,
+            meta,
             cfg.tunables,
         ))
     }
@@ -394,6 +423,7 @@ impl Pool {
         counters: Counters,
         read_only: bool,
         locked: bool,
+        meta: LabelMeta,
         tunables: Tunables,
     ) -> Pool {
         let id_compression = id.compression;
@@ -419,6 +449,8 @@ impl Pool {
                 force: false,
                 // Frees deferred in the imported space map are released by the next commit.
                 release_through: uber.txg,
+                generation: meta.generation,
+                scan_pos: meta.scan_pos.clone(),
             }),
             next_oid: AtomicU64::new(counters.next_oid),
             objects: AtomicU64::new(counters.objects),
@@ -427,6 +459,7 @@ impl Pool {
             durable_txg: AtomicU64::new(uber.txg),
             read_only,
             locked,
+            tree_position_stale: AtomicBool::new(meta.flags & FLAG_TREE_POSITION_STALE != 0),
             closed: AtomicBool::new(false),
             suspended: Mutex::new(None),
             datapath: super::datapath::DataPath::new(&tunables),
@@ -436,6 +469,10 @@ impl Pool {
             txg_interval_ms: AtomicU64::new(txg_interval_ms),
             devices: super::devices::DeviceCtl::default(),
         });
+        // A keyless resilver position of this very tree is resumed by the next resilver.
+        if let Some(p) = meta.scan_pos.filter(|p| p.txg == uber.txg) {
+            inner.devices.set_keyless_position(p.scrub, Some(p));
+        }
         if !read_only {
             super::devices::start_monitor(&inner);
         }
@@ -496,7 +533,7 @@ impl Pool {
         let mut votes: std::collections::HashMap<u64, (usize, u64)> =
             std::collections::HashMap::new();
         for (_, ls) in &per_dev {
-            if let Some(best) = ls.iter().max_by_key(|l| l.uber.txg) {
+            if let Some(best) = ls.iter().max_by_key(|l| l.order()) {
                 let v = votes.entry(best.pool_guid).or_insert((0, 0));
                 v.0 += 1;
                 v.1 = v.1.max(best.uber.txg);
@@ -513,7 +550,7 @@ impl Pool {
             .iter()
             .flat_map(|(_, ls)| ls.iter())
             .filter(|l| l.pool_guid == chosen_guid)
-            .max_by_key(|l| l.uber.txg)
+            .max_by_key(|l| l.order())
             .cloned()
             .ok_or_else(|| PoolError::NotAPool {
                 detail: "no labels".into(),
@@ -527,7 +564,7 @@ impl Pool {
         for (d, labels) in &per_dev {
             let loc = d.identity().location;
             let mine: Vec<&Label> = labels.iter().filter(|l| l.pool_guid == pool_guid).collect();
-            let Some(best) = mine.iter().max_by_key(|l| l.uber.txg) else {
+            let Some(best) = mine.iter().max_by_key(|l| l.order()) else {
                 return Err(PoolError::ForeignDevice {
                     device: loc,
                     found_pool: labels[0].pool_guid,
@@ -594,8 +631,10 @@ impl Pool {
                 detail: format!("missing {}", missing.join(", ")),
             });
         }
-        // 3. Candidate txgs, newest first; take the first whose root and space map verify.
-        ubers.sort_by_key(|u| std::cmp::Reverse(u.0.txg));
+        // 3. Candidate txgs, newest first (by txg, then label generation: label-only commits
+        //    of a locked pool keep the uberblock); take the first whose root and space map
+        //    verify.
+        ubers.sort_by_key(|u| std::cmp::Reverse(u.1.order()));
         ubers.dedup_by(|a, b| a.0 == b.0);
         let probe = BlockIo {
             vdev,
@@ -636,7 +675,8 @@ impl Pool {
         // Device states: a device that missed commits, or whose resilver was interrupted,
         // is resilvered (for the txgs it lacks) when the pool can be written; otherwise it
         // stays STALE and reads repair it through redundancy.
-        let writable = !(opts.read_only || (label.encrypted && opts.passphrase.is_none()));
+        // A locked pool is writable too (keylessly: repairs, resilvers, label-only commits).
+        let writable = !opts.read_only;
         let mut resilver_from = label.resilver_from.clone();
         resilver_from.resize(n, 0);
         for (k, st) in states.iter().enumerate() {
@@ -711,7 +751,7 @@ impl Pool {
             codec: Codec::new(codec_compression(label.compression), cipher),
             cache: NodeCache::new(opts.tunables.cache_bytes),
             unlocked: !locked,
-            repair: !(opts.read_only || locked),
+            repair: !opts.read_only,
             stats: IoStats::default(),
         };
         let capacity = io.vdev.capacity_sectors();
@@ -742,8 +782,14 @@ impl Pool {
                 })?;
             (alloc, Counters::decode(&rec)?)
         };
-        let read_only = opts.read_only || locked;
-        tracing::info!(pool = %id.name, txg = uber.txg, present, locked, read_only, "pool imported");
+        let read_only = opts.read_only;
+        let meta = LabelMeta {
+            generation: label.generation,
+            flags: label.flags,
+            scan_pos: label.scan_position.clone(),
+        };
+        let stale_record = !read_only && !locked && label.flags & FLAG_TREE_POSITION_STALE != 0;
+        tracing::info!(pool = %id.name, txg = uber.txg, generation = label.generation, present, locked, read_only, "pool imported");
         let pool = Pool::start(
             id,
             members,
@@ -755,8 +801,14 @@ impl Pool {
             counters,
             read_only,
             locked,
+            meta,
             opts.tunables,
         );
+        if stale_record {
+            // A locked pool resilvered since the tree's resilver record was written: drop
+            // it in the first txg this import commits (the labels of that txg clear the flag).
+            pool.inner.drop_tree_position().await?;
+        }
         if !read_only {
             super::devices::resume_resilver(&pool.inner).await;
         }
@@ -829,6 +881,9 @@ impl Pool {
             suspended,
             checksum_errors: i.io.stats.checksum_errors.load(Ordering::Relaxed),
             damaged: i.io.stats.damaged.list(),
+            damaged_note: i.locked.then(|| {
+                "pool is locked: damaged blocks are reported by pool address only (naming their objects needs the key; unlock and scrub)".to_string()
+            }),
             health,
             resilver: i.devices.resilver_progress(),
             spares: i.devices.spare_status(),
@@ -915,6 +970,11 @@ impl Pool {
     pub async fn export(mut self) -> Result<(), PoolError> {
         let r = if self.inner.read_only {
             Ok(0)
+        } else if self.inner.locked {
+            // Persist membership and the keyless position (label-only). Closed first, so
+            // no job's label-only commit can follow this one.
+            self.inner.closed.store(true, Ordering::Release);
+            self.inner.write_locked_labels(true, true).await
         } else {
             self.inner.commit().await
         };
@@ -1037,6 +1097,7 @@ fn make_label(
     index: usize,
     uber: &Uberblock,
     key_slot: &[u8],
+    meta: &LabelMeta,
 ) -> Label {
     Label {
         pool_guid: id.pool_guid,
@@ -1054,6 +1115,9 @@ fn make_label(
         uber: *uber,
         key_slot: key_slot.to_vec(),
         resilver_from: members.resilver_from.clone(),
+        generation: meta.generation,
+        flags: meta.flags,
+        scan_position: meta.scan_pos.clone(),
     }
 }
 
@@ -1077,8 +1141,90 @@ impl Inner {
         Ok(())
     }
 
-    /// Commit the open txg if it has changes; returns the durable txg.
+    /// Fail unless the pool may write its devices for maintenance (repairs, resilver,
+    /// replace, label-only commits): a locked pool may, a read-only, exported or
+    /// suspended one may not.
+    pub(crate) fn maintainable(&self) -> Result<(), PoolError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(PoolError::ReadOnly("pool is exported".into()));
+        }
+        if self.read_only {
+            return Err(PoolError::ReadOnly("imported read-only".into()));
+        }
+        if let Some(s) = self.suspension() {
+            return Err(PoolError::ReadOnly(format!("suspended: {s}")));
+        }
+        Ok(())
+    }
+
+    /// Remove the tree's `resilver-position` record in the open txg (it is out of date).
+    async fn drop_tree_position(&self) -> Result<(), PoolError> {
+        let key = super::keys::kv(META_OID, super::scrub::RESILVER_POSITION_KEY);
+        let mut g = self.open.lock().await;
+        let o = &mut *g;
+        if o.tree.remove(&self.io, &key, &mut o.frees).await?.is_some() {
+            tracing::info!(pool = %self.id.name, "dropping the resilver record a locked pool outdated");
+        }
+        // The next commit runs (and its labels clear the flag) even if nothing was removed.
+        o.dirty = true;
+        Ok(())
+    }
+
+    /// Commit of a locked pool: label-only. With `force`, or when the keyless resilver
+    /// position changed since the last labels, write labels of the next generation that
+    /// keep the durable uberblock (same tree root and space map: nothing below the labels
+    /// is written) and carry the current membership and position. The devices are
+    /// flushed first, so whatever the labels claim rebuilt is durable before they are.
+    pub(crate) async fn commit_locked(&self, force: bool) -> Result<u64, PoolError> {
+        self.write_locked_labels(force, false).await
+    }
+
+    /// [`Inner::commit_locked`]; `exporting`: the final one of export, which runs after
+    /// the pool is closed (no other label write may follow it).
+    async fn write_locked_labels(&self, force: bool, exporting: bool) -> Result<u64, PoolError> {
+        let mut cs = self.commit.lock().await;
+        if self.read_only || (!exporting && self.closed.load(Ordering::Acquire)) {
+            return Ok(cs.uber.txg);
+        }
+        if let Some(s) = self.suspension() {
+            return Err(PoolError::ReadOnly(format!("suspended: {s}")));
+        }
+        let pos = self.devices.keyless_position();
+        if !(force || cs.force || pos != cs.scan_pos) {
+            return Ok(cs.uber.txg);
+        }
+        let meta = LabelMeta {
+            generation: cs.generation + 1,
+            flags: FLAG_TREE_POSITION_STALE,
+            scan_pos: pos,
+        };
+        let r = async {
+            self.io.flush().await?;
+            self.write_labels(&cs.uber, &cs.key_slot, &meta).await
+        }
+        .await;
+        match r {
+            Ok(()) => {
+                cs.force = false;
+                cs.generation = meta.generation;
+                cs.scan_pos = meta.scan_pos;
+                tracing::debug!(pool = %self.id.name, txg = cs.uber.txg, generation = cs.generation, "label-only commit");
+                Ok(cs.uber.txg)
+            }
+            Err(e) => {
+                self.suspend(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Commit the open txg if it has changes; returns the durable txg. On a locked pool:
+    /// a label-only commit ([`Inner::commit_locked`]) when membership or the keyless
+    /// resilver position changed.
     pub(crate) async fn commit(&self) -> Result<u64, PoolError> {
+        if self.locked {
+            return self.commit_locked(false).await;
+        }
         let mut cs = self.commit.lock().await;
         if self.read_only {
             return Ok(cs.uber.txg);
@@ -1212,8 +1358,17 @@ impl Inner {
             root,
             space_map,
         };
-        self.write_labels(&uber, &cs.key_slot).await?;
+        // A full commit: the tree (with its resilver record) is authoritative again.
+        let meta = LabelMeta {
+            generation: cs.generation + 1,
+            flags: 0,
+            scan_pos: None,
+        };
+        self.write_labels(&uber, &cs.key_slot, &meta).await?;
         cs.uber = uber;
+        cs.generation = meta.generation;
+        cs.scan_pos = None;
+        self.tree_position_stale.store(false, Ordering::Release);
         {
             // Frees of txgs a reader may still walk stay deferred. Taking the readable lock
             // for writing excludes a reader between reading the root and registering.
@@ -1238,11 +1393,17 @@ impl Inner {
         Ok(())
     }
 
-    /// Write the uberblock of `uber.txg` to its label pair on every device writes go to
-    /// (faulted, removed and missing devices keep the label txg of what they hold), then
-    /// flush. A device whose label write fails is faulted.
-    async fn write_labels(&self, uber: &Uberblock, key_slot: &[u8]) -> Result<(), PoolError> {
-        let copies = copies_for_txg(uber.txg);
+    /// Write the labels of generation `meta.generation` (with the uberblock `uber`) to the
+    /// label pair of that generation on every device writes go to (faulted, removed and
+    /// missing devices keep the label txg of what they hold), then flush. A device whose
+    /// label write fails is faulted.
+    async fn write_labels(
+        &self,
+        uber: &Uberblock,
+        key_slot: &[u8],
+        meta: &LabelMeta,
+    ) -> Result<(), PoolError> {
+        let copies = copies_for_txg(meta.generation);
         let mut ok = 0usize;
         let mut errs = Vec::new();
         let members = self.members.read().clone();
@@ -1258,6 +1419,7 @@ impl Inner {
                 i,
                 uber,
                 key_slot,
+                meta,
             )
             .encode()?;
             let cap = d.geometry().capacity();

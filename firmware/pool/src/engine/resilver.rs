@@ -15,7 +15,10 @@
 //!   so blocks written after the walk's tree need no rebuild.
 //! - Restart-safe: the labels mark each column being resilvered and from which txg
 //!   ([`super::label::Label::resilver_from`]), and the walk's position is saved in the
-//!   tree (key bookmark, like the scrub's); import resumes it.
+//!   tree (key bookmark, like the scrub's) or, on a locked pool, in the labels (a keyless
+//!   path in the tree, [`super::label::ScanPosition`], written by label-only commits);
+//!   import resumes it, locked or not.
+//! - Keyless: on a locked pool the whole resilver (replace included) runs without keys.
 //! - When the walk completes every target is ONLINE, its mark cleared in the labels
 //!   (a commit), and a device event emitted. Columns that became RESILVERING meanwhile
 //!   are picked up by the next resilver, started at once.
@@ -114,7 +117,7 @@ async fn launch(inner: &Arc<Inner>, opts: ResilverOptions) -> Result<Started, Po
     {
         return Ok(Started::Running(h));
     }
-    if inner.writable().is_err() {
+    if inner.maintainable().is_err() {
         return Ok(Started::Nothing);
     }
     let vdev = &inner.io.vdev;
@@ -190,6 +193,14 @@ async fn supervise(weak: std::sync::Weak<Inner>, mut job: Launched, opts: Resilv
             }
         }
     }
+}
+
+/// Digest of a resilver's targets (columns and device GUIDs): a saved keyless position is
+/// resumed only by a resilver of the same targets.
+pub(crate) fn targets_digest(targets: &[(usize, u64)]) -> u64 {
+    targets.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &(c, g)| {
+        (h ^ g ^ ((c as u64) << 56)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The walk completed: the targets still holding the same device are ONLINE, their

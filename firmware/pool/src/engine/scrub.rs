@@ -4,7 +4,8 @@
 //! and rewrites bad ones through [`crate::raid::Vdev::repair`].
 //!
 //! - Keyless: it checks crc32c over the stored (encrypted) bytes, so it runs on a locked
-//!   pool (which only counts what it finds, as does a read-only pool).
+//!   pool and repairs there exactly as on an unlocked one (the rebuilt ciphertext is
+//!   bit-identical); only a read-only pool just counts what it finds.
 //! - Online: the pool keeps serving reads and writes. The walked txg's blocks are held
 //!   against reuse (a reader registration, like foreground reads take), so a block freed
 //!   and reallocated meanwhile is never misreported. With the key loaded the scrub moves
@@ -21,7 +22,11 @@
 //!   scrub pauses and every few seconds, and committed with the txgs. After export/import
 //!   or a crash, [`Pool::start_scrub`] resumes from it (extents written since the
 //!   interrupted scrub started were written verified and are behind the bookmark only if
-//!   their keys are). A locked pool cannot save or resume: it starts over.
+//!   their keys are). A locked pool cannot write the tree: its scrub or resilver saves a
+//!   keyless position instead (the path of the next block in the walk of its unchanging
+//!   tree, [`ScanPosition`]) in the labels, through label-only commits; the next job of
+//!   the same kind on the same tree resumes from it, locked or unlocked (and with the key
+//!   saves its key bookmark in the tree at once).
 //!
 //! The same walker runs the resilver ([`super::resilver`]): [`Mode`] says what is done
 //! with each block (scrub: read every column and repair; resilver: read the block from
@@ -30,6 +35,7 @@
 
 use super::error::PoolError;
 use super::heal::DamagedBlock;
+use super::label::{MAX_POSITION_PATH, ScanPosition};
 use super::node::{ClearHeader, MAX_LEVEL};
 use super::pool::{Inner, Pool};
 use futures::future::join_all;
@@ -53,6 +59,8 @@ const REANCHOR_TXGS: u64 = 4;
 const PACE_SLICE: Duration = Duration::from_millis(5);
 /// How often a running scrub saves its position (committed with the next txg).
 const SAVE_EVERY: Duration = Duration::from_secs(5);
+/// Pool-private map key (object 0) of an interrupted resilver's saved position.
+pub(crate) const RESILVER_POSITION_KEY: &[u8] = b"resilver-position";
 
 /// How a scrub runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -107,7 +115,8 @@ pub struct ScrubProgress {
     pub repaired: u64,
     /// Blocks no combination of redundancy could verify (also in `PoolStatus::damaged`).
     pub unrecoverable: u64,
-    /// Whether bad columns are rewritten (false on a locked or read-only pool: count only).
+    /// Whether bad columns are rewritten (false on a read-only pool: count only; a locked
+    /// pool repairs too).
     pub repairing: bool,
     /// Set when this scrub resumed the saved position of an interrupted one (started at
     /// that txg); scanned bytes and the error counts include the interrupted run's, nodes
@@ -300,7 +309,7 @@ impl Mode {
     fn saved_key(&self) -> Vec<u8> {
         let name: &[u8] = match self {
             Mode::Scrub => b"scrub-position",
-            Mode::Resilver { .. } => b"resilver-position",
+            Mode::Resilver { .. } => RESILVER_POSITION_KEY,
         };
         super::keys::kv(super::keys::META_OID, name)
     }
@@ -352,6 +361,9 @@ struct Blk {
     /// With the key loaded: an extent's tree key, or a node's exclusive upper bound
     /// (`None`: unknown or unbounded).
     key: Option<Arc<[u8]>>,
+    /// Where it is in the walk: root index (0 space map, 1 root node), then the index of
+    /// each child in its node's physical pointers (the keyless position).
+    path: Vec<u32>,
 }
 
 /// Register a hold on the last committed txg's blocks; its uberblock.
@@ -407,7 +419,36 @@ pub(crate) async fn start_job<P: JobProgress>(
     let mut first = new_progress(uber.txg, inner.io.repair);
     let track = inner.io.unlocked;
     let mut bookmark = None;
-    if track && !opts.restart {
+    let mut skip = None;
+    // A keyless position saved in the labels (by a locked pool) for this very tree and
+    // job: newer than any tree record (those are dropped or ignored, see pool.rs).
+    {
+        let is_scrub = mode == Mode::Scrub;
+        let saved = inner.devices.keyless_position_of(is_scrub);
+        inner.devices.set_keyless_position(is_scrub, None);
+        if let Some(p) = saved.filter(|p| {
+            !opts.restart
+                && p.txg == uber.txg
+                && p.scrub == is_scrub
+                && match &mode {
+                    Mode::Scrub => true,
+                    Mode::Resilver { targets, min_birth } => {
+                        p.from_txg == *min_birth
+                            && p.targets == super::resilver::targets_digest(targets)
+                    }
+                }
+        }) {
+            tracing::info!(pool = %inner.id.name, job = mode.name(), txg = p.txg, scanned = p.scanned, path = ?p.path, "resuming a keyless position");
+            first.resumed_from_txg = Some(p.txg);
+            first.scanned_bytes = p.scanned;
+            first.errors_found = p.found;
+            first.repaired = p.repaired;
+            skip = Some(p.path);
+        }
+    }
+    let stale_record =
+        matches!(mode, Mode::Resilver { .. }) && inner.tree_position_stale.load(Ordering::Acquire);
+    if track && !opts.restart && skip.is_none() && !stale_record {
         let root = inner.readable.read().0.clone();
         if let Some(v) = super::tree::get(&inner.io, &root, &mode.saved_key()).await?
             && let Some(sv) = Saved::decode(&v)
@@ -434,6 +475,7 @@ pub(crate) async fn start_job<P: JobProgress>(
             depth: 0,
             key: None,
             birth: sm.birth,
+            path: vec![0],
         },
         Blk {
             addr: root.addr,
@@ -443,8 +485,10 @@ pub(crate) async fn start_job<P: JobProgress>(
             depth: 0,
             key: None,
             birth: root.birth,
+            path: vec![1],
         },
     ];
+    let keyless = !track && inner.io.repair;
     tracing::info!(pool = %inner.id.name, job = mode.name(), txg = uber.txg, "job started");
     let task = tokio::spawn(async move {
         Scrubber {
@@ -458,6 +502,10 @@ pub(crate) async fn start_job<P: JobProgress>(
             damaged: Vec::new(),
             track,
             bookmark,
+            save_soon: skip.is_some() && track,
+            skip,
+            keyless,
+            position_ok: true,
             opts,
             mode,
             control: crx,
@@ -498,6 +546,15 @@ struct Scrubber<P: JobProgress> {
     track: bool,
     /// Every extent with a key below this is done (this run or a saved one).
     bookmark: Option<Vec<u8>>,
+    /// Resumed from a keyless position: blocks before this path (in the first tree
+    /// walked) are done.
+    skip: Option<Vec<u32>>,
+    /// A resilver on a locked pool: publish the keyless position for the labels.
+    keyless: bool,
+    /// False once a target write failed: no position is published past it.
+    position_ok: bool,
+    /// Resumed by path with the key loaded: save the key bookmark as soon as there is one.
+    save_soon: bool,
     opts: ScrubOptions,
     mode: Mode,
     control: watch::Receiver<Control>,
@@ -506,16 +563,28 @@ struct Scrubber<P: JobProgress> {
     samples: VecDeque<(Instant, u64)>,
 }
 
-fn child_blocks(hdr: &ClearHeader, depth: u32) -> impl Iterator<Item = Blk> + '_ {
-    hdr.ptrs.iter().map(move |p| Blk {
+fn child_blocks<'a>(hdr: &'a ClearHeader, parent: &'a Blk) -> impl Iterator<Item = Blk> + 'a {
+    hdr.ptrs.iter().enumerate().map(move |(i, p)| Blk {
         addr: p.addr,
         sectors: u64::from(p.sectors),
         crc: p.crc,
         node: p.kind == super::bptr::BlockKind::Node,
-        depth: depth + 1,
+        depth: parent.depth + 1,
         key: None,
         birth: 0,
+        path: {
+            let mut v = parent.path.clone();
+            v.push(i as u32);
+            v
+        },
     })
+}
+
+/// Whether block `b` comes before the keyless position `skip` in the walk (so it is done).
+fn before(b: &Blk, skip: &[u32]) -> bool {
+    // Paths compare lexicographically in walk order; a prefix of `skip` (a node on the
+    // way down to it) is not done: it is walked again for the children after it.
+    b.path.as_slice() < skip && !skip.starts_with(&b.path)
 }
 
 /// Birth txgs of a leaf's data extents, in the order of its clear header's pointers.
@@ -675,7 +744,12 @@ impl<P: JobProgress> Scrubber<P> {
             p.total_bytes = total;
             p.state = ScrubState::Running;
         });
-        let mut stack: Vec<Blk> = roots.iter().rev().cloned().collect();
+        let mut stack: Vec<Blk> = roots
+            .iter()
+            .rev()
+            .filter(|b| self.skip.as_ref().is_none_or(|s| !before(b, s)))
+            .cloned()
+            .collect();
         let mut run_start = Instant::now();
         let mut run_bytes = 0u64;
         let mut last_save = Instant::now();
@@ -743,6 +817,12 @@ impl<P: JobProgress> Scrubber<P> {
                         let mut next = k.to_vec();
                         next.push(0);
                         self.bookmark = Some(next);
+                        if self.save_soon {
+                            // Resumed from a keyless position: the tree record takes over.
+                            self.save_soon = false;
+                            self.save().await;
+                            last_save = Instant::now();
+                        }
                     }
                 }
                 run_bytes += bytes;
@@ -752,6 +832,7 @@ impl<P: JobProgress> Scrubber<P> {
                     last_save = Instant::now();
                 }
                 self.account(bytes);
+                self.publish(&stack);
                 match self.opts.max_bytes_per_sec {
                     Some(cap) if cap > 0 => {
                         let due =
@@ -847,7 +928,7 @@ impl<P: JobProgress> Scrubber<P> {
                     continue;
                 }
                 total += vdev.asize(b.sectors) * 4096;
-                let mut kids: Vec<Blk> = child_blocks(&hdr, b.depth).collect();
+                let mut kids: Vec<Blk> = child_blocks(&hdr, &b).collect();
                 // A partial resilver with the key: extents learn their births.
                 if self.mode != Mode::Scrub
                     && self.track
@@ -902,6 +983,13 @@ impl<P: JobProgress> Scrubber<P> {
         };
         if let Some(Err(e)) = &c.rebuilt {
             self.set(|p| p.push_error(format!("resilver write at pool sector {}: {e}", b.addr)));
+            // This block is not rebuilt: no saved position may claim it is.
+            self.position_ok = false;
+            if self.keyless {
+                self.inner
+                    .devices
+                    .set_keyless_position(self.mode == Mode::Scrub, None);
+            }
         }
         if c.old {
             // The targets hold this subtree already.
@@ -925,9 +1013,12 @@ impl<P: JobProgress> Scrubber<P> {
         if b.node {
             match ClearHeader::decode(&out.data) {
                 Ok((hdr, _)) => {
-                    let mut kids: Vec<Blk> = child_blocks(&hdr, b.depth).collect();
+                    let mut kids: Vec<Blk> = child_blocks(&hdr, &b).collect();
                     if self.track {
                         self.key_children(&b, &out.data, &mut kids);
+                    }
+                    if let Some(skip) = &self.skip {
+                        kids.retain(|k| !before(k, skip));
                     }
                     // Reversed: the stack pops them in key order (the bookmark needs it).
                     stack.extend(kids.into_iter().rev());
@@ -989,7 +1080,8 @@ impl<P: JobProgress> Scrubber<P> {
     /// records an in-flight write stored before that and linked into the tree later
     /// (copy-on-write keeps this pass to the subtrees born since). False when done.
     async fn catch_up(&mut self, stack: &mut Vec<Blk>) -> bool {
-        if self.caught_up || self.closed() {
+        // A locked pool writes no new blocks: there is nothing to catch up with.
+        if self.caught_up || self.closed() || !self.inner.io.unlocked {
             return false;
         }
         let from = self.first_anchor + 1;
@@ -1027,6 +1119,8 @@ impl<P: JobProgress> Scrubber<P> {
         tracing::debug!(pool = %inner.id.name, from = self.anchor_txg, to = uber.txg, "scrub moves to a newer txg");
         self.hold = Some(hold);
         self.anchor_txg = uber.txg;
+        // A keyless position names blocks of the old tree only.
+        self.skip = None;
         self.set(|p| p.moves += 1);
         self.root = uber.root;
         stack.clear();
@@ -1038,12 +1132,53 @@ impl<P: JobProgress> Scrubber<P> {
             depth: 0,
             key: None,
             birth: uber.root.birth,
+            path: vec![1],
         });
     }
 
-    /// Save the position in the open txg (committed with it), if the pool can be written.
+    /// Publish the keyless position (a job on a locked pool): the next block, `stack`'s
+    /// top. Label-only commits write it.
+    fn publish(&self, stack: &[Blk]) {
+        if !self.keyless || !self.position_ok {
+            return;
+        }
+        let (from_txg, targets) = match &self.mode {
+            Mode::Scrub => (0, 0),
+            Mode::Resilver { targets, min_birth } => {
+                (*min_birth, super::resilver::targets_digest(targets))
+            }
+        };
+        let Some(next) = stack.last() else { return };
+        if next.path.len() > MAX_POSITION_PATH {
+            return;
+        }
+        let p = self.scan();
+        let scrub = self.mode == Mode::Scrub;
+        self.inner.devices.set_keyless_position(
+            scrub,
+            Some(ScanPosition {
+                scrub,
+                txg: self.anchor_txg,
+                from_txg,
+                targets,
+                scanned: p.scanned_bytes,
+                found: p.errors_found,
+                repaired: p.repaired,
+                path: next.path.clone(),
+            }),
+        );
+    }
+
+    /// Save the position in the open txg (committed with it), if the pool can be written;
+    /// on a locked pool, write the published keyless position by a label-only commit.
     async fn save(&mut self) {
         let inner = self.inner.clone();
+        if self.keyless {
+            if let Err(e) = inner.commit().await {
+                tracing::warn!(pool = %inner.id.name, job = self.mode.name(), error = %e, "cannot save the keyless position");
+            }
+            return;
+        }
         if !self.track || !inner.io.repair || inner.writable().is_err() {
             return;
         }
@@ -1074,6 +1209,12 @@ impl<P: JobProgress> Scrubber<P> {
     /// Drop a saved position (the scrub finished or was cancelled).
     async fn forget(&mut self) {
         let inner = self.inner.clone();
+        if self.keyless {
+            inner
+                .devices
+                .set_keyless_position(self.mode == Mode::Scrub, None);
+            return;
+        }
         if !inner.io.unlocked || !inner.io.repair || inner.writable().is_err() {
             return;
         }
