@@ -245,6 +245,7 @@ function jobCard(j) {
 }
 
 function updateJobs() {
+  updateScrubButton();
   document.querySelectorAll('[data-jobs]').forEach((box) => {
     const mode = box.dataset.jobs;
     let list = S.jobs.filter((j) => j.state === 'running' || j.state === 'paused');
@@ -411,10 +412,16 @@ function updatePool() {
         dmg.slice(0, 5).map((b) => b.path ? `${b.path} @ ${b.offset}` : b.object != null ? `object ${b.object} @ ${b.offset}` : `sector ${b.addr}`).join(', ')) : null,
       p.suspended ? h('span', { class: 'errs' }, 'Suspended: ', p.suspended) : null].filter(Boolean));
   }
-  const running = S.jobs.some((j) => j.state === 'running' || j.state === 'paused');
-  const sb = document.getElementById('start-scrub');
-  if (sb) { sb.disabled = running || p.locked; sb.title = p.locked ? 'Unlock the pool first' : running ? 'A job is already running' : ''; }
   updateJobs();
+}
+
+/** The Start scrub button follows the jobs (updated every second) and the pool. */
+function updateScrubButton() {
+  const p = S.pool, sb = document.getElementById('start-scrub');
+  if (!sb || !p) return;
+  const running = S.jobs.some((j) => j.state === 'running' || j.state === 'paused');
+  sb.disabled = running || p.read_only;
+  sb.title = p.read_only ? 'The pool is imported read-only' : running ? 'A job is already running' : p.locked ? 'Scrub runs without the key: it verifies and repairs ciphertext' : '';
 }
 
 function replaceDialog() {

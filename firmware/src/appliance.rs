@@ -935,12 +935,13 @@ impl Live {
     }
 
     /// Start the scheduled scrub when one is due: a period after the last scrub ended
-    /// (or after start-up), with no job running and the pool healthy and unlocked.
+    /// (or after start-up), with no job running and the pool healthy and writable. A locked
+    /// pool is scrubbed too: scrub verifies and repairs ciphertext without the key.
     async fn scheduled_scrub(&self, view: &PoolStatus) {
         let Some(period) = schedule_period(self.settings.lock().scrub_schedule) else {
             return;
         };
-        if view.locked || view.read_only || view.state != PoolState::Online {
+        if view.read_only || view.state != PoolState::Online {
             return;
         }
         let last_end = {

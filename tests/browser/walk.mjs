@@ -183,6 +183,13 @@ try {
     await banner('ONLINE');
     await page.locator('#health-banner.warn').waitFor();
     await shot('13-locked');
+    // Scrub needs no key: it verifies and repairs the ciphertext of the locked pool.
+    await nav('Pool & jobs');
+    const scrubs = await page.locator('.job[data-kind="scrub"]').count();
+    await page.getByRole('button', { name: 'Start scrub' }).click();
+    await page.waitForFunction((n) => document.querySelectorAll('.job[data-kind="scrub"]').length > n, scrubs, { timeout: LONG });
+    await waitJobDone('scrub', '13b-locked-scrub-done');
+    await nav('Encryption & export');
     await page.getByLabel('Passphrase', { exact: true }).fill('wrong passphrase');
     await page.getByRole('button', { name: 'Unlock pool' }).click();
     await page.getByText('wrong passphrase', { exact: false }).first().waitFor();
