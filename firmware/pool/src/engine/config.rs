@@ -18,7 +18,9 @@ pub struct Tunables {
     pub dirty_limit_bytes: u64,
     /// Bytes of clean tree nodes kept in memory.
     pub cache_bytes: usize,
-    /// Bytes of decoded data records kept in memory (the record cache; 0 disables it).
+    /// Memory the decoded-record cache (ARC) may hold; 0 disables it. Default: half of
+    /// physical memory, as ZFS sizes its ARC
+    /// ([`super::recordcache::default_cache_bytes`]).
     pub record_cache_bytes: usize,
 }
 
@@ -28,7 +30,7 @@ impl Default for Tunables {
             txg_interval: Duration::from_secs(5),
             dirty_limit_bytes: 64 << 20,
             cache_bytes: 64 << 20,
-            record_cache_bytes: 64 << 20,
+            record_cache_bytes: super::recordcache::default_cache_bytes(),
         }
     }
 }
@@ -192,6 +194,9 @@ pub struct PoolStatus {
     /// Hot spares.
     #[serde(default)]
     pub spares: Vec<SpareStatus>,
+    /// The data path: decoded-record cache (size, bound, hits) and dirty records.
+    #[serde(default)]
+    pub datapath: super::datapath::DataPathStats,
 }
 
 /// Result of a keyless verification walk.

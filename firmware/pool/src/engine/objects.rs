@@ -271,11 +271,20 @@ impl Batch<'_> {
         rec: u64,
         data: Vec<u8>,
     ) -> Result<(), StoreError> {
-        if let Some(bp) = self.set_record(id, rec, &data).await? {
-            self.dp.cache.put(bp.addr, bp.birth, Arc::new(data));
+        self.set_record(id, rec, &data).await?;
+        Ok(())
+    }
+
+    /// Put the decoded contents of extent `bp`, just written by this batch, into the record
+    /// cache (dropped again by [`Batch::undo`] if the batch fails): reads and sub-record
+    /// writes of recently written data are then served from memory.
+    fn cache_written(&mut self, bp: &BlockPtr, data: &[u8]) {
+        if self.dp.cache.fits(data.len()) {
+            self.dp
+                .cache
+                .put_written(bp.addr, bp.birth, Arc::new(data.to_vec()));
             self.cached.push((bp.addr, bp.birth));
         }
-        Ok(())
     }
 
     /// The batch failed: give its allocations back and drop what it cached for them.
@@ -311,6 +320,7 @@ impl Batch<'_> {
             self.counters.lbytes += u64::from(bp.lsize);
             self.counters.pbytes += bp.data_sectors() * 4096;
             new = Some(bp);
+            self.cache_written(&bp, &data[..trimmed]);
             self.tree
                 .insert(self.io, key, bp.to_bytes(), &mut self.frees)
                 .await?
@@ -322,12 +332,14 @@ impl Batch<'_> {
         Ok(new)
     }
 
-    /// Store record `rec` from a record written before the lock (`None`: all zero).
+    /// Store record `rec` from a record written before the lock (`None`: all zero);
+    /// `src`: its data (for the record cache).
     async fn set_record_pre(
         &mut self,
         id: ObjectId,
         rec: u64,
         pre: Option<BlockPtr>,
+        src: &[u8],
     ) -> Result<(), StoreError> {
         if self.is_dirty(id, rec) {
             self.staged.remove((id, rec));
@@ -338,6 +350,7 @@ impl Batch<'_> {
             Some(mut bp) => {
                 self.ctx.attach(bp.addr, u64::from(bp.asize));
                 bp.birth = self.ctx.txg();
+                self.cache_written(&bp, &src[..(bp.lsize as usize).min(src.len())]);
                 self.dirty += bp.data_sectors() * 4096;
                 self.counters.lbytes += u64::from(bp.lsize);
                 self.counters.pbytes += bp.data_sectors() * 4096;
@@ -473,7 +486,7 @@ impl Batch<'_> {
                     let in_off = (pos - rstart) as usize;
                     if in_off == 0 && n == rs {
                         match self.pre.remove(&(self.op_index, rec)) {
-                            Some(p) => self.set_record_pre(id, rec, p).await?,
+                            Some(p) => self.set_record_pre(id, rec, p, src).await?,
                             None => {
                                 self.set_record(id, rec, src).await?;
                             }
@@ -940,9 +953,11 @@ impl ObjectStore for Pool {
             let dst = &mut buf[(a - offset) as usize..(b - offset) as usize];
             let (ra, rb) = ((a - rstart) as usize, (b - rstart) as usize);
             let cached = i.datapath.cache.get(bp.addr, bp.birth);
+            let cache_it = i.datapath.cache.fits(bp.lsize as usize);
             let r = match cached {
                 Some(d) => Ok(Some(d)),
-                None if bp.comp == crate::compress::CompressionKind::None.code()
+                None if !cache_it
+                    && bp.comp == crate::compress::CompressionKind::None.code()
                     && rb - ra < bp.lsize as usize =>
                 {
                     // Uncompressed and read in part: decrypt only the units returned.
@@ -958,9 +973,8 @@ impl ObjectStore for Pool {
                     .await
                     .map(|d| {
                         let d = Arc::new(d);
-                        // A read of part of the record caches it (small random reads come
-                        // back); one of all of it is streaming and would only churn the cache.
-                        if rb - ra < bp.lsize as usize {
+                        // Streaming reads churn only the cache's recent list (ARC).
+                        if cache_it {
                             i.datapath.cache.put(bp.addr, bp.birth, d.clone());
                         }
                         Some(d)
