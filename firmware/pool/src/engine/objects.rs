@@ -34,6 +34,8 @@ use std::sync::atomic::Ordering;
 pub const MAX_OBJECT_BYTES: u64 = 1 << 60;
 /// Approximate metadata bytes one op dirties (for the dirty-bytes threshold).
 const OP_META_BYTES: u64 = 512;
+/// Dirty records a commit encodes and writes concurrently.
+const FLUSH_WINDOW: usize = 16;
 
 /// The object record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -630,19 +632,8 @@ impl Inner {
             cached: Vec::new(),
         };
         let n = recs.len();
-        for ((id, rec), r) in recs {
-            let r = match r.base() {
-                Some(bp) if r.uses_base() => match b.decoded(id, rec, bp).await {
-                    Ok(base) => Ok(r.contents(Some(&base))),
-                    Err(e) => Err(e),
-                },
-                _ => Ok(r.contents(None)),
-            };
-            let r = match r {
-                Ok(data) => b.set_record_cached(id, rec, data).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = r {
+        for window in recs.chunks(FLUSH_WINDOW) {
+            if let Err((id, rec, e)) = self.flush_window(&mut b, window).await {
                 b.undo();
                 return Err(match e {
                     StoreError::NoSpace => PoolError::NoSpace,
@@ -667,6 +658,68 @@ impl Inner {
             .fetch_add(n as u64, Ordering::Relaxed);
         tracing::trace!(pool = %self.id.name, txg = o.txg, records = n, "dirty records written");
         Ok(())
+    }
+
+    /// Encode and write one window of dirty records at commit: the records' extents are
+    /// compressed, encrypted and written concurrently (so the device round trips of one
+    /// overlap the encoding of the next), then put into the tree in order. A record that
+    /// finds no space outside the reserve is written through the batch (which may use it).
+    async fn flush_window(
+        &self,
+        b: &mut Batch<'_>,
+        window: &[(super::dirty::RecKey, Arc<DirtyRecord>)],
+    ) -> Result<(), (ObjectId, u64, StoreError)> {
+        let mut datas = Vec::with_capacity(window.len());
+        for ((id, rec), r) in window {
+            let data = match r.base() {
+                Some(bp) if r.uses_base() => match b.decoded(*id, *rec, bp).await {
+                    Ok(base) => r.contents(Some(&base)),
+                    Err(e) => return Err((*id, *rec, e)),
+                },
+                _ => r.contents(None),
+            };
+            datas.push((*id, *rec, data));
+        }
+        let writes = datas.iter().map(|(_, _, d)| async move {
+            // `contents` has no trailing zeroes: empty means all zero (a hole).
+            if d.is_empty() {
+                Ok(None)
+            } else {
+                self.io.write_data_detached(d, &self.alloc).await.map(Some)
+            }
+        });
+        let written = futures::future::join_all(writes).await;
+        let mut failed = None;
+        for ((id, rec, data), w) in datas.into_iter().zip(written) {
+            let r = match w {
+                _ if failed.is_some() => {
+                    if let Ok(Some(bp)) = w {
+                        self.give_back_one(&bp);
+                    }
+                    continue;
+                }
+                Ok(pre) => b.set_record_pre(id, rec, pre, &data).await,
+                Err(PoolError::NoSpace) => b.set_record_cached(id, rec, data).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = r {
+                failed = Some((id, rec, e));
+            }
+        }
+        match failed {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+
+    fn give_back_one(&self, bp: &BlockPtr) {
+        if let Err(e) = self
+            .alloc
+            .lock()
+            .unalloc_detached(bp.addr, u64::from(bp.asize))
+        {
+            tracing::error!(error = %e, "giving back a flushed record's allocation failed");
+        }
     }
 
     /// The root readers use, with a guard that keeps the extents it references from being

@@ -276,7 +276,11 @@ async fn written_records_are_served_from_the_cache_and_never_stale() {
     p.read(64, 0, &mut whole).await.unwrap();
     assert_eq!(whole, data);
     let s = p.datapath_stats();
-    assert_eq!((s.record_cache.hits, s.record_cache.misses), (8, 0), "{s:?}");
+    assert_eq!(
+        (s.record_cache.hits, s.record_cache.misses),
+        (8, 0),
+        "{s:?}"
+    );
     assert_eq!(s.partial_reads, 0);
     // Overwrite record 0 whole, record 1 in part (dirty, flushed at commit), punch record 2,
     // truncate into record 3: every read after each change sees the change.
@@ -573,7 +577,10 @@ async fn run_steps(steps: Vec<Step>, cache: usize, dirty_limit: u64) {
             Step::Reimport => p = reimport(p, &devs, cache).await,
         }
         let rc = p.datapath_stats().record_cache;
-        assert!(rc.bytes <= cache as u64, "step {k}: cache over its bound: {rc:?}");
+        assert!(
+            rc.bytes <= cache as u64,
+            "step {k}: cache over its bound: {rc:?}"
+        );
     }
     for (id, m) in &model {
         assert!(read_all(&p, *id).await == *m, "object {id} at the end");

@@ -537,6 +537,9 @@ mod tests {
             default_cache_bytes_for(Some(32 << 20)),
             MIN_DEFAULT_BYTES as usize
         );
-        assert_eq!(default_cache_bytes_for(None), FALLBACK_DEFAULT_BYTES as usize);
+        assert_eq!(
+            default_cache_bytes_for(None),
+            FALLBACK_DEFAULT_BYTES as usize
+        );
     }
 }
