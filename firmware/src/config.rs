@@ -83,6 +83,22 @@ pub struct PoolSection {
     /// A file holding the passphrase (scripts); otherwise it is asked on the terminal.
     #[serde(default)]
     pub passphrase_file: Option<PathBuf>,
+    /// Memory for the decoded-record cache (ARC), e.g. `4G`; `0` disables it. Default: half
+    /// of physical memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
+}
+
+impl PoolSection {
+    /// The pool's runtime tunables from this section (defaults for what it leaves out).
+    pub fn tunables(&self) -> Result<ingot_pool::Tunables, crate::size::SizeError> {
+        let mut t = ingot_pool::Tunables::default();
+        if let Some(c) = &self.cache {
+            let b: crate::size::ByteSize = c.parse()?;
+            t.record_cache_bytes = usize::try_from(b.0).unwrap_or(usize::MAX);
+        }
+        Ok(t)
+    }
 }
 
 fn default_pool_name() -> String {
@@ -106,6 +122,7 @@ impl Default for PoolSection {
             compression: default_compression(),
             encryption: default_encryption(),
             passphrase_file: None,
+            cache: None,
         }
     }
 }
@@ -213,6 +230,9 @@ impl Config {
                 cfg.pool.layout
             )));
         }
+        if let Err(e) = cfg.pool.tunables() {
+            return Err(invalid(format!("pool.cache: {e}")));
+        }
         if !["aes-xts", "off"].contains(&cfg.pool.encryption.as_str()) {
             return Err(invalid(format!(
                 "pool.encryption {:?}: expected aes-xts or off",
@@ -302,6 +322,27 @@ mod tests {
         assert_eq!(c.pool.layout, "mirror");
         assert_eq!(c.pool.compression, "zstd:1");
         assert_eq!(c.console.listen, "0.0.0.0:8080");
+        assert_eq!(c.pool.cache, None);
+        let with_cache = text.replace("layout = \"mirror\"", "layout = \"mirror\"\ncache = \"3G\"");
+        let c = Config::parse(&with_cache, Path::new("t.toml")).unwrap();
+        assert_eq!(c.pool.tunables().unwrap().record_cache_bytes, 3 << 30);
+    }
+
+    #[test]
+    fn a_bad_cache_size_is_refused() {
+        let e = Config::parse(
+            "[pool]\ncache='lots'\n[[drive]]\nkind='file'\npath='x'",
+            Path::new("t.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("pool.cache"), "{e}");
+        let c = Config::parse(
+            "[pool]\ncache='0'\n[[drive]]\nkind='file'\npath='x'",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.pool.tunables().unwrap().record_cache_bytes, 0);
     }
 
     #[test]

@@ -209,6 +209,17 @@ pub fn render_status(s: &PoolStatus) -> String {
         s.txg,
         if s.read_only { " (read-only)" } else { "" }
     ));
+    let rc = &s.datapath.record_cache;
+    if rc.limit > 0 {
+        out.push_str(&format!(
+            "cache:       {} of {} ({} records), {} hits, {} misses\n",
+            human(rc.bytes),
+            human(rc.limit),
+            rc.records,
+            rc.hits,
+            rc.misses
+        ));
+    }
     out.push_str(&format!(
         "checksum errors since import: {}\n\n",
         s.checksum_errors

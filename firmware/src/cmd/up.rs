@@ -135,6 +135,7 @@ async fn create_pool(
 ) -> Result<Pool, CliError> {
     let mut pc = PoolConfig::new(cfg.pool.name.clone(), parse_layout(&cfg.pool.layout)?);
     pc.compression = parse_compression(&cfg.pool.compression)?;
+    pc.tunables = pool_tunables(cfg)?;
     if parse_encryption(&cfg.pool.encryption)? {
         let file = a
             .passphrase_file
@@ -191,10 +192,18 @@ async fn import_pool(
         devs,
         &ImportOptions {
             passphrase,
+            tunables: pool_tunables(cfg)?,
             ..ImportOptions::default()
         },
     )
     .await
+}
+
+/// The pool tunables of `ingot.toml` (`[pool] cache`).
+fn pool_tunables(cfg: &Config) -> Result<Tunables, CliError> {
+    cfg.pool
+        .tunables()
+        .map_err(|e| CliError::Usage(format!("pool.cache in the config: {e}")))
 }
 
 async fn wait_for_signal() -> Result<&'static str, CliError> {

@@ -15,10 +15,14 @@ pub struct Tunables {
     /// Commit the open txg at least this often when it has changes.
     pub txg_interval: Duration,
     /// Commit early once this many bytes are dirty; writers wait once twice this is dirty.
+    /// Default: a tenth of physical memory within 64 MiB..4 GiB, as ZFS's
+    /// `zfs_dirty_data_max` ([`super::dirty::default_dirty_limit`]).
     pub dirty_limit_bytes: u64,
     /// Bytes of clean tree nodes kept in memory.
     pub cache_bytes: usize,
-    /// Bytes of decoded data records kept in memory (the record cache; 0 disables it).
+    /// Memory the decoded-record cache (ARC) may hold; 0 disables it. Default: half of
+    /// physical memory, as ZFS sizes its ARC
+    /// ([`super::recordcache::default_cache_bytes`]).
     pub record_cache_bytes: usize,
 }
 
@@ -26,9 +30,9 @@ impl Default for Tunables {
     fn default() -> Self {
         Tunables {
             txg_interval: Duration::from_secs(5),
-            dirty_limit_bytes: 64 << 20,
+            dirty_limit_bytes: super::dirty::default_dirty_limit(),
             cache_bytes: 64 << 20,
-            record_cache_bytes: 64 << 20,
+            record_cache_bytes: super::recordcache::default_cache_bytes(),
         }
     }
 }
@@ -199,6 +203,9 @@ pub struct PoolStatus {
     /// Hot spares.
     #[serde(default)]
     pub spares: Vec<SpareStatus>,
+    /// The data path: decoded-record cache (size, bound, hits) and dirty records.
+    #[serde(default)]
+    pub datapath: super::datapath::DataPathStats,
 }
 
 /// Result of a keyless verification walk.

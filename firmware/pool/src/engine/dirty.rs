@@ -29,6 +29,30 @@ use std::sync::Arc;
 /// Page size of dirty records.
 pub const PAGE: usize = 4096;
 
+/// Smallest default dirty limit.
+pub const MIN_DIRTY_LIMIT: u64 = 64 << 20;
+/// Largest default dirty limit (ZFS's `zfs_dirty_data_max_max`).
+pub const MAX_DIRTY_LIMIT: u64 = 4 << 30;
+
+/// The default dirty limit (`Tunables::dirty_limit_bytes`) for a machine with `mem_total`
+/// bytes of physical memory (`None`: unknown): a tenth of it, as ZFS's
+/// `zfs_dirty_data_max`, within [`MIN_DIRTY_LIMIT`, `MAX_DIRTY_LIMIT`]. A larger open txg
+/// lets small random writes into the same record coalesce before the record is encoded.
+pub fn default_dirty_limit_for(mem_total: Option<u64>) -> u64 {
+    mem_total.map_or(MIN_DIRTY_LIMIT, |m| {
+        (m / 10).clamp(MIN_DIRTY_LIMIT, MAX_DIRTY_LIMIT)
+    })
+}
+
+/// [`default_dirty_limit_for`] this machine's `/proc/meminfo`.
+pub fn default_dirty_limit() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").ok();
+    default_dirty_limit_for(
+        text.as_deref()
+            .and_then(super::recordcache::mem_total_bytes),
+    )
+}
+
 /// A record key: object and record index.
 pub type RecKey = (ObjectId, u64);
 
@@ -458,6 +482,14 @@ mod tests {
         assert!(!h.uses_base() && !h.needs_base_for(1, 1));
         h.write(5, &[7], None);
         assert_eq!(h.contents(None), [0, 0, 0, 0, 0, 7]);
+    }
+
+    #[test]
+    fn default_dirty_limit_is_a_tenth_of_memory_within_bounds() {
+        assert_eq!(default_dirty_limit_for(Some(20 << 30)), 2 << 30);
+        assert_eq!(default_dirty_limit_for(Some(100 << 30)), MAX_DIRTY_LIMIT);
+        assert_eq!(default_dirty_limit_for(Some(256 << 20)), MIN_DIRTY_LIMIT);
+        assert_eq!(default_dirty_limit_for(None), MIN_DIRTY_LIMIT);
     }
 
     #[test]

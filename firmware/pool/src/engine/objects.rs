@@ -34,6 +34,8 @@ use std::sync::atomic::Ordering;
 pub const MAX_OBJECT_BYTES: u64 = 1 << 60;
 /// Approximate metadata bytes one op dirties (for the dirty-bytes threshold).
 const OP_META_BYTES: u64 = 512;
+/// Dirty records a commit encodes and writes concurrently.
+const FLUSH_WINDOW: usize = 16;
 
 /// The object record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -271,11 +273,20 @@ impl Batch<'_> {
         rec: u64,
         data: Vec<u8>,
     ) -> Result<(), StoreError> {
-        if let Some(bp) = self.set_record(id, rec, &data).await? {
-            self.dp.cache.put(bp.addr, bp.birth, Arc::new(data));
+        self.set_record(id, rec, &data).await?;
+        Ok(())
+    }
+
+    /// Put the decoded contents of extent `bp`, just written by this batch, into the record
+    /// cache (dropped again by [`Batch::undo`] if the batch fails): reads and sub-record
+    /// writes of recently written data are then served from memory.
+    fn cache_written(&mut self, bp: &BlockPtr, data: &[u8]) {
+        if self.dp.cache.fits(data.len()) {
+            self.dp
+                .cache
+                .put_written(bp.addr, bp.birth, Arc::new(data.to_vec()));
             self.cached.push((bp.addr, bp.birth));
         }
-        Ok(())
     }
 
     /// The batch failed: give its allocations back and drop what it cached for them.
@@ -311,6 +322,7 @@ impl Batch<'_> {
             self.counters.lbytes += u64::from(bp.lsize);
             self.counters.pbytes += bp.data_sectors() * 4096;
             new = Some(bp);
+            self.cache_written(&bp, &data[..trimmed]);
             self.tree
                 .insert(self.io, key, bp.to_bytes(), &mut self.frees)
                 .await?
@@ -322,12 +334,14 @@ impl Batch<'_> {
         Ok(new)
     }
 
-    /// Store record `rec` from a record written before the lock (`None`: all zero).
+    /// Store record `rec` from a record written before the lock (`None`: all zero);
+    /// `src`: its data (for the record cache).
     async fn set_record_pre(
         &mut self,
         id: ObjectId,
         rec: u64,
         pre: Option<BlockPtr>,
+        src: &[u8],
     ) -> Result<(), StoreError> {
         if self.is_dirty(id, rec) {
             self.staged.remove((id, rec));
@@ -338,6 +352,7 @@ impl Batch<'_> {
             Some(mut bp) => {
                 self.ctx.attach(bp.addr, u64::from(bp.asize));
                 bp.birth = self.ctx.txg();
+                self.cache_written(&bp, &src[..(bp.lsize as usize).min(src.len())]);
                 self.dirty += bp.data_sectors() * 4096;
                 self.counters.lbytes += u64::from(bp.lsize);
                 self.counters.pbytes += bp.data_sectors() * 4096;
@@ -473,7 +488,7 @@ impl Batch<'_> {
                     let in_off = (pos - rstart) as usize;
                     if in_off == 0 && n == rs {
                         match self.pre.remove(&(self.op_index, rec)) {
-                            Some(p) => self.set_record_pre(id, rec, p).await?,
+                            Some(p) => self.set_record_pre(id, rec, p, src).await?,
                             None => {
                                 self.set_record(id, rec, src).await?;
                             }
@@ -617,19 +632,8 @@ impl Inner {
             cached: Vec::new(),
         };
         let n = recs.len();
-        for ((id, rec), r) in recs {
-            let r = match r.base() {
-                Some(bp) if r.uses_base() => match b.decoded(id, rec, bp).await {
-                    Ok(base) => Ok(r.contents(Some(&base))),
-                    Err(e) => Err(e),
-                },
-                _ => Ok(r.contents(None)),
-            };
-            let r = match r {
-                Ok(data) => b.set_record_cached(id, rec, data).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = r {
+        for window in recs.chunks(FLUSH_WINDOW) {
+            if let Err((id, rec, e)) = self.flush_window(&mut b, window).await {
                 b.undo();
                 return Err(match e {
                     StoreError::NoSpace => PoolError::NoSpace,
@@ -654,6 +658,68 @@ impl Inner {
             .fetch_add(n as u64, Ordering::Relaxed);
         tracing::trace!(pool = %self.id.name, txg = o.txg, records = n, "dirty records written");
         Ok(())
+    }
+
+    /// Encode and write one window of dirty records at commit: the records' extents are
+    /// compressed, encrypted and written concurrently (so the device round trips of one
+    /// overlap the encoding of the next), then put into the tree in order. A record that
+    /// finds no space outside the reserve is written through the batch (which may use it).
+    async fn flush_window(
+        &self,
+        b: &mut Batch<'_>,
+        window: &[(super::dirty::RecKey, Arc<DirtyRecord>)],
+    ) -> Result<(), (ObjectId, u64, StoreError)> {
+        let mut datas = Vec::with_capacity(window.len());
+        for ((id, rec), r) in window {
+            let data = match r.base() {
+                Some(bp) if r.uses_base() => match b.decoded(*id, *rec, bp).await {
+                    Ok(base) => r.contents(Some(&base)),
+                    Err(e) => return Err((*id, *rec, e)),
+                },
+                _ => r.contents(None),
+            };
+            datas.push((*id, *rec, data));
+        }
+        let writes = datas.iter().map(|(_, _, d)| async move {
+            // `contents` has no trailing zeroes: empty means all zero (a hole).
+            if d.is_empty() {
+                Ok(None)
+            } else {
+                self.io.write_data_detached(d, &self.alloc).await.map(Some)
+            }
+        });
+        let written = futures::future::join_all(writes).await;
+        let mut failed = None;
+        for ((id, rec, data), w) in datas.into_iter().zip(written) {
+            let r = match w {
+                _ if failed.is_some() => {
+                    if let Ok(Some(bp)) = w {
+                        self.give_back_one(&bp);
+                    }
+                    continue;
+                }
+                Ok(pre) => b.set_record_pre(id, rec, pre, &data).await,
+                Err(PoolError::NoSpace) => b.set_record_cached(id, rec, data).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = r {
+                failed = Some((id, rec, e));
+            }
+        }
+        match failed {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+
+    fn give_back_one(&self, bp: &BlockPtr) {
+        if let Err(e) = self
+            .alloc
+            .lock()
+            .unalloc_detached(bp.addr, u64::from(bp.asize))
+        {
+            tracing::error!(error = %e, "giving back a flushed record's allocation failed");
+        }
     }
 
     /// The root readers use, with a guard that keeps the extents it references from being
@@ -940,9 +1006,11 @@ impl ObjectStore for Pool {
             let dst = &mut buf[(a - offset) as usize..(b - offset) as usize];
             let (ra, rb) = ((a - rstart) as usize, (b - rstart) as usize);
             let cached = i.datapath.cache.get(bp.addr, bp.birth);
+            let cache_it = i.datapath.cache.fits(bp.lsize as usize);
             let r = match cached {
                 Some(d) => Ok(Some(d)),
-                None if bp.comp == crate::compress::CompressionKind::None.code()
+                None if !cache_it
+                    && bp.comp == crate::compress::CompressionKind::None.code()
                     && rb - ra < bp.lsize as usize =>
                 {
                     // Uncompressed and read in part: decrypt only the units returned.
@@ -958,9 +1026,8 @@ impl ObjectStore for Pool {
                     .await
                     .map(|d| {
                         let d = Arc::new(d);
-                        // A read of part of the record caches it (small random reads come
-                        // back); one of all of it is streaming and would only churn the cache.
-                        if rb - ra < bp.lsize as usize {
+                        // Streaming reads churn only the cache's recent list (ARC).
+                        if cache_it {
                             i.datapath.cache.put(bp.addr, bp.birth, d.clone());
                         }
                         Some(d)

@@ -229,8 +229,8 @@ async fn many_small_appends() {
 }
 
 #[tokio::test]
-async fn record_cache_hits_and_partial_reads_of_raw_records() {
-    let (p, _devs) = pool(1 << 20).await;
+async fn without_a_cache_partial_reads_of_raw_records_decrypt_only_what_they_return() {
+    let (p, _devs) = pool(0).await;
     p.apply(vec![Op::Create { id: 64 }]).await.unwrap();
     // Records 0 and 1 text (compressed), 2 and 3 random (stored raw).
     let data = pattern(4 * RS as usize, 6);
@@ -250,24 +250,104 @@ async fn record_cache_hits_and_partial_reads_of_raw_records() {
     let s = p.datapath_stats();
     assert_eq!(s.partial_reads, 3);
     assert_eq!((s.record_cache.hits, s.record_cache.bytes), (0, 0));
-    // Whole-record reads (streaming) do not fill the cache.
     let mut whole = vec![0u8; RS as usize];
     p.read(64, 0, &mut whole).await.unwrap();
     assert_eq!(whole, data[..RS as usize]);
     assert_eq!(p.datapath_stats().record_cache.bytes, 0);
-    // Small reads of a compressed record decode it once, then hit.
-    p.read(64, 100, &mut b).await.unwrap();
-    p.read(64, 9000, &mut b).await.unwrap();
-    assert_eq!(b, data[9000..9000 + 4096]);
-    let s = p.datapath_stats();
-    assert_eq!((s.record_cache.hits, s.record_cache.misses), (1, 5));
-    assert_eq!(s.record_cache.bytes, RS);
-    // Rewriting the record frees its extent: its cache entry goes with it.
-    write(&p, 64, 0, &pattern(RS as usize, 7)).await;
+}
+
+#[tokio::test]
+async fn written_records_are_served_from_the_cache_and_never_stale() {
+    let (p, devs) = pool(1 << 20).await;
+    p.apply(vec![Op::Create { id: 64 }]).await.unwrap();
+    // Records 0 and 1 text (compressed), 2 and 3 random (stored raw): the write caches all.
+    let data = pattern(4 * RS as usize, 6);
+    write(&p, 64, 0, &data).await;
+    let s = p.datapath_stats().record_cache;
+    assert_eq!((s.inserted_by_writes, s.records), (4, 4), "{s:?}");
     p.sync().await.unwrap();
-    assert_eq!(p.datapath_stats().record_cache.bytes, 0);
+    let mut b = vec![0u8; 4096];
+    for k in 0..4u64 {
+        let off = k * RS + 4096;
+        p.read(64, off, &mut b).await.unwrap();
+        assert_eq!(b, data[off as usize..off as usize + 4096]);
+    }
+    let mut whole = vec![0u8; 4 * RS as usize];
     p.read(64, 0, &mut whole).await.unwrap();
-    assert_eq!(whole, pattern(RS as usize, 7));
+    assert_eq!(whole, data);
+    let s = p.datapath_stats();
+    assert_eq!(
+        (s.record_cache.hits, s.record_cache.misses),
+        (8, 0),
+        "{s:?}"
+    );
+    assert_eq!(s.partial_reads, 0);
+    // Overwrite record 0 whole, record 1 in part (dirty, flushed at commit), punch record 2,
+    // truncate into record 3: every read after each change sees the change.
+    let mut want = data.clone();
+    let new0 = pattern(RS as usize, 7);
+    write(&p, 64, 0, &new0).await;
+    want[..RS as usize].copy_from_slice(&new0);
+    assert_eq!(read_all(&p, 64).await, want);
+    write(&p, 64, RS + 10, &[3u8; 5000]).await;
+    want[(RS + 10) as usize..(RS + 5010) as usize].fill(3);
+    assert_eq!(read_all(&p, 64).await, want);
+    p.sync().await.unwrap();
+    assert_eq!(read_all(&p, 64).await, want);
+    p.apply(vec![Op::PunchHole {
+        id: 64,
+        offset: 2 * RS,
+        len: RS,
+    }])
+    .await
+    .unwrap();
+    want[2 * RS as usize..3 * RS as usize].fill(0);
+    p.apply(vec![Op::Truncate {
+        id: 64,
+        size: 3 * RS + 100,
+    }])
+    .await
+    .unwrap();
+    want.truncate((3 * RS + 100) as usize);
+    assert_eq!(read_all(&p, 64).await, want);
+    p.sync().await.unwrap();
+    assert_eq!(read_all(&p, 64).await, want);
+    let s = p.datapath_stats().record_cache;
+    // Records 0, 1 and 3 (rewritten at commit), nothing of freed extents.
+    assert_eq!(s.records, 3, "{s:?}");
+    assert!(s.bytes <= s.limit);
+    let p = reimport(p, &devs, 1 << 20).await;
+    assert_eq!(read_all(&p, 64).await, want);
+}
+
+#[tokio::test]
+async fn the_record_cache_stays_within_its_configured_size() {
+    // 256 KiB: room for about one 16 KiB record per shard, while 2 MiB of data go through.
+    let limit = 256usize << 10;
+    let (p, _devs) = pool(limit).await;
+    p.apply(vec![Op::Create { id: 64 }]).await.unwrap();
+    let data = pattern(128 * RS as usize, 9);
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    for chunk in 0..8u64 {
+        let a = (chunk * 16 * RS) as usize;
+        write(&p, 64, a as u64, &data[a..a + 16 * RS as usize]).await;
+        let s = p.datapath_stats().record_cache;
+        assert!(s.bytes <= limit as u64, "{s:?}");
+    }
+    p.sync().await.unwrap();
+    let mut b = vec![0u8; 4096];
+    for round in 0..300 {
+        let off = u64::from(rng.next_u32()) % (128 * RS - 4096);
+        p.read(64, off, &mut b).await.unwrap();
+        assert_eq!(b, data[off as usize..off as usize + 4096]);
+        if round % 7 == 0 {
+            write(&p, 64, off, &data[off as usize..off as usize + 100]).await;
+        }
+        let s = p.datapath_stats().record_cache;
+        assert!(s.bytes <= limit as u64, "round {round}: {s:?}");
+    }
+    let s = p.datapath_stats().record_cache;
+    assert!(s.evictions > 0 && s.hits > 0 && s.records > 0, "{s:?}");
 }
 
 #[tokio::test]
@@ -496,6 +576,11 @@ async fn run_steps(steps: Vec<Step>, cache: usize, dirty_limit: u64) {
             Step::Sync => p.sync().await.expect("sync"),
             Step::Reimport => p = reimport(p, &devs, cache).await,
         }
+        let rc = p.datapath_stats().record_cache;
+        assert!(
+            rc.bytes <= cache as u64,
+            "step {k}: cache over its bound: {rc:?}"
+        );
     }
     for (id, m) in &model {
         assert!(read_all(&p, *id).await == *m, "object {id} at the end");
@@ -513,7 +598,7 @@ proptest! {
     #[test]
     fn random_interleavings_match_a_model(
         steps in proptest::collection::vec(step(), 1..60),
-        cache in prop_oneof![Just(0usize), Just(64usize << 10), Just(4usize << 20)],
+        cache in prop_oneof![Just(0usize), Just(64usize << 10), Just(320usize << 10), Just(4usize << 20)],
         small_dirty_limit in any::<bool>(),
     ) {
         let rt = tokio::runtime::Builder::new_current_thread()

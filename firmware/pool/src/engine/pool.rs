@@ -887,6 +887,7 @@ impl Pool {
             health,
             resilver: i.devices.resilver_progress(),
             spares: i.devices.spare_status(),
+            datapath: i.datapath.stats(),
         }
     }
 
