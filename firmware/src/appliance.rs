@@ -36,7 +36,7 @@ use ingot_pool::engine::{
     JobProgress, PoolHealth, ResilverHandle, ResilverOptions, ResilverProgress,
 };
 use ingot_pool::store::ObjectStore;
-use ingot_pool::{ImportOptions, Pool};
+use ingot_pool::{ImportOptions, Pool, Tunables};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -403,6 +403,8 @@ pub struct Live {
     /// Bytes per second scrubs may read (None: the pool's default throttle).
     scrub_rate_limit: parking_lot::Mutex<Option<u64>>,
     next_job: std::sync::atomic::AtomicU64,
+    /// Tunables of the pool (`[pool]` of ingot.toml), kept for lock/unlock re-imports.
+    pool_tunables: Tunables,
     /// The event log (the binary emits start-up and shutdown events too).
     pub events: EventLog,
 }
@@ -493,8 +495,17 @@ impl Live {
             scrub_rate_limit: parking_lot::Mutex::new(None),
             damaged_paths: parking_lot::Mutex::new(std::collections::HashMap::new()),
             next_job: std::sync::atomic::AtomicU64::new(1),
+            pool_tunables: Tunables::default(),
             events: EventLog::default(),
         }
+    }
+
+    /// The tunables the pool was imported with, used again when it is re-imported
+    /// (lock, unlock).
+    #[must_use]
+    pub fn with_pool_tunables(mut self, tunables: Tunables) -> Live {
+        self.pool_tunables = tunables;
+        self
     }
 
     /// Cancel every running scrub (before the pool is exported or re-imported). A
@@ -711,6 +722,7 @@ impl Live {
         pool.export().await.map_err(pool_err)?;
         let opts = ImportOptions {
             passphrase: passphrase.clone(),
+            tunables: self.pool_tunables.clone(),
             ..ImportOptions::default()
         };
         match Pool::import(devs.clone(), opts).await {
@@ -728,6 +740,7 @@ impl Live {
                     devs,
                     ImportOptions {
                         passphrase: None,
+                        tunables: self.pool_tunables.clone(),
                         ..ImportOptions::default()
                     },
                 )

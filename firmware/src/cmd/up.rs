@@ -300,20 +300,23 @@ async fn serve(
         .map_err(|e| CliError::Usage(format!("cannot export the file system: {e}")))?;
     println!("ingot up: file system mounted at {}", mountpoint.display());
     let txg_ms = u64::try_from(Tunables::default().txg_interval.as_millis()).unwrap_or(5000);
-    let live = Arc::new(Live::new(
-        drives,
-        pool,
-        Some(handle),
-        mountpoint.to_path_buf(),
-        opts,
-        txg_ms,
-        Paths {
-            config: Some(config_path(a, data)).filter(|p| p.is_file()),
-            sim_dir: data.join("drives"),
-            schedule_file: Some(data.join("scrub-schedule.json")),
-            txg_interval_file: Some(data.join("txg-interval-ms")),
-        },
-    ));
+    let live = Arc::new(
+        Live::new(
+            drives,
+            pool,
+            Some(handle),
+            mountpoint.to_path_buf(),
+            opts,
+            txg_ms,
+            Paths {
+                config: Some(config_path(a, data)).filter(|p| p.is_file()),
+                sim_dir: data.join("drives"),
+                schedule_file: Some(data.join("scrub-schedule.json")),
+                txg_interval_file: Some(data.join("txg-interval-ms")),
+            },
+        )
+        .with_pool_tunables(pool_tunables(cfg)?),
+    );
     live.set_scrub_rate_limit(a.scrub_rate_limit.map(|r| r.0));
     live.start_monitor();
     live.events.emit(
