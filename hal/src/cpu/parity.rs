@@ -18,6 +18,7 @@
 //! also the fallback. Every `#[target_feature]` function is reached only through a
 //! backend that `is_x86_feature_detected!` confirmed.
 
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 /// Bytes of parity one kernel iteration produces.
@@ -106,41 +107,116 @@ impl ParityBackend {
         self.gen_pq(data, &mut scratch, q);
     }
 
-    fn run(self, data: &[&[u8]], p: &mut [u8], mut q: Option<&mut [u8]>) {
+    /// P and Q as new vectors of `len` bytes (Q only when `with_q`), written by the
+    /// kernel without being zero-filled first.
+    pub fn new_parity(
+        self,
+        data: &[&[u8]],
+        len: usize,
+        with_q: bool,
+    ) -> (Vec<u8>, Option<Vec<u8>>) {
+        self.assert_supported();
+        let main = self.main_len(len);
+        let mut p = Vec::with_capacity(len);
+        let mut q = Vec::with_capacity(if with_q { len } else { 0 });
+        {
+            let pm = &mut p.spare_capacity_mut()[..main];
+            let qm = if with_q {
+                &mut q.spare_capacity_mut()[..main]
+            } else {
+                &mut []
+            };
+            self.kernel(data, pm, qm, with_q);
+        }
+        // The bytes past the kernel's whole blocks: computed apart, then appended.
+        let tail: Vec<&[u8]> = data.iter().map(|d| d.get(main..).unwrap_or(&[])).collect();
+        let mut pt = vec![0u8; len - main];
+        let mut qt = vec![0u8; if with_q { len - main } else { 0 }];
+        portable(&tail, &mut pt, with_q.then_some(&mut qt[..]));
+        // SAFETY: the kernel wrote every one of the first `main` bytes of spare capacity
+        // (reserved: capacity >= len >= main) of `p`, and of `q` when `with_q`.
+        unsafe {
+            p.set_len(main);
+            if with_q {
+                q.set_len(main);
+            }
+        }
+        p.extend_from_slice(&pt);
+        q.extend_from_slice(&qt);
+        (p, with_q.then_some(q))
+    }
+
+    fn assert_supported(self) {
         assert!(
             self.is_supported(),
             "parity backend {} is not supported by this CPU",
             self.name()
         );
-        let len = p.len();
-        // The part every kernel handles in whole blocks; the rest goes to the portable code.
-        let main = if self == ParityBackend::Portable {
+    }
+
+    /// Bytes of a `len`-byte parity column the vector kernel computes (whole blocks).
+    fn main_len(self, len: usize) -> usize {
+        if self == ParityBackend::Portable {
             0
         } else {
             len / BLOCK * BLOCK
-        };
+        }
+    }
+
+    /// The vector kernel over whole blocks (`p.len()` a multiple of [`BLOCK`], `q` as
+    /// long as `p` when `with_q`, else ignored). No-op for the portable backend.
+    fn kernel(
+        self,
+        data: &[&[u8]],
+        p: &mut [MaybeUninit<u8>],
+        q: &mut [MaybeUninit<u8>],
+        with_q: bool,
+    ) {
+        if p.is_empty() {
+            return;
+        }
+        self.assert_supported();
         #[cfg(target_arch = "x86_64")]
-        if main > 0 {
-            let (pm, _) = p.split_at_mut(main);
-            // SAFETY: `self.is_supported()` was asserted above: run-time detection of
-            // every feature the kernel enables.
-            unsafe {
-                match (self, q.as_deref_mut()) {
-                    (ParityBackend::Avx512, None) => x86::avx512::<false>(data, pm, &mut []),
-                    (ParityBackend::Avx512, Some(q)) => {
-                        x86::avx512::<true>(data, pm, &mut q[..main])
-                    }
-                    (ParityBackend::Avx2, None) => x86::avx2::<false>(data, pm, &mut []),
-                    (ParityBackend::Avx2, Some(q)) => x86::avx2::<true>(data, pm, &mut q[..main]),
-                    (ParityBackend::Portable, _) => {}
-                }
+        // SAFETY: `self.is_supported()` was asserted above: run-time detection of every
+        // feature the kernel enables.
+        unsafe {
+            match (self, with_q) {
+                (ParityBackend::Avx512, false) => x86::avx512::<false>(data, p, &mut []),
+                (ParityBackend::Avx512, true) => x86::avx512::<true>(data, p, q),
+                (ParityBackend::Avx2, false) => x86::avx2::<false>(data, p, &mut []),
+                (ParityBackend::Avx2, true) => x86::avx2::<true>(data, p, q),
+                (ParityBackend::Portable, _) => {}
             }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (data, q, with_q);
+    }
+
+    fn run(self, data: &[&[u8]], p: &mut [u8], mut q: Option<&mut [u8]>) {
+        self.assert_supported();
+        let len = p.len();
+        let main = self.main_len(len);
+        {
+            let pm = uninit_view(&mut p[..main]);
+            let with_q = q.is_some();
+            let qm = match q.as_deref_mut() {
+                Some(q) => uninit_view(&mut q[..main]),
+                None => &mut [],
+            };
+            self.kernel(data, pm, qm, with_q);
         }
         if main < len {
             let tail: Vec<&[u8]> = data.iter().map(|d| d.get(main..).unwrap_or(&[])).collect();
             portable(&tail, &mut p[main..], q.map(|q| &mut q[main..]));
         }
     }
+}
+
+/// `b` as possibly-uninitialized bytes, for a kernel that only writes initialized bytes.
+fn uninit_view(b: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; the kernels only store whole
+    // initialized bytes through the view, so `b` stays initialized.
+    unsafe { std::slice::from_raw_parts_mut(b.as_mut_ptr().cast(), b.len()) }
 }
 
 /// P = XOR of the data columns on the fastest backend of this CPU.
@@ -159,6 +235,12 @@ pub fn gen_pq(data: &[&[u8]], p: &mut [u8], q: &mut [u8]) {
 /// Q alone on the fastest backend of this CPU.
 pub fn gen_q(data: &[&[u8]], q: &mut [u8]) {
     ParityBackend::best().gen_q(data, q);
+}
+
+/// P (and Q when `with_q`) as new `len`-byte vectors, on the fastest backend of this
+/// CPU, without zero-filling them first.
+pub fn new_parity(data: &[&[u8]], len: usize, with_q: bool) -> (Vec<u8>, Option<Vec<u8>>) {
+    ParityBackend::best().new_parity(data, len, with_q)
 }
 
 /// Multiply each byte of a 64-bit word by 2 in GF(2^8) (poly 0x11d).
@@ -221,11 +303,13 @@ fn portable(data: &[&[u8]], p: &mut [u8], mut q: Option<&mut [u8]>) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! The vector kernels. Each is a `#[target_feature]` function; the caller
-    //! ([`super::ParityBackend::run`]) checked the features at run time. `p.len()` is a
-    //! whole number of [`BLOCK`]s and `q` is empty (P only) or as long as `p`.
+    //! ([`super::ParityBackend::kernel`]) checked the features at run time. `p.len()` is
+    //! a whole number of [`BLOCK`]s and `q` is empty (P only) or as long as `p`. Every
+    //! byte of `p` (and `q`) is written, so they may start uninitialized.
 
     use super::BLOCK;
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     /// Column `d`'s block at `off` as a full block: borrowed when the column covers it,
     /// else copied zero-padded into `tmp`; `None` when the column ended before `off`.
@@ -252,8 +336,9 @@ mod x86 {
 
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn store512(b: &mut [u8; 64], v: __m512i) {
-        // SAFETY: `b` is 64 writable bytes and the store is unaligned.
+    fn store512(b: &mut [MaybeUninit<u8>; 64], v: __m512i) {
+        // SAFETY: `b` is 64 writable bytes (initialized or not: any bytes may be
+        // stored) and the store is unaligned.
         unsafe { _mm512_storeu_si512(b.as_mut_ptr().cast(), v) }
     }
 
@@ -266,14 +351,18 @@ mod x86 {
 
     #[inline]
     #[target_feature(enable = "avx")]
-    fn store256(b: &mut [u8; 32], v: __m256i) {
-        // SAFETY: `b` is 32 writable bytes and the store is unaligned.
+    fn store256(b: &mut [MaybeUninit<u8>; 32], v: __m256i) {
+        // SAFETY: `b` is 32 writable bytes (initialized or not) and the store is unaligned.
         unsafe { _mm256_storeu_si256(b.as_mut_ptr().cast(), v) }
     }
 
     /// P (and Q when `PQ`) with 512-bit vectors, 4 registers per accumulator.
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) fn avx512<const PQ: bool>(data: &[&[u8]], p: &mut [u8], q: &mut [u8]) {
+    pub(super) fn avx512<const PQ: bool>(
+        data: &[&[u8]],
+        p: &mut [MaybeUninit<u8>],
+        q: &mut [MaybeUninit<u8>],
+    ) {
         let poly = _mm512_set1_epi8(0x1d);
         let mut tmp = [0u8; BLOCK];
         let (pblocks, _) = p.as_chunks_mut::<BLOCK>();
@@ -316,7 +405,11 @@ mod x86 {
 
     /// P (and Q when `PQ`) with 256-bit vectors, 8 registers per accumulator.
     #[target_feature(enable = "avx,avx2")]
-    pub(super) fn avx2<const PQ: bool>(data: &[&[u8]], p: &mut [u8], q: &mut [u8]) {
+    pub(super) fn avx2<const PQ: bool>(
+        data: &[&[u8]],
+        p: &mut [MaybeUninit<u8>],
+        q: &mut [MaybeUninit<u8>],
+    ) {
         let poly = _mm256_set1_epi8(0x1d);
         let zero = _mm256_setzero_si256();
         let mut tmp = [0u8; BLOCK];
@@ -459,6 +552,12 @@ mod tests {
                 let mut q1 = vec![0xee; 8192];
                 b.gen_q(&refs, &mut q1);
                 assert!(q1 == wq, "{b:?} Q only with {n} columns");
+                let (np, nq) = b.new_parity(&refs, 8192, true);
+                assert!(
+                    np == wp && nq.as_ref() == Some(&wq),
+                    "{b:?} new P+Q, {n} columns"
+                );
+                assert_eq!(b.new_parity(&refs, 8192, false), (wp.clone(), None));
             }
         }
     }
@@ -492,6 +591,9 @@ mod tests {
                 let mut p1 = vec![0x11; len];
                 b.gen_p(&refs, &mut p1);
                 prop_assert!(p1 == wp, "{:?} P-only", b);
+                let (np, nq) = b.new_parity(&refs, len, true);
+                prop_assert!(np == wp && nq == Some(wq.clone()), "{:?} new P+Q", b);
+                prop_assert!(b.new_parity(&refs, len, false).0 == wp, "{:?} new P", b);
             }
         }
     }
