@@ -10,7 +10,10 @@
 //! How it is fast: each output block (256 bytes: four 512-bit or eight 256-bit
 //! registers) is accumulated in registers over every data column and stored once, so
 //! the data is read once and the parity written once, with no zero fill and no
-//! read-modify-write of the parity per column; P and Q come out of the same pass.
+//! read-modify-write of the parity per column; P and Q come out of the same pass. Each
+//! column is prefetched into L1 a few blocks ahead (the hardware prefetchers follow
+//! fewer streams than a wide vdev has columns; measured 1.85 -> 1.5 us for the P of a
+//! 128 KiB RAID-Z1 extent).
 //! Multiplication by 2 in GF(2^8) is a byte add and a conditional XOR of 0x1d where the
 //! byte's top bit was set (a mask from `vpmovb2m` on AVX-512BW, a signed compare on AVX2).
 //!
@@ -309,6 +312,9 @@ mod x86 {
 
     use super::BLOCK;
     use std::arch::x86_64::*;
+
+    /// How far ahead of the block being summed each column is prefetched into L1.
+    const PREFETCH: usize = 4 * BLOCK;
     use std::mem::MaybeUninit;
 
     /// Column `d`'s block at `off` as a full block: borrowed when the column covers it,
@@ -372,6 +378,11 @@ mod x86 {
             let mut ap = [_mm512_setzero_si512(); 4];
             let mut aq = [_mm512_setzero_si512(); 4];
             for d in data.iter().rev() {
+                if let Some(ahead) = d.get(off + PREFETCH..off + PREFETCH + BLOCK) {
+                    for line in ahead.chunks_exact(64) {
+                        _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast());
+                    }
+                }
                 if PQ {
                     for r in &mut aq {
                         let m = _mm512_movepi8_mask(*r);
@@ -420,6 +431,11 @@ mod x86 {
             let mut ap = [zero; 8];
             let mut aq = [zero; 8];
             for d in data.iter().rev() {
+                if let Some(ahead) = d.get(off + PREFETCH..off + PREFETCH + BLOCK) {
+                    for line in ahead.chunks_exact(64) {
+                        _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast());
+                    }
+                }
                 if PQ {
                     for r in &mut aq {
                         // 0xff in bytes whose top bit is set (negative as i8).
