@@ -280,12 +280,20 @@ fn portable(data: &[&[u8]], p: &mut [u8], mut q: Option<&mut [u8]>) {
                 // Horner: q = q * 2 ^ d over the whole column (zero past d's end).
                 let (pw, _) = p[..words].as_chunks_mut::<8>();
                 let (qw, _) = q[..words].as_chunks_mut::<8>();
-                for (k, (a, c)) in pw.iter_mut().zip(qw.iter_mut()).enumerate() {
+                let (sw, _) = d.as_chunks::<8>();
+                let full = sw.len().min(pw.len());
+                let (pf, pr) = pw.split_at_mut(full);
+                let (qf, qr) = qw.split_at_mut(full);
+                for ((a, c), s) in pf.iter_mut().zip(qf.iter_mut()).zip(sw) {
+                    let s = u64::from_ne_bytes(*s);
+                    *a = (u64::from_ne_bytes(*a) ^ s).to_ne_bytes();
+                    *c = (mul2_word(u64::from_ne_bytes(*c)) ^ s).to_ne_bytes();
+                }
+                // Past the column's whole words: its last bytes, then zeros.
+                for (k, (a, c)) in pr.iter_mut().zip(qr.iter_mut()).enumerate() {
+                    let lo = (full + k) * 8;
                     let mut s = [0u8; 8];
-                    let lo = k * 8;
-                    if lo + 8 <= d.len() {
-                        s.copy_from_slice(&d[lo..lo + 8]);
-                    } else if lo < d.len() {
+                    if lo < d.len() {
                         s[..d.len() - lo].copy_from_slice(&d[lo..]);
                     }
                     let s = u64::from_ne_bytes(s);

@@ -2,10 +2,10 @@
 //!
 //! Data extents: plan (compress if it pays) -> allocate `asize` sectors -> seal
 //! (encrypt with the extent's pool sector as tweak straight from the caller's bytes into
-//! the stored buffer, crc32c per piece) -> write through the vdev (which adds parity). Tree nodes: the payload goes
-//! through the same codec, behind a clear header of physical pointers (see `node.rs`).
-//! Every read verifies the crc32c from the parent's block pointer (the vdev reconstructs
-//! from redundancy when a copy does not verify).
+//! the stored buffer, crc32c per piece) -> write through the vdev (which adds parity).
+//! Tree nodes: the payload goes through the same codec, behind a clear header of
+//! physical pointers (see `node.rs`). Every read verifies the crc32c from the parent's
+//! block pointer (the vdev reconstructs from redundancy when a copy does not verify).
 
 use super::alloc::Allocator;
 use super::bptr::{BlockKind, BlockPtr};
