@@ -1,7 +1,10 @@
-//! Extent pipeline benchmark: per core, on three kinds of data, the write pipeline
-//! (zstd-1 + AES-256-XTS + crc32c + RAID-Z1 parity over 4 columns) and the read
-//! pipeline (crc32c verify + decrypt + decompress) against their dominant stage
-//! alone; every XTS implementation (`XtsPath`: the hal's VAES/AES-NI kernels and the
+//! Extent pipeline benchmark: per core, on four kinds of data, the write pipeline
+//! exactly as `engine/io.rs` runs it (`Codec::plan`: bail-out or zstd-1;
+//! `Codec::seal_planned`: AES-256-XTS from the record into the stored buffer + crc32c;
+//! `Vdev::write` on a RAID-Z1 vdev of 4 devices: parity and the column writes, to
+//! devices that accept and discard them) and the read pipeline (crc32c verify, decrypt,
+//! decompress), side by side with zstd-1 alone, the XTS kernel alone, crc32c alone
+//! and memcpy; every XTS implementation (`XtsPath`: the hal's VAES/AES-NI kernels and the
 //! portable batched path) against raw AES and the `xts-mode` crate; the
 //! incompressibility test; crc32c (`crc-fast`, the pool's, and the `crc32c` crate)
 //! against memcpy; sealing (XTS + crc32c) fused per piece of 4..128 KiB.
@@ -15,16 +18,20 @@
 //! the median GB/s of each variant (logical bytes per second) and, for ratios, the
 //! median over rounds of the paired per-round ratio.
 
+use ingot_hal::blockdev::{
+    BlockDevice, BlockError, DeviceIdentity, Geometry, HealthInfo, MemBlockDevice, WriteFlags,
+};
 use ingot_pool::checksum::{Crc32c, crc32c};
 use ingot_pool::codec::{Codec, FUSE_BYTES};
 use ingot_pool::compress::Compression;
 use ingot_pool::compress::looks_incompressible;
 use ingot_pool::crypto::{KdfParams, KeySlot, MasterKey, Passphrase, XtsCipher, XtsPath};
-use ingot_pool::raid::Layout;
 use ingot_pool::raid::parity;
+use ingot_pool::raid::{Layout, Vdev};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const RECORD: usize = 128 << 10;
@@ -175,11 +182,107 @@ fn compare(bytes_per_call: usize, variants: &mut [&mut dyn FnMut()]) -> Comparis
     Comparison { samples }
 }
 
-/// What `Vdev::write` computes before the device writes: RAID-Z1 P over 4 columns.
-fn raidz1_parity(buf: &[u8], p: &mut Vec<u8>) {
+/// A device that accepts every write and discards it (reads return zeros): the vdev's
+/// CPU work (parity, column split, dispatch) without any device's copy or I/O.
+#[derive(Debug)]
+struct NullDevice {
+    identity: DeviceIdentity,
+}
+
+/// Devices of the bench vdev: 16 GiB each, none of it stored.
+const NULL_DEVICE_BYTES: u64 = 16 << 30;
+
+#[async_trait::async_trait]
+impl BlockDevice for NullDevice {
+    fn geometry(&self) -> Geometry {
+        Geometry {
+            block_size: 4096,
+            blocks: NULL_DEVICE_BYTES / 4096,
+            max_transfer: 1 << 20,
+            volatile_write_cache: false,
+        }
+    }
+    fn identity(&self) -> DeviceIdentity {
+        self.identity.clone()
+    }
+    async fn read(&self, _offset: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        buf.fill(0);
+        Ok(())
+    }
+    async fn write(&self, _offset: u64, buf: &[u8], _flags: WriteFlags) -> Result<(), BlockError> {
+        black_box(buf);
+        Ok(())
+    }
+    async fn flush(&self) -> Result<(), BlockError> {
+        Ok(())
+    }
+    async fn deallocate(&self, _offset: u64, _len: u64) -> Result<(), BlockError> {
+        Ok(())
+    }
+    async fn write_zeroes(&self, _offset: u64, _len: u64) -> Result<(), BlockError> {
+        Ok(())
+    }
+    async fn health(&self) -> Result<HealthInfo, BlockError> {
+        Ok(HealthInfo::default())
+    }
+}
+
+/// A RAID-Z1 vdev over 4 discarding devices.
+fn null_raidz1() -> Vdev {
+    let devs = (0..4)
+        .map(|i| {
+            let identity = MemBlockDevice::new(format!("null{i}"), 4096, 1).identity();
+            Some(Arc::new(NullDevice { identity }) as Arc<dyn BlockDevice>)
+        })
+        .collect();
+    Vdev::new(Layout::Raidz1, devs, 0, NULL_DEVICE_BYTES).expect("bench vdev")
+}
+
+/// The engine's data write (`BlockIo::write_data` without the allocator and counters):
+/// plan, stored length, allocation size, seal at the address, vdev write. Successive
+/// calls write at successive addresses.
+struct EngineWrite<'a> {
+    codec: &'a Codec,
+    vdev: &'a Vdev,
+    next: u64,
+}
+
+impl EngineWrite<'_> {
+    fn write(&mut self, logical: &[u8]) -> u32 {
+        let planned = self.codec.plan(logical);
+        let d = (planned.stored_len() / 4096) as u64;
+        let asize = self.vdev.asize(d);
+        if self.next + asize > self.vdev.capacity_sectors() {
+            self.next = 0;
+        }
+        let addr = self.next;
+        self.next += asize;
+        let (c, crc) = self.codec.seal_planned(planned, addr);
+        futures::executor::block_on(self.vdev.write(addr, &c.buf)).expect("vdev write");
+        crc
+    }
+
+    /// The engine's path before this change: `compress` (a padded copy), `seal` in place.
+    fn write_copying(&mut self, logical: &[u8]) -> u32 {
+        let mut c = self.codec.compress(logical);
+        let asize = self.vdev.asize((c.buf.len() / 4096) as u64);
+        if self.next + asize > self.vdev.capacity_sectors() {
+            self.next = 0;
+        }
+        let addr = self.next;
+        self.next += asize;
+        let crc = self.codec.seal(&mut c.buf, addr);
+        futures::executor::block_on(self.vdev.write(addr, &c.buf)).expect("vdev write");
+        crc
+    }
+}
+
+/// The data columns of a 128 KiB extent at address 0 of a 4-wide RAID-Z1, and the
+/// parity column length.
+fn raidz1_columns(buf: &[u8]) -> (Vec<&[u8]>, usize) {
     let sectors = (buf.len() / 4096) as u64;
     let map = Layout::Raidz1.map(4, 0, sectors);
-    let cols: Vec<&[u8]> = map
+    let cols = map
         .data_columns()
         .map(|c| match c.role {
             ingot_pool::raid::layout::Role::Data { first } => {
@@ -189,8 +292,7 @@ fn raidz1_parity(buf: &[u8], p: &mut Vec<u8>) {
             ingot_pool::raid::layout::Role::Parity(_) => &buf[..0],
         })
         .collect();
-    p.resize(map.width as usize * 4096, 0);
-    parity::gen_p(&cols, p);
+    (cols, map.width as usize * 4096)
 }
 
 fn main() {
@@ -233,27 +335,53 @@ fn main() {
             .map(|p| p.name())
             .collect::<Vec<_>>()
     );
+    // PIPELINE_PROFILE=<secs>: only run the engine's write of a random record in a loop
+    // for that long (to look at with `perf record`), then exit.
+    if let Some(secs) = std::env::var("PIPELINE_PROFILE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+    {
+        let vdev = null_raidz1();
+        let rec = random(RECORD, 40);
+        let mut e = EngineWrite {
+            codec: &codec,
+            vdev: &vdev,
+            next: 0,
+        };
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed().as_secs_f64() < secs {
+            black_box(e.write(black_box(&rec)));
+            n += 1;
+        }
+        println!("{n} engine writes of a random 128 KiB record");
+        return;
+    }
     let kinds: [(&str, Vec<u8>); 4] = [
         ("random", random(RECORD, 1)),
         ("fio-like", fio_like(RECORD)),
         ("50% compressible", half_compressible(RECORD)),
         ("text-like", text_like(RECORD)),
     ];
+    let vdev = null_raidz1();
+    let crc_src = random(RECORD, 11);
+    let mut mc_dst = vec![0u8; RECORD];
     println!();
     println!(
-        "| data | zstd-1 size | zstd-1 GB/s | write pipeline GB/s | write / zstd-1 | XTS GB/s | write / XTS | one-copy write GB/s | one-copy / zstd-1 | one-copy / XTS | zstd -d GB/s | read pipeline GB/s | read / zstd -d | read / XTS decrypt |"
+        "| data | zstd-1 size | zstd-1 GB/s | write pipeline GB/s | write / zstd-1 | XTS GB/s | write / XTS | crc32c GB/s | write / crc32c | memcpy GB/s | write / memcpy | zstd -d GB/s | read pipeline GB/s | read / zstd -d | read / XTS decrypt |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, record) in &kinds {
         let mut zc = zstd::bulk::Compressor::new(1).expect("zstd context");
         let frame = zc.compress(record).expect("zstd");
         let ratio = frame.len() as f64 / record.len() as f64;
         let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(RECORD));
         let mut scratch = record.clone();
-        let mut pbuf = Vec::new();
-        let mut pbuf2 = Vec::new();
-        let mut sector = 0u64;
-        let mut sector2 = 0u64;
+        let mut engine = EngineWrite {
+            codec: &codec,
+            vdev: &vdev,
+            next: 0,
+        };
         let w = compare(
             RECORD,
             &mut [
@@ -262,25 +390,22 @@ fn main() {
                     out.clear();
                     black_box(zc.compress_to_buffer(black_box(record), &mut out).ok());
                 },
-                /* write pipeline */
+                /* write pipeline, as the engine runs it */
                 &mut || {
-                    let mut c = codec.compress(black_box(record));
-                    sector = sector.wrapping_add(32) & 0xffff_ffff;
-                    let crc = codec.seal(&mut c.buf, sector);
-                    raidz1_parity(&c.buf, &mut pbuf);
-                    black_box((crc, &pbuf));
+                    black_box(engine.write(black_box(record)));
                 },
                 /* xts */
                 &mut || {
                     xts.encrypt_sectors(black_box(&mut scratch), 1234);
                 },
-                /* one-copy write pipeline: plan + seal_planned */
+                /* crc32c */
                 &mut || {
-                    let planned = codec.plan(black_box(record));
-                    sector2 = sector2.wrapping_add(32) & 0xffff_ffff;
-                    let (c, crc) = codec.seal_planned(planned, sector2);
-                    raidz1_parity(&c.buf, &mut pbuf2);
-                    black_box((crc, &pbuf2));
+                    black_box(crc32c(black_box(&crc_src)));
+                },
+                /* memcpy */
+                &mut || {
+                    mc_dst.copy_from_slice(black_box(&crc_src));
+                    black_box(&mc_dst);
                 },
             ],
         );
@@ -322,15 +447,16 @@ fn main() {
             ],
         );
         println!(
-            "| {name} | {ratio:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            "| {name} | {ratio:.2} | {:.2} | {:.2} | {:.2} | {:.2} | **{:.2}** | {:.1} | {:.2} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             w.median(0),
             w.median(1),
             w.ratio(1, 0),
             w.median(2),
             w.ratio(1, 2),
             w.median(3),
-            w.ratio(3, 0),
-            w.ratio(3, 2),
+            w.ratio(1, 3),
+            w.median(4),
+            w.ratio(1, 4),
             r.median(0),
             r.median(1),
             r.ratio(1, 0),
@@ -451,53 +577,85 @@ fn main() {
     };
     // Where the incompressible write's time goes: its stages alone, on a random record.
     let rec = random(RECORD, 40);
-    let sealed = {
-        let mut b = rec.clone();
-        codec.seal(&mut b, 5);
-        b
+    let sealed = codec.seal_planned(codec.plan(&rec), 5).0.buf;
+    let (cols, plen) = raidz1_columns(&sealed);
+    let mut pcol = vec![0u8; plen];
+    let mut pcol2 = vec![0u8; plen];
+    let mut e1 = EngineWrite {
+        codec: &codec,
+        vdev: &vdev,
+        next: 0,
     };
-    let mut pb = Vec::new();
-    let mut pb2 = Vec::new();
+    let mut e2 = EngineWrite {
+        codec: &codec,
+        vdev: &vdev,
+        next: 0,
+    };
+    let mut xbuf = rec.clone();
     let mut sec = 0u64;
     let parts = compare(
         RECORD,
         &mut [
-            /* write pipeline, as in the table */
+            /* 0: write pipeline, as in the table */
             &mut || {
-                let mut c = codec.compress(black_box(&rec));
+                black_box(e1.write(black_box(&rec)));
+            },
+            /* 1: plan (the bail-out) */
+            &mut || {
+                black_box(codec.plan(black_box(&rec)));
+            },
+            /* 2: plan + seal_planned (XTS into the stored buffer + crc32c) */
+            &mut || {
                 sec = sec.wrapping_add(32) & 0xffff_ffff;
-                let crc = codec.seal(&mut c.buf, sec);
-                raidz1_parity(&c.buf, &mut pb);
-                black_box((crc, &pb));
+                black_box(codec.seal_planned(codec.plan(black_box(&rec)), sec));
             },
-            /* compress (bail-out + copy into a new padded buffer) */
+            /* 3: Vdev::write of the sealed extent (parity + dispatch) */
             &mut || {
-                black_box(codec.compress(black_box(&rec)));
+                futures::executor::block_on(vdev.write(64, black_box(&sealed))).expect("write");
             },
-            /* compress + seal, no parity */
+            /* 4: RAID-Z1 P alone, SIMD kernel */
             &mut || {
-                let mut c = codec.compress(black_box(&rec));
-                black_box(codec.seal(&mut c.buf, 7));
-                black_box(c);
+                parity::gen_p(black_box(&cols), &mut pcol);
+                black_box(&pcol);
             },
-            /* RAID-Z1 parity alone */
+            /* 5: RAID-Z1 P alone, scalar reference */
             &mut || {
-                raidz1_parity(black_box(&sealed), &mut pb2);
-                black_box(&pb2);
+                parity::gen_p_scalar(black_box(&cols), &mut pcol2);
+                black_box(&pcol2);
+            },
+            /* 6: the previous engine path: compress (padded copy) + seal + Vdev::write */
+            &mut || {
+                black_box(e2.write_copying(black_box(&rec)));
+            },
+            /* 7: XTS alone */
+            &mut || {
+                xts.encrypt_sectors(black_box(&mut xbuf), 99);
             },
         ],
     );
     println!();
-    println!("| incompressible write, stage alone (random record) | us per 128 KiB |");
-    println!("|---|---|");
-    let us = |i: usize| RECORD as f64 / parts.median(i) / 1e3;
-    println!("| whole write pipeline | {:.2} |", us(0));
     println!(
-        "| compress (bail-out, copy into the padded buffer) | {:.2} |",
-        us(1)
+        "| incompressible write, stage alone (random record) | us per 128 KiB | GB/s | / XTS alone |"
     );
-    println!("| compress + seal (XTS + crc32c) | {:.2} |", us(2));
-    println!("| RAID-Z1 parity over 4 columns | {:.2} |", us(3));
+    println!("|---|---|---|---|");
+    let stages = [
+        "**write pipeline** (plan + seal_planned + Vdev::write)",
+        "`Codec::plan` (bail-out)",
+        "`plan` + `seal_planned` (XTS into the stored buffer + crc32c)",
+        "`Vdev::write` (RAID-Z1 parity + column dispatch, discarding devices)",
+        "RAID-Z1 P, `parity::gen_p` (SIMD kernel)",
+        "RAID-Z1 P, `parity::gen_p_scalar` (reference)",
+        "previous path: `compress` (copy) + `seal` + `Vdev::write`",
+        "XTS alone (`encrypt_sectors`, in place)",
+    ];
+    for (i, what) in stages.iter().enumerate() {
+        println!(
+            "| {what} | {:.2} | {:.2} | {:.2} |",
+            RECORD as f64 / parts.median(i) / 1e3,
+            parts.median(i),
+            parts.ratio(i, 7)
+        );
+    }
 
     println!();
     println!("| stage | GB/s | ratio |");

@@ -6,11 +6,11 @@
 //! crc32c, decrypt, decompress to exactly the logical size). [`verify`] checks stored
 //! bytes without keys, for scrub, resilver and RAID reconstruction.
 //!
-//! The same write without copying raw data twice: [`Codec::plan`] (the same decision
-//! as `compress`, but a raw extent stays borrowed) -> allocate
-//! [`Planned::stored_len`] bytes -> [`Codec::seal_planned`] (copies each
-//! [`FUSE_BYTES`] piece into the padded output, encrypts it and checksums it while it
-//! is in L1).
+//! The write the engine does, without copying raw data: [`Codec::plan`] (the same
+//! decision as `compress`, but a raw extent stays borrowed) -> allocate
+//! [`Planned::stored_len`] bytes -> [`Codec::seal_planned`] (encrypts each
+//! [`FUSE_BYTES`] piece of the caller's bytes straight into the padded output, then
+//! checksums it while it is in L1; only a partial last sector is copied, to pad it).
 //!
 //! Sealing works in pieces of [`FUSE_BYTES`]: each piece is encrypted and then added
 //! to the crc32c while it is still in the L1 cache, instead of encrypting the whole
@@ -231,9 +231,9 @@ impl Codec {
 
     /// Seal a planned extent at `pool_sector`: the stored bytes (sector-padded,
     /// encrypted if the pool is) and their crc32c. Identical to
-    /// `compress` + [`Codec::seal`], but raw data is copied into the output one
-    /// [`FUSE_BYTES`] piece at a time, right before that piece is encrypted and
-    /// checksummed, so it is read from memory once.
+    /// `compress` + [`Codec::seal`], but raw data is encrypted from the caller's bytes
+    /// into the output one [`FUSE_BYTES`] piece at a time (no copy, no zero fill), and
+    /// each piece is checksummed right after, while it is in L1.
     pub fn seal_planned(&self, planned: Planned<'_>, pool_sector: u64) -> (Compressed, u32) {
         let (kind, psize) = (planned.kind, planned.psize);
         let (buf, crc) = match planned.payload {
@@ -246,16 +246,24 @@ impl Codec {
                 let mut buf = Vec::with_capacity(len);
                 let mut crc = Crc32c::new();
                 let mut sector = u128::from(pool_sector);
-                for piece in raw.chunks(FUSE_BYTES) {
-                    let start = buf.len();
-                    buf.extend_from_slice(piece);
-                    buf.resize(start + round_up_sector(piece.len()), 0);
-                    let out = &mut buf[start..];
-                    if let Some(c) = &self.cipher {
-                        c.encrypt_units(out, SECTOR_SIZE, sector);
+                // Whole sectors straight from the caller's bytes; a partial last sector
+                // through a zero-padded copy of it.
+                let (body, tail) = raw.split_at(raw.len() / SECTOR_SIZE * SECTOR_SIZE);
+                let mut last = [0u8; SECTOR_SIZE];
+                last[..tail.len()].copy_from_slice(tail);
+                let last: &[u8] = if tail.is_empty() { &[] } else { &last };
+                for piece in body.chunks(FUSE_BYTES).chain([last]) {
+                    if piece.is_empty() {
+                        continue;
                     }
-                    crc.update(out);
-                    sector += (out.len() / SECTOR_SIZE) as u128;
+                    let start = buf.len();
+                    match &self.cipher {
+                        // Encrypted from the caller's bytes into the output: no copy.
+                        Some(c) => c.encrypt_units_append(piece, &mut buf, SECTOR_SIZE, sector),
+                        None => buf.extend_from_slice(piece),
+                    }
+                    crc.update(&buf[start..]);
+                    sector += (piece.len() / SECTOR_SIZE) as u128;
                 }
                 debug_assert_eq!(buf.len(), len);
                 (buf, crc.finish())
@@ -485,6 +493,110 @@ mod tests {
             }
         }
     }
+
+    /// The stored bytes of fixed records at fixed sectors with a fixed key, pinned by
+    /// their crc32c (which is also what the block pointer records) and shape: the
+    /// on-disk format must not change with the implementation. Both write paths
+    /// (`compress` + `seal`, and `plan` + `seal_planned`, which the engine uses) give them.
+    #[test]
+    fn stored_bytes_are_pinned() {
+        let enc = Codec::new(Compression::default(), Some(cipher()));
+        let plain = Codec::new(Compression::default(), None);
+        /// Name, codec, record, sector, then the pinned kind, psize, stored length, crc.
+        type Case<'a> = (
+            &'a str,
+            &'a Codec,
+            Vec<u8>,
+            u64,
+            CompressionKind,
+            u32,
+            usize,
+            u32,
+        );
+        let cases: [Case<'_>; 5] = [
+            (
+                "random 128 KiB",
+                &enc,
+                random(128 << 10, 100),
+                4242,
+                CompressionKind::None,
+                128 << 10,
+                128 << 10,
+                PIN[0],
+            ),
+            (
+                "random 5000 B",
+                &enc,
+                random(5000, 101),
+                7,
+                CompressionKind::None,
+                5000,
+                8192,
+                PIN[1],
+            ),
+            (
+                "text 64 KiB",
+                &enc,
+                text(64 << 10),
+                u64::MAX - 3,
+                CompressionKind::Zstd,
+                PIN_TEXT_PSIZE,
+                4096,
+                PIN[2],
+            ),
+            (
+                "random 128 KiB clear",
+                &plain,
+                random(128 << 10, 100),
+                4242,
+                CompressionKind::None,
+                128 << 10,
+                128 << 10,
+                PIN[3],
+            ),
+            (
+                "random 5000 B clear",
+                &plain,
+                random(5000, 101),
+                7,
+                CompressionKind::None,
+                5000,
+                8192,
+                PIN[4],
+            ),
+        ];
+        for (name, codec, data, sector, kind, psize, stored_len, crc) in cases {
+            let mut c = codec.compress(&data);
+            let crc_old = codec.seal(&mut c.buf, sector);
+            let (sealed, crc_new) = codec.seal_planned(codec.plan(&data), sector);
+            for (path, got_crc, got) in [
+                ("compress+seal", crc_old, &c),
+                ("plan+seal_planned", crc_new, &sealed),
+            ] {
+                assert_eq!(
+                    (got.kind, got.psize, got.buf.len()),
+                    (kind, psize, stored_len),
+                    "{name} via {path}"
+                );
+                assert_eq!(crc32c(&got.buf), got_crc, "{name} via {path}");
+                assert_eq!(
+                    got_crc, crc,
+                    "{name} via {path}: stored bytes changed (crc {got_crc:#010x})"
+                );
+            }
+        }
+    }
+
+    /// crc32c of the stored bytes of the cases of [`stored_bytes_are_pinned`].
+    const PIN: [u32; 5] = [
+        0x020c_3a7d,
+        0x7df7_52a8,
+        0x03da_1bee,
+        0x055f_b2ae,
+        0x0219_9681,
+    ];
+    /// zstd-1 frame size of the pinned text record.
+    const PIN_TEXT_PSIZE: u32 = 38;
 
     proptest! {
         #![proptest_config(crate::testutil::proptest_config(64))]

@@ -3,5 +3,8 @@
 //!
 //! - [`xts`]: AES-256-XTS over whole data units with AES-NI, VAES/AVX2 or
 //!   VAES/AVX-512, chosen at run time.
+//! - [`parity`]: RAID P (XOR) and Q (GF(2^8) Reed-Solomon) parity with AVX-512 or
+//!   AVX2, chosen at run time, with a portable fallback.
 
+pub mod parity;
 pub mod xts;

@@ -182,6 +182,46 @@ impl XtsAes256 {
         self.crypt(buf, unit, first_unit, false);
     }
 
+    /// Encrypt `src` and append the ciphertext to `out` (`src.len()` more bytes), as
+    /// [`XtsAes256::encrypt_units`] would encrypt a copy of `src` in place: the same bytes,
+    /// but the plaintext is read once and the ciphertext written once, with no copy and no
+    /// zero-filling of the output (on the VAES-512 backend; the others copy and then
+    /// encrypt in place).
+    ///
+    /// # Panics
+    /// As [`XtsAes256::encrypt_units`], on `src.len()`.
+    pub fn encrypt_units_append(
+        &self,
+        src: &[u8],
+        out: &mut Vec<u8>,
+        unit: usize,
+        first_unit: u128,
+    ) {
+        assert!(
+            unit > 0 && unit.is_multiple_of(AES_BLOCK) && src.len().is_multiple_of(unit),
+            "XTS buffer of {} bytes is not whole {}-byte data units",
+            src.len(),
+            unit
+        );
+        let start = out.len();
+        #[cfg(target_arch = "x86_64")]
+        if self.backend == XtsBackend::Vaes512 {
+            out.reserve(src.len());
+            let dst = &mut out.spare_capacity_mut()[..src.len()];
+            // SAFETY: the backend was checked with `is_supported()` when `self` was built
+            // (run-time detection of every feature the kernel enables).
+            unsafe {
+                x86::vaes512_to(&self.keys.enc, &self.keys.tweak, src, dst, unit, first_unit)
+            };
+            // SAFETY: `vaes512_to` wrote every byte of `dst`, the `src.len()` bytes of
+            // spare capacity right after the initialized `start` bytes (reserved above).
+            unsafe { out.set_len(start + src.len()) };
+            return;
+        }
+        out.extend_from_slice(src);
+        self.crypt(&mut out[start..], unit, first_unit, true);
+    }
+
     fn crypt(&self, buf: &mut [u8], unit: usize, first_unit: u128, encrypt: bool) {
         assert!(
             unit > 0 && unit.is_multiple_of(AES_BLOCK) && buf.len().is_multiple_of(unit),
@@ -256,6 +296,7 @@ mod x86 {
 
     use super::{RoundKeys, tweak_run};
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     /// Blocks per iteration of the AES-NI kernel.
     const NI_LANES: usize = 8;
@@ -543,6 +584,76 @@ mod x86 {
         }
     }
 
+    /// Encryption as [`vaes512`], out of place: reads `src`, writes every byte of `dst`
+    /// (of the same length), which may be uninitialized.
+    #[target_feature(enable = "aes,avx,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
+    pub(super) fn vaes512_to(
+        keys: &RoundKeys,
+        tweak: &RoundKeys,
+        src: &[u8],
+        dst: &mut [MaybeUninit<u8>],
+        unit: usize,
+        first: u128,
+    ) {
+        assert_eq!(src.len(), dst.len(), "XTS source and destination lengths");
+        let rk128 = keys128(keys);
+        let rk: [__m512i; 15] = std::array::from_fn(|i| _mm512_broadcast_i32x4(rk128[i]));
+        let tk = keys128(tweak);
+        let poly = _mm512_broadcast_i32x4(_mm_set_epi64x(0, 0x87));
+        for (i, (s, d)) in src
+            .chunks_exact(unit)
+            .zip(dst.chunks_exact_mut(unit))
+            .enumerate()
+        {
+            let t0 = unit_tweak(&tk, first.wrapping_add(i as u128));
+            let run: [[u8; 16]; 16] = tweak_run::<16>(t0);
+            let run = run.as_flattened();
+            let (quads, _) = run.as_chunks::<64>();
+            let mut tw: [__m512i; 4] = std::array::from_fn(|j| load512(&quads[j]));
+            let (schunks, srest) = s.as_chunks::<256>();
+            let (dchunks, drest) = d.as_chunks_mut::<256>();
+            for (sc, dc) in schunks.iter().zip(dchunks) {
+                let (sv, _) = sc.as_chunks::<64>();
+                let (dv, _) = dc.as_chunks_mut::<64>();
+                let mut x: [__m512i; 4] = std::array::from_fn(|j| {
+                    _mm512_ternarylogic_epi32::<0x96>(load512(&sv[j]), tw[j], rk[0])
+                });
+                for k in &rk[1..14] {
+                    for r in &mut x {
+                        *r = _mm512_aesenc_epi128(*r, *k);
+                    }
+                }
+                for j in 0..4 {
+                    let y = _mm512_aesenclast_epi128(x[j], _mm512_xor_si512(rk[14], tw[j]));
+                    // SAFETY: `dv[j]` is 64 writable bytes (uninitialized bytes may be
+                    // written) and the store is unaligned.
+                    unsafe { _mm512_storeu_si512(dv[j].as_mut_ptr().cast(), y) };
+                    let out = _mm512_bsrli_epi128::<14>(tw[j]);
+                    tw[j] = _mm512_xor_si512(
+                        _mm512_bslli_epi128::<2>(tw[j]),
+                        _mm512_clmulepi64_epi128::<0x00>(out, poly),
+                    );
+                }
+            }
+            if !srest.is_empty() {
+                let mut tws = [[0u8; 16]; 16];
+                let (quads, _) = tws.as_flattened_mut().as_chunks_mut::<64>();
+                for (q, t) in quads.iter_mut().zip(tw) {
+                    store512(q, t);
+                }
+                let (sblocks, _) = srest.as_chunks::<16>();
+                let (dblocks, _) = drest.as_chunks_mut::<16>();
+                for ((sb, db), t) in sblocks.iter().zip(dblocks).zip(&tws) {
+                    let mut b = *sb;
+                    block::<true>(&rk128, &mut b, load128(t));
+                    for (o, v) in db.iter_mut().zip(b) {
+                        o.write(v);
+                    }
+                }
+            }
+        }
+    }
+
     /// XTS with VAES on 512-bit vectors: 4 registers of 4 blocks, 16 blocks in flight.
     #[target_feature(enable = "aes,avx,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
     pub(super) fn vaes512<const ENC: bool>(
@@ -743,6 +854,29 @@ mod tests {
                 assert!(got == want, "{b:?} encrypt from unit {first:#x}");
                 c.decrypt_units(&mut got, 4096, first);
                 assert!(got == data, "{b:?} decrypt from unit {first:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn append_equals_in_place_every_backend() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let (mut k1, mut k2) = ([0u8; 32], [0u8; 32]);
+        rng.fill_bytes(&mut k1);
+        rng.fill_bytes(&mut k2);
+        for b in supported() {
+            let c = XtsAes256::with_backend(&k1, &k2, b).unwrap();
+            // 4 KiB units (the pool's), and units with a tail after the 256-byte loop.
+            for (unit, units) in [(4096usize, 9usize), (16, 5), (272, 3), (4096 + 48, 2)] {
+                let mut src = vec![0u8; unit * units];
+                rng.fill_bytes(&mut src);
+                let first = u128::from(u64::MAX) - 1;
+                let mut want = src.clone();
+                c.encrypt_units(&mut want, unit, first);
+                let mut out = vec![0xa5u8; 7];
+                c.encrypt_units_append(&src, &mut out, unit, first);
+                assert_eq!(out[..7], [0xa5; 7], "{b:?} prefix kept");
+                assert!(out[7..] == want[..], "{b:?} unit {unit}");
             }
         }
     }

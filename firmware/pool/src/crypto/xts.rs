@@ -225,6 +225,29 @@ impl XtsCipher {
         self.crypt_units(buf, unit, first_unit, false);
     }
 
+    /// Encrypt `src` and append the ciphertext to `out`: the bytes
+    /// [`XtsCipher::encrypt_units`] gives a copy of `src`, without the copy on the hal's
+    /// VAES-512 path (read once, written once, no zero fill).
+    ///
+    /// # Panics
+    /// As [`XtsCipher::encrypt_units`], on `src.len()`.
+    pub fn encrypt_units_append(
+        &self,
+        src: &[u8],
+        out: &mut Vec<u8>,
+        unit: usize,
+        first_unit: u128,
+    ) {
+        match &self.engine {
+            Engine::Hal(h) => h.encrypt_units_append(src, out, unit, first_unit),
+            Engine::Batched(_) => {
+                let start = out.len();
+                out.extend_from_slice(src);
+                self.crypt_units(&mut out[start..], unit, first_unit, true);
+            }
+        }
+    }
+
     fn crypt_units(&self, buf: &mut [u8], unit: usize, first_unit: u128, encrypt: bool) {
         assert!(
             unit > 0 && unit.is_multiple_of(BLOCK) && buf.len().is_multiple_of(unit),

@@ -1,17 +1,18 @@
 //! Extent I/O: the one place the engine meets the codec and the vdev.
 //!
-//! Data extents: compress -> allocate `asize` sectors -> seal (encrypt with the extent's
-//! pool sector as tweak, crc32c) -> write through the vdev. Tree nodes: the payload goes
-//! through the same codec, behind a clear header of physical pointers (see `node.rs`).
-//! Every read verifies the crc32c from the parent's block pointer (the vdev reconstructs
-//! from redundancy when a copy does not verify).
+//! Data extents: plan (compress if it pays) -> allocate `asize` sectors -> seal
+//! (encrypt with the extent's pool sector as tweak straight from the caller's bytes into
+//! the stored buffer, crc32c per piece) -> write through the vdev (which adds parity).
+//! Tree nodes: the payload goes through the same codec, behind a clear header of
+//! physical pointers (see `node.rs`). Every read verifies the crc32c from the parent's
+//! block pointer (the vdev reconstructs from redundancy when a copy does not verify).
 
 use super::alloc::Allocator;
 use super::bptr::{BlockKind, BlockPtr};
 use super::cache::NodeCache;
 use super::error::PoolError;
 use super::node::{ClearHeader, Node, PhysPtr};
-use crate::codec::Codec;
+use crate::codec::{Codec, Planned};
 use crate::compress::CompressionKind;
 use crate::raid::Vdev;
 use parking_lot::Mutex;
@@ -161,11 +162,11 @@ impl BlockIo {
         kind: BlockKind,
         ctx: &mut AllocCtx<'_>,
     ) -> Result<BlockPtr, PoolError> {
-        let mut c = self.compress_checked(logical)?;
-        let d = (c.buf.len() / SECTOR) as u64;
+        let planned = self.plan_checked(logical)?;
+        let d = (planned.stored_len() / SECTOR) as u64;
         let asize = self.vdev.asize(d);
         let addr = ctx.take(asize)?;
-        let crc = self.codec.seal(&mut c.buf, addr);
+        let (c, crc) = self.codec.seal_planned(planned, addr);
         self.vdev
             .write(addr, &c.buf)
             .await
@@ -185,9 +186,11 @@ impl BlockIo {
         })
     }
 
-    /// Compress one logical extent for writing: refused on a locked pool, and for an
-    /// extent outside 1..=`MAX_EXTENT_BYTES` bytes.
-    fn compress_checked(&self, logical: &[u8]) -> Result<crate::codec::Compressed, PoolError> {
+    /// Plan one logical extent for writing ([`Codec::plan`]: compressed if it pays,
+    /// else borrowed raw until [`Codec::seal_planned`] encrypts it into the stored
+    /// buffer): refused on a locked pool, and for an extent outside
+    /// 1..=`MAX_EXTENT_BYTES` bytes.
+    fn plan_checked<'a>(&self, logical: &'a [u8]) -> Result<Planned<'a>, PoolError> {
         if !self.unlocked {
             return Err(PoolError::Locked {
                 pool: String::new(),
@@ -200,7 +203,7 @@ impl BlockIo {
                 crate::compress::MAX_EXTENT_BYTES
             )));
         }
-        Ok(self.codec.compress(logical))
+        Ok(self.codec.plan(logical))
     }
 
     /// Count a data extent written: logical and stored bytes (the compression ratio).
@@ -220,11 +223,11 @@ impl BlockIo {
         logical: &[u8],
         alloc: &Mutex<Allocator>,
     ) -> Result<BlockPtr, PoolError> {
-        let mut c = self.compress_checked(logical)?;
-        let d = (c.buf.len() / SECTOR) as u64;
+        let planned = self.plan_checked(logical)?;
+        let d = (planned.stored_len() / SECTOR) as u64;
         let asize = self.vdev.asize(d);
         let addr = alloc.lock().alloc_detached(asize)?;
-        let crc = self.codec.seal(&mut c.buf, addr);
+        let (c, crc) = self.codec.seal_planned(planned, addr);
         if let Err(e) = self.vdev.write(addr, &c.buf).await {
             if let Err(e2) = alloc.lock().unalloc_detached(addr, asize) {
                 tracing::error!(error = %e2, "giving back a detached allocation failed");

@@ -2,10 +2,16 @@
 //! the data columns of one extent, and reconstruction of up to two missing columns
 //! (two data; data + P; data + Q; P + Q; or one of any).
 //!
-//! All functions work on columns of equal length; the caller zero-pads the shorter
-//! data columns of a RAID-Z extent (the bytes past a column's end count as zero).
+//! Generation runs on the SIMD kernels of `ingot_hal::cpu::parity` (AVX-512 or AVX2,
+//! picked at run time, one pass over the data for P and Q together); the byte-loop
+//! versions [`gen_p_scalar`] and [`gen_q_scalar`] stay as the reference the kernels are
+//! tested against.
+//!
+//! A data column shorter than the parity counts as zero past its end (the shorter
+//! columns of a RAID-Z extent); reconstruction wants columns of equal length.
 
 use super::gf256;
+use ingot_hal::cpu::parity as simd;
 
 /// Why a reconstruction is impossible.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,16 +34,50 @@ pub enum ParityError {
     Shape(String),
 }
 
-/// P = XOR of the data columns.
+/// P = XOR of the data columns (SIMD kernel).
 pub fn gen_p(data: &[&[u8]], p: &mut [u8]) {
+    simd::gen_p(data, p);
+}
+
+/// Q = sum over i of 2^i * D_i (SIMD kernel).
+pub fn gen_q(data: &[&[u8]], q: &mut [u8]) {
+    simd::gen_q(data, q);
+}
+
+/// P and Q in one pass over the data (SIMD kernel).
+///
+/// # Panics
+/// If `p` and `q` differ in length.
+pub fn gen_pq(data: &[&[u8]], p: &mut [u8], q: &mut [u8]) {
+    simd::gen_pq(data, p, q);
+}
+
+/// The `parity` (0, 1 or 2) parity columns of `data`, each `len` bytes, as new
+/// vectors (P, then Q), written by the SIMD kernel without a zero fill first.
+///
+/// # Panics
+/// If `parity` is more than 2 (the layouts have at most P and Q).
+pub fn parity_columns(data: &[&[u8]], parity: usize, len: usize) -> Vec<Vec<u8>> {
+    match parity {
+        0 => Vec::new(),
+        1 | 2 => {
+            let (p, q) = simd::new_parity(data, len, parity == 2);
+            std::iter::once(p).chain(q).collect()
+        }
+        _ => panic!("{parity} parity columns (at most 2)"),
+    }
+}
+
+/// Reference P: a byte loop, column by column.
+pub fn gen_p_scalar(data: &[&[u8]], p: &mut [u8]) {
     p.fill(0);
     for d in data {
         xor_into(p, d);
     }
 }
 
-/// Q = sum over i of 2^i * D_i (Horner's rule from the last column).
-pub fn gen_q(data: &[&[u8]], q: &mut [u8]) {
+/// Reference Q: Horner's rule from the last column, a word loop.
+pub fn gen_q_scalar(data: &[&[u8]], q: &mut [u8]) {
     q.fill(0);
     for d in data.iter().rev() {
         gf256::mul2_in_place(q);
@@ -53,11 +93,13 @@ pub fn gen_parity(data: &[&[u8]], parity: &mut [Vec<u8>]) -> Result<(), ParityEr
             gen_p(data, p);
             Ok(())
         }
-        [p, q] => {
-            gen_p(data, p);
-            gen_q(data, q);
+        [p, q] if p.len() == q.len() => {
+            gen_pq(data, p, q);
             Ok(())
         }
+        [_, _] => Err(ParityError::Shape(
+            "P and Q columns of different lengths".into(),
+        )),
         _ => Err(ParityError::Shape(format!(
             "{} parity columns (at most 2)",
             parity.len()
@@ -217,6 +259,74 @@ mod tests {
         let mut parity2 = parity_of(&data, 2);
         assert!(reconstruct(&mut data, &mut parity2, &[0], &[0, 1]).is_err());
         assert!(reconstruct(&mut data, &mut parity2, &[9], &[]).is_err());
+    }
+
+    /// Columns of `lens` bytes each, parity `len` bytes: the SIMD P, Q and P+Q equal the
+    /// scalar reference.
+    fn check_against_scalar(lens: &[usize], len: usize, seed: u64) {
+        let data: Vec<Vec<u8>> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| columns(1, l, seed ^ i as u64).remove(0))
+            .collect();
+        let cols: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        let (mut wp, mut wq) = (vec![0u8; len], vec![0u8; len]);
+        gen_p_scalar(&cols, &mut wp);
+        gen_q_scalar(&cols, &mut wq);
+        let (mut p, mut q) = (vec![0xeeu8; len], vec![0xeeu8; len]);
+        gen_p(&cols, &mut p);
+        assert!(p == wp, "P, columns {lens:?}, parity {len}");
+        gen_q(&cols, &mut q);
+        assert!(q == wq, "Q, columns {lens:?}, parity {len}");
+        let (mut p2, mut q2) = (vec![0x11u8; len], vec![0x22u8; len]);
+        gen_pq(&cols, &mut p2, &mut q2);
+        assert!(p2 == wp && q2 == wq, "P+Q, columns {lens:?}, parity {len}");
+        assert!(parity_columns(&cols, 0, len).is_empty());
+        assert!(
+            parity_columns(&cols, 1, len) == [wp.clone()],
+            "new P, {lens:?}"
+        );
+        assert!(
+            parity_columns(&cols, 2, len) == [wp, wq],
+            "new P+Q, {lens:?}"
+        );
+    }
+
+    #[test]
+    fn simd_matches_scalar_for_every_column_count() {
+        // Every column count a vdev can have (up to 255 devices, so up to 254 data
+        // columns with P, 253 with P+Q), RAID-Z shapes: the first columns one sector
+        // longer than the others, parity as long as the longest.
+        for n in 1..=254usize {
+            let long = n / 3 + 1;
+            let lens: Vec<usize> = (0..n)
+                .map(|i| if i < long { 2 * 4096 } else { 4096 })
+                .collect();
+            check_against_scalar(&lens, 2 * 4096, n as u64);
+        }
+    }
+
+    #[test]
+    fn gen_parity_rejects_p_and_q_of_different_lengths() {
+        let data = columns(3, 64, 5);
+        let cols: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        let mut parity = vec![vec![0u8; 64], vec![0u8; 65]];
+        assert!(matches!(
+            gen_parity(&cols, &mut parity),
+            Err(ParityError::Shape(_))
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(crate::testutil::proptest_config(256))]
+        #[test]
+        fn simd_matches_scalar_on_odd_lengths(
+            lens in proptest::collection::vec(0usize..1500, 1..20),
+            len in 0usize..1500,
+            seed in any::<u64>(),
+        ) {
+            check_against_scalar(&lens, len, seed);
+        }
     }
 
     proptest! {

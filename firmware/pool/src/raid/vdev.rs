@@ -1087,9 +1087,8 @@ fn column_contents<'a>(map: &ExtentMap, data: &'a [u8]) -> Vec<Cow<'a, [u8]>> {
     };
     let data_cols: Vec<&[u8]> = map.data_columns().map(slice).collect();
     let width = map.width as usize * SECTOR_SIZE;
-    let mut parity_cols = vec![vec![0u8; width]; map.parity];
     // At most two parity columns by construction of the layouts.
-    let _ = parity::gen_parity(&data_cols, &mut parity_cols);
+    let parity_cols = parity::parity_columns(&data_cols, map.parity, width);
     let mut out: Vec<Cow<'a, [u8]>> = parity_cols.into_iter().map(Cow::Owned).collect();
     out.extend(data_cols.into_iter().map(Cow::Borrowed));
     out
