@@ -107,18 +107,25 @@ async fn workload(fs: &Arc<Fs>, r: &mut ChaCha8Rng) -> FsResult<()> {
         if r.random_bool(0.4) {
             fs.sync().await?;
         }
-        // Forgets arrive concurrently, as FUSE delivers them: the reaper batches them.
+        // Forgets arrive concurrently, as FUSE delivers them, while other operations go on:
+        // their commits carry queued deletions, the reaper batches the rest.
         let mut tasks = tokio::task::JoinSet::new();
         for ino in forgets {
             let fs = fs.clone();
             tasks.spawn(async move { fs.forget(ino, 1).await });
+            tokio::task::yield_now().await;
         }
-        while tasks.join_next().await.is_some() {}
         for (_, _, fh) in files {
             if let Some(fh) = fh {
                 fs.release(fh).await?;
             }
         }
+        for i in 0..4 {
+            fs.mknod(U, d.ino, format!("n{round}-{i}").as_bytes(), 0o644, 0)
+                .await?;
+            tokio::task::yield_now().await;
+        }
+        while tasks.join_next().await.is_some() {}
         if r.random_bool(0.4) {
             fs.sync().await?;
         }
