@@ -141,10 +141,8 @@ pub struct Fs {
 
 /// Most inodes deleted by one reaper batch.
 const REAP_BATCH: usize = 256;
-/// Most queued deletions one [`Fs::commit`] carries along.
-const PIGGYBACK: usize = 32;
-/// How long queued deletions wait for a commit to carry them before the reaper deletes them
-/// in a batch of their own.
+/// How long a queued deletion waits for others to share its batch: `rm -rf` queues one
+/// about every 100 us, so the reaper deletes them some hundred to a batch.
 const REAP_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl Fs {
@@ -346,11 +344,7 @@ impl Fs {
 
     /// Applies `ops` plus a `SetAttr` for each of `updated`, then installs those attributes in
     /// the cache and forgets `deleted`. The caller holds the exclusive locks of all of them.
-    ///
-    /// Deletions queued for the reaper ride along (up to [`PIGGYBACK`] of them, each with the
-    /// removal of its orphan record): so `rm -rf`, where each unlinked file's `forget` comes
-    /// right after its unlink, costs one store batch per file. If the batch fails with them,
-    /// it is retried without them and they go back to the queue.
+
     pub(crate) async fn commit(
         &self,
         mut ops: Vec<Op>,
@@ -363,48 +357,14 @@ impl Fs {
                 attr: Bytes::from(i.encode()),
             });
         }
-        let extra = self.take_reapable(updated, deleted);
-        let mut guards = Vec::with_capacity(extra.len());
-        let mut reaped = Vec::with_capacity(extra.len());
-        for n in &extra {
-            // Never wait for a lock here: the caller holds others.
-            let Ok(g) = n.io.try_write() else {
-                self.reap_queue.lock().push(n.ino);
-                continue;
-            };
-            let reapable = {
-                let st = n.state.lock();
-                !st.gone && !st.in_use() && st.inode.as_ref().is_some_and(|i| i.nlink == 0)
-            };
-            if reapable {
-                guards.push(g);
-                reaped.push(n.ino);
-            }
-        }
-        if reaped.is_empty() {
-            self.store.apply(ops).await?;
-        } else {
-            let mut all = ops.clone();
-            for &ino in &reaped {
-                all.push(Op::Delete { id: ino });
-                all.push(Op::KvDelete {
-                    id: ORPHANS_ID,
-                    key: Bytes::copy_from_slice(&ino.to_be_bytes()),
-                });
-            }
-            if let Err(e) = self.store.apply(all).await {
-                tracing::debug!(error = %e, "a batch with queued deletions failed; retrying without them");
-                self.reap_queue.lock().extend(reaped.drain(..));
-                self.store.apply(ops).await?;
-            }
-        }
+        self.store.apply(ops).await?;
         for i in updated {
             let node = self.cache.get(i.ino);
             let mut st = node.state.lock();
             st.inode = Some((*i).clone());
             st.dirty = false;
         }
-        for &d in deleted.iter().chain(&reaped) {
+        for &d in deleted {
             let node = self.cache.get(d);
             {
                 let mut st = node.state.lock();
@@ -414,37 +374,7 @@ impl Fs {
             }
             self.cache.remove(d);
         }
-        drop(guards);
         Ok(())
-    }
-
-    /// Takes up to [`PIGGYBACK`] queued deletions whose node is cached with its attributes
-    /// (the others are left to the reaper, which loads them), none of `updated` or `deleted`.
-    fn take_reapable(&self, updated: &[&Inode], deleted: &[u64]) -> Vec<Arc<Node>> {
-        let mut q = self.reap_queue.lock();
-        if q.is_empty() || self.read_only {
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        let mut i = q.len();
-        // Entries left to the reaper are skipped: look at a bounded number of them.
-        let stop = i.saturating_sub(4 * PIGGYBACK);
-        while i > stop && out.len() < PIGGYBACK {
-            i -= 1;
-            let ino = q[i];
-            if deleted.contains(&ino) || updated.iter().any(|u| u.ino == ino) {
-                continue;
-            }
-            let Some(n) = self.cache.peek(ino) else {
-                continue;
-            };
-            if n.state.lock().inode.is_none() {
-                continue;
-            }
-            q.swap_remove(i);
-            out.push(n);
-        }
-        out
     }
 
     /// Writes the unwritten attribute changes of `node` (caller holds its exclusive lock).
@@ -658,14 +588,14 @@ impl Fs {
     /// still open it or ask for its attributes (a path resolved before the unlink), as on a
     /// local filesystem.
     ///
-    /// The deletion is queued: the next store batches of other operations carry queued
-    /// deletions along ([`Fs::commit`]), and after [`REAP_DELAY`] the reaper deletes what is
-    /// left, many to a batch. Each deletion removes the orphan record in the same batch, so a
-    /// crash before or after it leaves either the orphan record (reclaimed at the next mount)
-    /// or nothing. The call that queues onto an idle queue waits the delay and runs the
-    /// reaper (under FUSE a `forget` has no reply, and the wait moves it off the thread
-    /// reading requests); the others return at once. Errors are logged and the deletion
-    /// retried, as at last close.
+    /// The deletion is queued, and after [`REAP_DELAY`] the reaper deletes the queued inodes,
+    /// many to a store batch, off the path of any reply and beside the unlinks that go on
+    /// meanwhile. Each deletion removes the orphan record in the same batch, so a crash before
+    /// or after it leaves either the orphan record (reclaimed at the next mount) or nothing.
+    /// The call that queues onto an idle queue waits the delay and runs the reaper (under
+    /// FUSE a `forget` has no reply, and the wait moves it off the thread reading requests);
+    /// the others return at once. Errors are logged and the deletion retried, as at last
+    /// close.
     pub async fn forget(&self, ino: u64, n: u64) {
         let Some(node) = self.cache.peek(ino) else {
             return; // deleted already, or never referenced
@@ -684,8 +614,8 @@ impl Fs {
         if queue {
             self.reap_queue.lock().push(ino);
             if !self.reap_armed.swap(true, Ordering::AcqRel) {
-                // Give the next commits REAP_DELAY to carry the deletion; then delete what
-                // is left. Whatever is queued after the flag drops arms it again. (A blocking
+                // Let more deletions join the batch. Whatever is queued after the flag drops
+                // arms it again. (A blocking
                 // thread waits: the runtime may have no timer, and the fs must not need one.)
                 let _ = tokio::task::spawn_blocking(|| std::thread::sleep(REAP_DELAY)).await;
                 self.reap_armed.store(false, Ordering::Release);

@@ -108,7 +108,7 @@ async fn workload(fs: &Arc<Fs>, r: &mut ChaCha8Rng) -> FsResult<()> {
             fs.sync().await?;
         }
         // Forgets arrive concurrently, as FUSE delivers them, while other operations go on:
-        // their commits carry queued deletions, the reaper batches the rest.
+        // the reaper deletes the unlinked inodes in batches beside them.
         let mut tasks = tokio::task::JoinSet::new();
         for ino in forgets {
             let fs = fs.clone();
