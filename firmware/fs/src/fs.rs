@@ -344,7 +344,6 @@ impl Fs {
 
     /// Applies `ops` plus a `SetAttr` for each of `updated`, then installs those attributes in
     /// the cache and forgets `deleted`. The caller holds the exclusive locks of all of them.
-
     pub(crate) async fn commit(
         &self,
         mut ops: Vec<Op>,
