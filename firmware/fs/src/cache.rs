@@ -25,7 +25,8 @@ const SHARDS: usize = 64;
 pub(crate) struct NodeState {
     /// The attributes, once loaded.
     pub inode: Option<Inode>,
-    /// `inode` has mtime/ctime changes not yet written to the store.
+    /// `inode` has changes not yet written to the store (timestamps of writes, attribute
+    /// changes of an open inode).
     pub dirty: bool,
     /// Open file handles.
     pub open: u32,

@@ -11,7 +11,7 @@ use ingot_pool::store::{ObjectStore, Op, StoreError};
 use parking_lot::Mutex;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Largest file size (16 TiB, as ext4 with 4 KiB blocks).
 pub const MAX_FILE_SIZE: u64 = 1 << 44;
@@ -129,7 +129,21 @@ pub struct Fs {
     /// [`Fs::retry_reclaims`]. They stay on the on-disk orphan list meanwhile, so a restart
     /// reclaims them too.
     reclaim: Mutex<BTreeSet<u64>>,
+    /// Inodes that may be unlinked and that lost their last kernel reference and handle,
+    /// waiting to be deleted by the reaper (see [`Fs::forget`]).
+    reap_queue: Mutex<Vec<u64>>,
+    /// Held by the task running the reaper: one at a time, so the queue is drained in
+    /// batches (many deletions per store batch).
+    reap_lock: tokio::sync::Mutex<()>,
+    /// A `forget` is waiting [`REAP_DELAY`] to run the reaper.
+    reap_armed: AtomicBool,
 }
+
+/// Most inodes deleted by one reaper batch.
+const REAP_BATCH: usize = 256;
+/// How long a queued deletion waits for others to share its batch: `rm -rf` queues one
+/// about every 100 us, so the reaper deletes them some hundred to a batch.
+const REAP_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl Fs {
     /// Mounts the fs of `store`, making a new one first if the store holds none (no superblock
@@ -170,6 +184,9 @@ impl Fs {
             rename_lock: tokio::sync::Mutex::new(()),
             read_only: opts.read_only,
             reclaim: Mutex::new(BTreeSet::new()),
+            reap_queue: Mutex::new(Vec::new()),
+            reap_lock: tokio::sync::Mutex::new(()),
+            reap_armed: AtomicBool::new(false),
         };
         if !fs.read_only {
             fs.reclaim_orphans().await?;
@@ -359,7 +376,7 @@ impl Fs {
         Ok(())
     }
 
-    /// Writes the unwritten mtime/ctime of `node` (caller holds its exclusive lock).
+    /// Writes the unwritten attribute changes of `node` (caller holds its exclusive lock).
     async fn flush_dirty_locked(&self, node: &Node) -> FsResult<()> {
         let inode = {
             let st = node.state.lock();
@@ -380,6 +397,8 @@ impl Fs {
     }
 
     /// Changes attributes (`chmod`, `chown`, `truncate`, `utimensat`). `ctx` is the caller.
+    /// Changes other than the size of an inode that is open are written at its last close
+    /// (or with its next change, fsync or sync), not at once.
     pub async fn setattr(&self, ctx: Ctx, ino: u64, set: SetAttr) -> FsResult<Inode> {
         self.check_rw()?;
         let node = self.cache.get(ino);
@@ -447,6 +466,19 @@ impl Fs {
             i.mtime = resolve(t);
         }
         i.ctime = set.ctime.unwrap_or(now);
+        if ops.is_empty() && set.size.is_none() {
+            // A change of attributes only (mode, owner, times) of an open inode stays in the
+            // cache, written with its next change or at its last close, fsync or sync, as
+            // the timestamps of writes are: `tar` sets times, owner and mode of each file
+            // it extracts through the open descriptor, and these are then one store batch
+            // at close instead of one each.
+            let mut st = node.state.lock();
+            if st.open > 0 && !st.gone {
+                st.inode = Some(i.clone());
+                st.dirty = true;
+                return Ok(i);
+            }
+        }
         self.commit(ops, &[&i], &[]).await?;
         Ok(i)
     }
@@ -553,19 +585,144 @@ impl Fs {
     /// Gives back `n` kernel references to `ino` (FUSE `forget`). An unlinked inode is deleted
     /// once the kernel holds no reference and no handle is open: until then the kernel may
     /// still open it or ask for its attributes (a path resolved before the unlink), as on a
-    /// local filesystem. Errors are logged and the deletion retried, as at last close.
+    /// local filesystem.
+    ///
+    /// The deletion is queued, and after [`REAP_DELAY`] the reaper deletes the queued inodes,
+    /// many to a store batch, off the path of any reply and beside the unlinks that go on
+    /// meanwhile. Each deletion removes the orphan record in the same batch, so a crash before
+    /// or after it leaves either the orphan record (reclaimed at the next mount) or nothing.
+    /// The call that queues onto an idle queue waits the delay and runs the reaper (under
+    /// FUSE a `forget` has no reply, and the wait moves it off the thread reading requests);
+    /// the others return at once. Errors are logged and the deletion retried, as at last
+    /// close.
     pub async fn forget(&self, ino: u64, n: u64) {
         let Some(node) = self.cache.peek(ino) else {
             return; // deleted already, or never referenced
         };
-        let idle = {
+        let queue = {
             let mut st = node.state.lock();
             st.lookups = st.lookups.saturating_sub(n);
-            st.lookups == 0 && st.open == 0 && !st.gone
+            // Attributes not cached: the reaper loads them to find out. An unlink whose
+            // commit has not installed the new link count yet queues the inode itself once
+            // it has (see `Fs::reap_if_idle`).
+            st.lookups == 0
+                && st.open == 0
+                && !st.gone
+                && st.inode.as_ref().is_none_or(|i| i.nlink == 0)
         };
-        if idle {
-            self.drop_if_unlinked(&node).await;
+        if queue {
+            self.reap_queue.lock().push(ino);
+            if !self.reap_armed.swap(true, Ordering::AcqRel) {
+                // Let more deletions join the batch. Whatever is queued after the flag drops
+                // arms it again. (A blocking
+                // thread waits: the runtime may have no timer, and the fs must not need one.)
+                let _ = tokio::task::spawn_blocking(|| std::thread::sleep(REAP_DELAY)).await;
+                self.reap_armed.store(false, Ordering::Release);
+                self.run_reaper().await;
+            }
         }
+    }
+
+    /// Queues `node` for the reaper if it is unlinked and neither open nor referenced, and
+    /// runs the reaper: called after a commit that dropped its last link, since a `forget`
+    /// that came in while that commit ran saw the old link count and left it.
+    pub(crate) async fn reap_if_idle(&self, node: &Node) {
+        let queue = {
+            let st = node.state.lock();
+            !st.in_use() && !st.gone && st.inode.as_ref().is_some_and(|i| i.nlink == 0)
+        };
+        if queue {
+            self.reap_queue.lock().push(node.ino);
+            self.run_reaper().await;
+        }
+    }
+
+    /// Runs the reaper unless another task is running it (that one drains the queue before
+    /// it stops, including what was queued meanwhile).
+    async fn run_reaper(&self) {
+        loop {
+            let Ok(guard) = self.reap_lock.try_lock() else {
+                return;
+            };
+            self.reap_queued().await;
+            drop(guard);
+            // Something queued after the last drain but before the lock was released found
+            // the reaper busy: take it.
+            if self.reap_queue.lock().is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Deletes every queued inode that is still unlinked, unopened and unreferenced, up to
+    /// [`REAP_BATCH`] of them per store batch. Caller holds `reap_lock`.
+    async fn reap_queued(&self) {
+        loop {
+            let mut inos = {
+                let mut q = self.reap_queue.lock();
+                let n = q.len().min(REAP_BATCH);
+                q.drain(..n).collect::<Vec<u64>>()
+            };
+            if inos.is_empty() {
+                return;
+            }
+            inos.sort_unstable();
+            inos.dedup();
+            if self.read_only {
+                continue;
+            }
+            // Lock in ascending inode order, as every multi-inode operation does.
+            let nodes: Vec<Arc<Node>> = inos.iter().map(|&i| self.cache.get(i)).collect();
+            let mut guards = Vec::with_capacity(nodes.len());
+            let mut ops = Vec::new();
+            let mut deleted = Vec::new();
+            for node in &nodes {
+                let g = node.io.write().await;
+                {
+                    let st = node.state.lock();
+                    if st.gone || st.in_use() {
+                        continue; // deleted meanwhile, or in use again (its last close deletes it)
+                    }
+                }
+                match self.load(node).await {
+                    Ok(i) if i.nlink == 0 => {}
+                    Ok(_) | Err(FsError::NotFound(_)) => continue,
+                    Err(e) => {
+                        tracing::warn!(ino = node.ino, error = %e, "reading an unlinked inode failed; will retry");
+                        self.reclaim.lock().insert(node.ino);
+                        continue;
+                    }
+                }
+                ops.push(Op::Delete { id: node.ino });
+                ops.push(Op::KvDelete {
+                    id: ORPHANS_ID,
+                    key: Bytes::copy_from_slice(&node.ino.to_be_bytes()),
+                });
+                deleted.push(node.ino);
+                guards.push(g);
+            }
+            if deleted.is_empty() {
+                continue;
+            }
+            match self.commit(ops, &[], &deleted).await {
+                Ok(()) => {
+                    tracing::debug!(inodes = deleted.len(), "deleted unlinked inodes");
+                }
+                Err(e) => {
+                    // The kernel ignores errors of forget: never drop this one silently. The
+                    // inodes stay on the orphan list and their deletion is retried.
+                    tracing::warn!(inodes = deleted.len(), error = %e, "deleting unlinked inodes failed; will retry");
+                    self.reclaim.lock().extend(deleted);
+                }
+            }
+            drop(guards);
+        }
+    }
+
+    /// Waits for a running reaper and deletes what is queued.
+    async fn drain_reaper(&self) {
+        let _g = self.reap_lock.lock().await;
+        self.reap_queued().await;
     }
 
     /// Gives back every kernel reference (the FUSE connection ended: unmount), deleting the
@@ -575,29 +732,13 @@ impl Fs {
             let idle = {
                 let mut st = node.state.lock();
                 st.lookups = 0;
-                st.open == 0 && !st.gone
+                st.open == 0 && !st.gone && st.inode.as_ref().is_none_or(|i| i.nlink == 0)
             };
             if idle {
-                self.drop_if_unlinked(&node).await;
+                self.reap_queue.lock().push(node.ino);
             }
         }
-    }
-
-    /// Deletes `node`'s inode if it is unlinked, not open and unreferenced; a failure is
-    /// logged and queued for a retry (the orphan record stays).
-    async fn drop_if_unlinked(&self, node: &Node) {
-        let _g = node.io.write().await;
-        {
-            let st = node.state.lock();
-            if st.gone || st.open > 0 || st.lookups > 0 {
-                return;
-            }
-        }
-        // The lock also orders this after an unlink of the inode that is still committing:
-        // its link count is read once that is done. A failure is logged and queued there.
-        if let Ok(true) = self.delete_if_unlinked(node).await {
-            tracing::debug!(ino = node.ino, "deleted unlinked inode at forget");
-        }
+        self.drain_reaper().await;
     }
 
     /// Deletes `node`'s inode if its link count is zero (caller holds its exclusive lock and
@@ -710,6 +851,7 @@ impl Fs {
 
     /// Writes every unwritten timestamp and makes everything durable (`syncfs`, unmount).
     pub async fn sync(&self) -> FsResult<()> {
+        self.drain_reaper().await;
         self.retry_reclaims().await;
         for node in self.cache.dirty_nodes() {
             let _g = node.io.write().await;

@@ -366,7 +366,7 @@ impl Fs {
                 ));
             };
             let nodes = [self.cache.get(parent), self.cache.get(child)];
-            let _l = lock_all(&nodes).await;
+            let locks = lock_all(&nodes).await;
             if self.entry(parent, name).await?.map(|e| e.0) != Some(child) {
                 continue; // raced with a rename or unlink: look again
             }
@@ -388,18 +388,23 @@ impl Fs {
                 }
                 p.nlink = p.nlink.saturating_sub(1);
                 c.nlink = 1; // drop_link takes it to zero
-                return self.drop_link(ops, &nodes[1], &mut c, &[&p], now).await;
-            }
-            if c.kind() == FileKind::Dir {
+            } else if c.kind() == FileKind::Dir {
                 return Err(FsError::IsDir(child));
             }
-            return self.drop_link(ops, &nodes[1], &mut c, &[&p], now).await;
+            let orphaned = self.drop_link(ops, &nodes[1], &mut c, &[&p], now).await?;
+            drop(locks);
+            if orphaned {
+                self.reap_if_idle(&nodes[1]).await;
+            }
+            return Ok(());
         }
     }
 
     /// Commits `ops` with one link of `c` dropped: deletes it, or puts it on the orphan list
     /// if it is still open or the kernel still references it (its last close or forget then
-    /// deletes it). Caller holds the locks of `c` and `others`.
+    /// deletes it). Either way it is one store batch. Caller holds the locks of `c` and
+    /// `others`; `true` if `c` went on the orphan list (the caller then calls
+    /// [`Fs::reap_if_idle`] once it has dropped its locks).
     async fn drop_link(
         &self,
         mut ops: Vec<Op>,
@@ -407,13 +412,14 @@ impl Fs {
         c: &mut Inode,
         others: &[&Inode],
         now: Timestamp,
-    ) -> FsResult<()> {
+    ) -> FsResult<bool> {
         c.nlink = c.nlink.saturating_sub(1);
         c.ctime = now;
         if c.nlink > 0 {
             let mut upd: Vec<&Inode> = others.to_vec();
             upd.push(c);
-            return self.commit(ops, &upd, &[]).await;
+            self.commit(ops, &upd, &[]).await?;
+            return Ok(false);
         }
         if cnode.state.lock().in_use() {
             ops.push(Op::KvPut {
@@ -423,10 +429,12 @@ impl Fs {
             });
             let mut upd: Vec<&Inode> = others.to_vec();
             upd.push(c);
-            self.commit(ops, &upd, &[]).await
+            self.commit(ops, &upd, &[]).await?;
+            Ok(true)
         } else {
             ops.push(Op::Delete { id: c.ino });
-            self.commit(ops, others, &[c.ino]).await
+            self.commit(ops, others, &[c.ino]).await?;
+            Ok(false)
         }
     }
 
@@ -490,7 +498,7 @@ impl Fs {
             if let Some((d, _)) = dst {
                 nodes.push(self.cache.get(d));
             }
-            let _l = lock_all(&nodes).await;
+            let locks = lock_all(&nodes).await;
             if self.entry(parent, name).await? != Some((src, skind))
                 || self.entry(newparent, newname).await? != dst
             {
@@ -512,6 +520,7 @@ impl Fs {
             }
             let mut ops = Vec::new();
             let mut deleted = Vec::new();
+            let mut orphaned: Option<Arc<Node>> = None;
             let okey = Bytes::from(entry_key(name));
             let nkey = Bytes::from(entry_key(newname));
             if flags & RENAME_EXCHANGE != 0 {
@@ -621,6 +630,7 @@ impl Fs {
                             value: Bytes::new(),
                         });
                         inodes.insert(d, victim);
+                        orphaned = Some(dnode);
                     } else {
                         ops.push(Op::Delete { id: d });
                         deleted.push(d);
@@ -635,7 +645,12 @@ impl Fs {
                 });
             }
             let upd: Vec<&Inode> = inodes.values().collect();
-            return self.commit(ops, &upd, &deleted).await;
+            self.commit(ops, &upd, &deleted).await?;
+            drop(locks);
+            if let Some(d) = orphaned {
+                self.reap_if_idle(&d).await;
+            }
+            return Ok(());
         }
     }
 

@@ -80,6 +80,18 @@ pub struct DirtyRecord {
     written: Vec<(u16, u16)>,
 }
 
+/// The length of `data` without its trailing zero bytes, found 64 bytes at a time.
+pub(crate) fn trimmed_len(data: &[u8]) -> usize {
+    let mut end = data.len();
+    while end >= 64 && data[end - 64..end].iter().fold(0u8, |a, &b| a | b) == 0 {
+        end -= 64;
+    }
+    while end > 0 && data[end - 1] == 0 {
+        end -= 1;
+    }
+    end
+}
+
 /// Bytes `[a, a + PAGE)` of `base` (zero-extended).
 fn base_page(base: &[u8], pi: usize) -> Vec<u8> {
     let mut p = vec![0u8; PAGE];
@@ -252,10 +264,16 @@ impl DirtyRecord {
     /// The record's logical contents without trailing zero bytes (what gets encoded);
     /// `base` as for [`DirtyRecord::read`].
     pub fn contents(&self, base: Option<&[u8]>) -> Vec<u8> {
-        let mut v = vec![0u8; self.len()];
+        // Zero pages at the end are never copied (a small file's record is one page or
+        // two, not the record size), and the trailing zeroes are found a block at a time.
+        let end = self
+            .pages
+            .iter()
+            .rposition(|p| *p != Page::Zero)
+            .map_or(0, |i| (i + 1) * PAGE);
+        let mut v = vec![0u8; end];
         self.read(0, &mut v, base);
-        let trimmed = v.len() - v.iter().rev().take_while(|&&b| b == 0).count();
-        v.truncate(trimmed);
+        v.truncate(trimmed_len(&v));
         v
     }
 }

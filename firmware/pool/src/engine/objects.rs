@@ -309,7 +309,7 @@ impl Batch<'_> {
             self.staged.remove((id, rec));
         }
         let key = keys::extent(id, rec);
-        let trimmed = data.len() - data.iter().rev().take_while(|&&b| b == 0).count();
+        let trimmed = super::dirty::trimmed_len(data);
         let mut new = None;
         let old = if trimmed == 0 {
             self.tree.remove(self.io, &key, &mut self.frees).await?
@@ -769,7 +769,7 @@ impl Inner {
             while (rec + 1) * rs <= end {
                 let a = (rec * rs - offset) as usize;
                 let src = &data[a..a + rs as usize];
-                let trimmed = src.len() - src.iter().rev().take_while(|&&b| b == 0).count();
+                let trimmed = super::dirty::trimmed_len(src);
                 let r = if trimmed == 0 {
                     Ok(None)
                 } else {
