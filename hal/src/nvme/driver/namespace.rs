@@ -136,11 +136,25 @@ impl Namespace {
         len: usize,
         cmd: &mut Command,
     ) -> Result<DmaBuffer, BlockError> {
-        let mut b = q.pool.get().map_err(|e| self.host_error(op, e))?;
+        // A lost device fails at once and says so: once the kernel has torn down its
+        // IOMMU container, mapping a buffer would fail with a less telling host error.
+        if self.inner.shared.is_lost() {
+            return Err(self.lost());
+        }
+        let mut b = q.pool.get().map_err(|e| self.host_or_lost(op, e))?;
         q.pool
             .set_prps(&mut b, len, cmd)
-            .map_err(|e| self.host_error(op, e))?;
+            .map_err(|e| self.host_or_lost(op, e))?;
         Ok(b)
+    }
+
+    /// A host-side failure, unless the device was lost meanwhile (then that is the error).
+    fn host_or_lost(&self, op: &'static str, what: impl std::fmt::Display) -> BlockError {
+        if self.inner.shared.is_lost() {
+            self.lost()
+        } else {
+            self.host_error(op, what)
+        }
     }
 
     /// Move `data` to or from `[offset, offset+len)` in commands of at most `self.chunk`
