@@ -334,20 +334,23 @@ impl Batch<'_> {
         Ok(new)
     }
 
-    /// Store record `rec` from a record written before the lock (`None`: all zero).
-    /// Streaming whole-record writes do not fill the record cache: the copy (a fresh
-    /// 128 KiB allocation per record, under the writer lock) cost sequential writes 60% of
-    /// their throughput. A read fills it on a miss.
+    /// Store record `rec` from a record written before the lock (`None`: all zero);
+    /// returns the extent as stored (with its birth txg). This does not fill the record
+    /// cache: for streaming whole-record writes the copy (a fresh 128 KiB allocation per
+    /// record, under the writer lock) cost sequential writes 60% of their throughput, and a
+    /// read fills it on a miss. A commit's flush hands its owned record over instead
+    /// ([`Batch::cache_owned`]).
     async fn set_record_pre(
         &mut self,
         id: ObjectId,
         rec: u64,
         pre: Option<BlockPtr>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<BlockPtr>, StoreError> {
         if self.is_dirty(id, rec) {
             self.staged.remove((id, rec));
         }
         let key = keys::extent(id, rec);
+        let mut stored = None;
         let old = match pre {
             None => self.tree.remove(self.io, &key, &mut self.frees).await?,
             Some(mut bp) => {
@@ -356,6 +359,7 @@ impl Batch<'_> {
                 self.dirty += bp.data_sectors() * 4096;
                 self.counters.lbytes += u64::from(bp.lsize);
                 self.counters.pbytes += bp.data_sectors() * 4096;
+                stored = Some(bp);
                 self.tree
                     .insert(self.io, key, bp.to_bytes(), &mut self.frees)
                     .await?
@@ -365,7 +369,17 @@ impl Batch<'_> {
             let bp = BlockPtr::from_bytes(&v)?;
             self.free_data(bp);
         }
-        Ok(())
+        Ok(stored)
+    }
+
+    /// Put `data`, the decoded contents of extent `bp` just stored by this batch, into the
+    /// record cache without copying it (dropped again by [`Batch::undo`] if the batch fails).
+    fn cache_owned(&mut self, bp: &BlockPtr, mut data: Vec<u8>) {
+        data.truncate(bp.lsize as usize);
+        if self.dp.cache.fits(data.len()) {
+            self.dp.cache.put_written(bp.addr, bp.birth, Arc::new(data));
+            self.cached.push((bp.addr, bp.birth));
+        }
     }
 
     /// Remove every extent of `id` with record index in `[from, to)`.
@@ -488,7 +502,9 @@ impl Batch<'_> {
                     let in_off = (pos - rstart) as usize;
                     if in_off == 0 && n == rs {
                         match self.pre.remove(&(self.op_index, rec)) {
-                            Some(p) => self.set_record_pre(id, rec, p).await?,
+                            Some(p) => {
+                                self.set_record_pre(id, rec, p).await?;
+                            }
                             None => {
                                 self.set_record(id, rec, src).await?;
                             }
@@ -698,7 +714,11 @@ impl Inner {
                     }
                     continue;
                 }
-                Ok(pre) => b.set_record_pre(id, rec, pre).await,
+                Ok(pre) => b.set_record_pre(id, rec, pre).await.map(|stored| {
+                    if let Some(bp) = stored {
+                        b.cache_owned(&bp, data);
+                    }
+                }),
                 Err(PoolError::NoSpace) => b.set_record_cached(id, rec, data).await,
                 Err(e) => Err(e.into()),
             };
