@@ -187,11 +187,7 @@ pub fn render_status(s: &PoolStatus) -> String {
     ));
     out.push_str(&format!(
         "encryption:  {}\n",
-        match (s.encrypted, s.locked) {
-            (false, _) => "off",
-            (true, false) => "aes-xts, unlocked",
-            (true, true) => "aes-xts, LOCKED (keyless operations only)",
-        }
+        encryption_state(s.encrypted, s.locked)
     ));
     out.push_str(&format!(
         "compression: {}, ratio {:.2}x\n",
@@ -470,4 +466,13 @@ pub async fn replace(a: &PoolReplaceArgs) -> Result<(), CliError> {
     }
     no_appliance(&a.appliance)?;
     crate::cmd::resilver::replace_direct(a).await
+}
+
+/// The `encryption:` line of a status report.
+pub(crate) fn encryption_state(encrypted: bool, locked: bool) -> &'static str {
+    match (encrypted, locked) {
+        (false, _) => "off",
+        (true, false) => "aes-xts, unlocked",
+        (true, true) => "aes-xts, LOCKED (keyless operations only)",
+    }
 }

@@ -125,11 +125,7 @@ pub fn render_status(v: &StatusView) -> String {
     ));
     out.push_str(&format!(
         "encryption:  {}\n",
-        match (s.encrypted, s.locked) {
-            (false, _) => "off",
-            (true, false) => "aes-xts, unlocked",
-            (true, true) => "aes-xts, LOCKED (keyless operations only)",
-        }
+        super::pool::encryption_state(s.encrypted, s.locked)
     ));
     out.push_str(&format!(
         "capacity:    {} used of {} ({pct:.1}%), compression ratio {:.2}x\n",

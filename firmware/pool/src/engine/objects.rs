@@ -280,12 +280,10 @@ impl Batch<'_> {
     /// Put the decoded contents of extent `bp`, just written by this batch, into the record
     /// cache (dropped again by [`Batch::undo`] if the batch fails): reads and sub-record
     /// writes of recently written data are then served from memory.
+    /// Copies `data` only when it fits; [`Batch::cache_owned`] when the caller owns it.
     fn cache_written(&mut self, bp: &BlockPtr, data: &[u8]) {
         if self.dp.cache.fits(data.len()) {
-            self.dp
-                .cache
-                .put_written(bp.addr, bp.birth, Arc::new(data.to_vec()));
-            self.cached.push((bp.addr, bp.birth));
+            self.cache_owned(bp, data.to_vec());
         }
     }
 
