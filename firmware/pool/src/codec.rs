@@ -249,9 +249,12 @@ impl Codec {
                 // Whole sectors straight from the caller's bytes; a partial last sector
                 // through a zero-padded copy of it.
                 let (body, tail) = raw.split_at(raw.len() / SECTOR_SIZE * SECTOR_SIZE);
-                let mut last = [0u8; SECTOR_SIZE];
-                last[..tail.len()].copy_from_slice(tail);
-                let last: &[u8] = if tail.is_empty() { &[] } else { &last };
+                let padded = (!tail.is_empty()).then(|| {
+                    let mut v = vec![0u8; SECTOR_SIZE];
+                    v[..tail.len()].copy_from_slice(tail);
+                    v
+                });
+                let last: &[u8] = padded.as_deref().unwrap_or(&[]);
                 if let Some(c) = &self.cipher
                     && c.fuses_crc32c(SECTOR_SIZE)
                 {
@@ -285,6 +288,44 @@ impl Codec {
             }
         };
         (Compressed { kind, psize, buf }, crc)
+    }
+
+    /// [`Codec::seal_planned`] for an extent going to a single-parity vdev (RAID-Z1):
+    /// also returns the parity column when it could be computed inside the encryption
+    /// loop, from the ciphertext registers (a raw extent of whole sectors on an
+    /// encrypted pool whose XTS kernel fuses the crc32c; see
+    /// [`XtsCipher::fuses_crc32c`]). `column_starts` are the first sector (within the
+    /// extent) of each data column, as `Vdev::parity_column_starts` gives them; the
+    /// parity then has as many sectors as the first column. Otherwise the parity is
+    /// `None` and the vdev computes it. The stored bytes and crc are those of
+    /// `seal_planned`.
+    pub fn seal_planned_with_parity(
+        &self,
+        planned: Planned<'_>,
+        pool_sector: u64,
+        column_starts: &[usize],
+    ) -> (Compressed, u32, Option<Vec<u8>>) {
+        if let (Payload::Raw(raw), Some(c)) = (&planned.payload, &self.cipher)
+            && raw.len().is_multiple_of(SECTOR_SIZE)
+            && c.fuses_crc32c(SECTOR_SIZE)
+        {
+            let mut buf = Vec::new();
+            let mut parity = Vec::new();
+            if let Some(crc) = c.encrypt_units_append_crc32c_parity(
+                raw,
+                &mut buf,
+                SECTOR_SIZE,
+                u128::from(pool_sector),
+                0,
+                &mut parity,
+                column_starts,
+            ) {
+                let (kind, psize) = (planned.kind, planned.psize);
+                return (Compressed { kind, psize, buf }, crc, Some(parity));
+            }
+        }
+        let (c, crc) = self.seal_planned(planned, pool_sector);
+        (c, crc, None)
     }
 
     /// Encrypt `buf` in place (if the pool is encrypted) with tweaks starting at

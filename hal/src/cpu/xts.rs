@@ -212,7 +212,7 @@ impl XtsAes256 {
             // SAFETY: the backend was checked with `is_supported()` when `self` was built
             // (run-time detection of every feature the kernel enables).
             unsafe {
-                x86::vaes512_to::<false>(
+                x86::vaes512_to::<false, false>(
                     &self.keys.enc,
                     &self.keys.tweak,
                     src,
@@ -220,6 +220,8 @@ impl XtsAes256 {
                     unit,
                     first_unit,
                     0,
+                    &mut [],
+                    &[],
                 )
             };
             // SAFETY: `vaes512_to` wrote every byte of `dst`, the `src.len()` bytes of
@@ -275,7 +277,7 @@ impl XtsAes256 {
             // confirmed with `is_supported()` when `self` was built; `unit` is a
             // multiple of 256 bytes as the CRC variant requires.
             let crc = unsafe {
-                x86::vaes512_to::<true>(
+                x86::vaes512_to::<true, false>(
                     &self.keys.enc,
                     &self.keys.tweak,
                     src,
@@ -283,6 +285,8 @@ impl XtsAes256 {
                     unit,
                     first_unit,
                     crc,
+                    &mut [],
+                    &[],
                 )
             };
             // SAFETY: `vaes512_to` wrote every byte of `dst`, the `src.len()` bytes of
@@ -294,6 +298,95 @@ impl XtsAes256 {
         {
             // Unreachable: no backend is supported, so no cipher can be built.
             let _ = (out, first_unit, crc);
+            None
+        }
+    }
+
+    /// [`XtsAes256::encrypt_units_append_crc32c`] that also computes the XOR parity (RAID
+    /// P) of the ciphertext split into columns, while the ciphertext is in registers:
+    /// column `c` is the data units from `column_starts[c]` up to the next start (the
+    /// last one to the end of `src`), and unit `r` of `parity` is the XOR of unit `r` of
+    /// every column that has one (a shorter column counts as zero-padded). `parity` is
+    /// replaced by `column_starts[1] * unit` bytes (the length of the first column, which
+    /// must be the longest). The loads and stores of the parity rows run beside the AES
+    /// rounds, which bound the loop.
+    ///
+    /// Returns `None`, having done nothing, where the crc32c is not fused
+    /// ([`XtsAes256::fuses_crc32c`]); the caller then takes the separate path.
+    ///
+    /// # Panics
+    /// As [`XtsAes256::encrypt_units`], on `src.len()`; and if `column_starts` does not
+    /// start at 0, is not increasing, has a column longer than the first or a start
+    /// beyond the end of `src` (caller bugs).
+    #[allow(clippy::too_many_arguments)]
+    pub fn encrypt_units_append_crc32c_parity(
+        &self,
+        src: &[u8],
+        out: &mut Vec<u8>,
+        unit: usize,
+        first_unit: u128,
+        crc: u32,
+        parity: &mut Vec<u8>,
+        column_starts: &[usize],
+    ) -> Option<u32> {
+        if !self.fuses_crc32c(unit) {
+            return None;
+        }
+        assert!(
+            src.len().is_multiple_of(unit),
+            "XTS buffer of {} bytes is not whole {}-byte data units",
+            src.len(),
+            unit
+        );
+        let units = src.len() / unit;
+        let rows = column_starts.get(1).copied().unwrap_or(units);
+        let ends = column_starts.iter().skip(1).chain([&units]);
+        assert!(
+            column_starts.first() == Some(&0)
+                && column_starts
+                    .iter()
+                    .zip(ends)
+                    .all(|(&a, &b)| a < b && b - a <= rows && b <= units),
+            "parity columns {column_starts:?} over {units} units"
+        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            let start = out.len();
+            out.reserve(src.len());
+            parity.clear();
+            parity.reserve(rows * unit);
+            let dst = &mut out.spare_capacity_mut()[..src.len()];
+            let p = &mut parity.spare_capacity_mut()[..rows * unit];
+            // SAFETY: the backend is `Vaes512` (checked above), whose features were
+            // confirmed with `is_supported()` when `self` was built; `unit` is a
+            // multiple of 256 bytes and the columns were checked above as the kernel
+            // requires.
+            let crc = unsafe {
+                x86::vaes512_to::<true, true>(
+                    &self.keys.enc,
+                    &self.keys.tweak,
+                    src,
+                    dst,
+                    unit,
+                    first_unit,
+                    crc,
+                    p,
+                    column_starts,
+                )
+            };
+            // SAFETY: the kernel wrote every byte of `dst` (the `src.len()` reserved
+            // bytes after the `start` initialized ones) and every byte of `p` (the first
+            // column covers every parity row).
+            unsafe {
+                out.set_len(start + src.len());
+                parity.set_len(rows * unit);
+            }
+            Some(crc)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            // Unreachable: no backend is supported, so no cipher can be built.
+            let _ = (out, first_unit, crc, parity);
             None
         }
     }
@@ -765,8 +858,14 @@ mod x86 {
     /// 4 accumulators (`VPCLMULQDQ`, which runs beside the AES rounds) and the crc is
     /// finished once at the end. `unit` must then be a multiple of 256 bytes. Without
     /// `CRC` it returns 0.
+    ///
+    /// With `PAR` (which needs `CRC`), also writes the XOR parity of the ciphertext
+    /// columns that start at data units `starts` into `p` (see
+    /// [`super::XtsAes256::encrypt_units_append_crc32c_parity`]; the caller checked the
+    /// columns): units of the first column store their row, the others XOR into it.
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "aes,avx,avx2,avx512f,avx512bw,vaes,vpclmulqdq,pclmulqdq,sse4.2")]
-    pub(super) fn vaes512_to<const CRC: bool>(
+    pub(super) fn vaes512_to<const CRC: bool, const PAR: bool>(
         keys: &RoundKeys,
         tweak: &RoundKeys,
         src: &[u8],
@@ -774,8 +873,11 @@ mod x86 {
         unit: usize,
         first: u128,
         crc: u32,
+        p: &mut [MaybeUninit<u8>],
+        starts: &[usize],
     ) -> u32 {
         assert_eq!(src.len(), dst.len(), "XTS source and destination lengths");
+        assert!(!PAR || CRC, "parity is fused only with the crc");
         if CRC {
             assert!(
                 unit.is_multiple_of(super::FOLD_BYTES),
@@ -795,11 +897,24 @@ mod x86 {
         // into accumulator 0 once, with the first ciphertext register.
         let mut acc = [_mm512_setzero_si512(); 4];
         let mut pending = _mm512_zextsi128_si512(_mm_cvtsi32_si128(!crc as i32));
+        // The parity column of the current unit: its column and the row it XORs into.
+        let mut col = 0;
         for (i, (s, d)) in src
             .chunks_exact(unit)
             .zip(dst.chunks_exact_mut(unit))
             .enumerate()
         {
+            let (prow, assign): (&mut [MaybeUninit<u8>], bool) = if PAR {
+                while starts.get(col + 1).is_some_and(|&next| i >= next) {
+                    col += 1;
+                }
+                let row = i - starts[col];
+                (&mut p[row * unit..(row + 1) * unit], col == 0)
+            } else {
+                (&mut [], false)
+            };
+            let (pchunks, _) = prow.as_chunks_mut::<256>();
+            let mut pchunks = pchunks.iter_mut();
             let t0 = unit_tweak(&tk, first.wrapping_add(i as u128));
             let run: [[u8; 16]; 16] = tweak_run::<16>(t0);
             let run = run.as_flattened();
@@ -810,6 +925,10 @@ mod x86 {
             for (sc, dc) in schunks.iter().zip(dchunks) {
                 let (sv, _) = sc.as_chunks::<64>();
                 let (dv, _) = dc.as_chunks_mut::<64>();
+                let pv: &mut [[MaybeUninit<u8>; 64]] = match pchunks.next() {
+                    Some(pc) if PAR => pc.as_chunks_mut::<64>().0,
+                    _ => &mut [],
+                };
                 let mut x: [__m512i; 4] = std::array::from_fn(|j| {
                     _mm512_ternarylogic_epi32::<0x96>(load512(&sv[j]), tw[j], rk[0])
                 });
@@ -825,6 +944,18 @@ mod x86 {
                     unsafe { _mm512_storeu_si512(dv[j].as_mut_ptr().cast(), y) };
                     if CRC {
                         acc[j] = fold512(acc[j], k2048, y);
+                    }
+                    if PAR {
+                        let q = pv[j].as_mut_ptr();
+                        let v = if assign {
+                            y
+                        } else {
+                            // SAFETY: `q` is 64 bytes of the parity row, which the first
+                            // column (every row, units before this one) already wrote.
+                            _mm512_xor_si512(unsafe { _mm512_loadu_si512(q.cast()) }, y)
+                        };
+                        // SAFETY: `q` is 64 writable bytes; the store is unaligned.
+                        unsafe { _mm512_storeu_si512(q.cast(), v) };
                     }
                     let out = _mm512_bsrli_epi128::<14>(tw[j]);
                     tw[j] = _mm512_xor_si512(
@@ -1135,6 +1266,88 @@ mod tests {
         }
     }
 
+    /// XOR parity of `data` (whole `unit`s) split into columns starting at `starts`.
+    fn parity_reference(data: &[u8], unit: usize, starts: &[usize]) -> Vec<u8> {
+        let units = data.len() / unit;
+        let rows = starts.get(1).copied().unwrap_or(units);
+        let mut p = vec![0u8; rows * unit];
+        let ends = starts.iter().skip(1).chain([&units]);
+        for (&a, &b) in starts.iter().zip(ends) {
+            for (x, y) in p.iter_mut().zip(&data[a * unit..b * unit]) {
+                *x ^= y;
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn fused_parity_matches_the_reference() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(33);
+        let (mut k1, mut k2) = ([0u8; 32], [0u8; 32]);
+        rng.fill_bytes(&mut k1);
+        rng.fill_bytes(&mut k2);
+        // RAID-Z1 columns of a 128 KiB record over 4 and 5 devices, a short record, a
+        // single column, and 256-byte units.
+        let cases: [(usize, usize, &[usize]); 6] = [
+            (4096, 32, &[0, 11, 22]),
+            (4096, 32, &[0, 8, 16, 24]),
+            (4096, 31, &[0, 11, 21]),
+            (4096, 2, &[0, 1]),
+            (4096, 3, &[0]),
+            (256, 7, &[0, 3, 5]),
+        ];
+        for b in supported() {
+            let c = XtsAes256::with_backend(&k1, &k2, b).unwrap();
+            for (unit, units, starts) in cases {
+                let mut src = vec![0u8; unit * units];
+                rng.fill_bytes(&mut src);
+                let mut out = vec![1u8, 2, 3];
+                let mut parity = vec![9u8; 5];
+                let got = c.encrypt_units_append_crc32c_parity(
+                    &src,
+                    &mut out,
+                    unit,
+                    77,
+                    crc32c::crc32c(&[1, 2, 3]),
+                    &mut parity,
+                    starts,
+                );
+                let Some(crc) = got else {
+                    assert!(!c.fuses_crc32c(unit) && out == [1, 2, 3] && parity == [9; 5]);
+                    continue;
+                };
+                let mut want = src.clone();
+                c.encrypt_units(&mut want, unit, 77);
+                assert!(out[3..] == want[..], "{b:?} {starts:?} ciphertext");
+                assert_eq!(crc, crc32c::crc32c(&out), "{b:?} {starts:?} crc");
+                assert!(
+                    parity == parity_reference(&want, unit, starts),
+                    "{b:?} {starts:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "parity columns")]
+    fn fused_parity_refuses_a_column_longer_than_the_first() {
+        let c = XtsAes256::with_backend(&[1; 32], &[2; 32], XtsBackend::Vaes512);
+        // Without VAES-512 nothing is fused and nothing checked: panic as the test expects.
+        let Some(c) = c else {
+            panic!("parity columns: no VAES-512 here")
+        };
+        let src = vec![0u8; 5 * 4096];
+        c.encrypt_units_append_crc32c_parity(
+            &src,
+            &mut Vec::new(),
+            4096,
+            0,
+            0,
+            &mut Vec::new(),
+            &[0, 2],
+        );
+    }
+
     #[test]
     fn keys_and_debug_do_not_leak() {
         let c = XtsAes256::new(&[0x11; 32], &[0x22; 32]);
@@ -1184,6 +1397,42 @@ mod tests {
                 prop_assert_eq!(got.is_some(), b == XtsBackend::Vaes512);
                 if let Some(crc) = got {
                     prop_assert_eq!(crc, crc32c::crc32c(&out), "{:?} unit {} x{}", b, unit, units);
+                }
+            }
+        }
+
+        #[test]
+        fn fused_parity_equals_the_reference(
+            k1 in any::<[u8; 32]>(),
+            columns in 1usize..8,
+            rows in 1usize..6,
+            short in 0usize..8,
+            unit_chunks in 1usize..4,
+            seed in any::<u64>(),
+        ) {
+            // `columns` columns of `rows` units, the last `short` of them one unit
+            // shorter (when rows > 1), as RAID-Z lays out a record.
+            let unit = unit_chunks * 256;
+            let short = if rows > 1 { short.min(columns - 1) } else { 0 };
+            let mut starts = Vec::new();
+            let mut units = 0;
+            for col in 0..columns {
+                starts.push(units);
+                units += if col >= columns - short { rows - 1 } else { rows };
+            }
+            let mut src = vec![0u8; units * unit];
+            rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut src);
+            for b in supported() {
+                let c = XtsAes256::with_backend(&k1, &[7; 32], b).unwrap();
+                let (mut out, mut parity) = (Vec::new(), Vec::new());
+                let got = c.encrypt_units_append_crc32c_parity(&src, &mut out, unit, 3, 0, &mut parity, &starts);
+                prop_assert_eq!(got.is_some(), b == XtsBackend::Vaes512);
+                if let Some(crc) = got {
+                    let mut want = src.clone();
+                    c.encrypt_units(&mut want, unit, 3);
+                    prop_assert!(out == want);
+                    prop_assert_eq!(crc, crc32c::crc32c(&want));
+                    prop_assert!(parity == parity_reference(&want, unit, &starts), "{:?}", starts);
                 }
             }
         }

@@ -285,6 +285,40 @@ impl XtsCipher {
         crate::checksum::crc32c_append(crc, &out[start..])
     }
 
+    /// [`XtsCipher::encrypt_units_append_crc32c`] that also writes the XOR parity (RAID
+    /// P) of the ciphertext columns starting at data units `column_starts` into
+    /// `parity`, all in the encryption loop (see
+    /// `ingot_hal::cpu::xts::XtsAes256::encrypt_units_append_crc32c_parity`). `None`,
+    /// having done nothing, where the crc32c is not fused.
+    ///
+    /// # Panics
+    /// As [`XtsCipher::encrypt_units`], on `src.len()`, and on columns the kernel
+    /// refuses (not starting at 0, not increasing, one longer than the first).
+    #[allow(clippy::too_many_arguments)]
+    pub fn encrypt_units_append_crc32c_parity(
+        &self,
+        src: &[u8],
+        out: &mut Vec<u8>,
+        unit: usize,
+        first_unit: u128,
+        crc: u32,
+        parity: &mut Vec<u8>,
+        column_starts: &[usize],
+    ) -> Option<u32> {
+        match &self.engine {
+            Engine::Hal(h) => h.encrypt_units_append_crc32c_parity(
+                src,
+                out,
+                unit,
+                first_unit,
+                crc,
+                parity,
+                column_starts,
+            ),
+            Engine::Batched(_) => None,
+        }
+    }
+
     fn crypt_units(&self, buf: &mut [u8], unit: usize, first_unit: u128, encrypt: bool) {
         assert!(
             unit > 0 && unit.is_multiple_of(BLOCK) && buf.len().is_multiple_of(unit),
