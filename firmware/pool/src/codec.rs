@@ -554,6 +554,42 @@ mod tests {
     /// their crc32c (which is also what the block pointer records) and shape: the
     /// on-disk format must not change with the implementation. Both write paths
     /// (`compress` + `seal`, and `plan` + `seal_planned`, which the engine uses) give them.
+    /// `seal_planned_with_parity` stores what `seal_planned` stores (so the pinned bytes
+    /// hold for it too) and, where it fuses the parity, the XOR of the columns.
+    #[test]
+    fn seal_with_parity_equals_seal_planned_plus_parity() {
+        let enc = Codec::new(Compression::default(), Some(cipher()));
+        let plain = Codec::new(Compression::default(), None);
+        let fuses = cipher().fuses_crc32c(SECTOR_SIZE);
+        let cases: [(&Codec, Vec<u8>, &[usize], bool); 6] = [
+            (&enc, random(128 << 10, 100), &[0, 11, 22], fuses),
+            (&enc, random(128 << 10, 102), &[0, 8, 16, 24], fuses),
+            (&enc, random(31 * SECTOR_SIZE, 103), &[0, 11, 21], fuses),
+            (&enc, random(5000, 101), &[0, 1], false),
+            (&enc, text(64 << 10), &[0], false),
+            (&plain, random(128 << 10, 104), &[0, 11, 22], false),
+        ];
+        for (i, (codec, rec, starts, fused)) in cases.into_iter().enumerate() {
+            let (a, crc_a) = codec.seal_planned(codec.plan(&rec), 4242);
+            let (b, crc_b, p) = codec.seal_planned_with_parity(codec.plan(&rec), 4242, starts);
+            assert_eq!(a, b, "case {i}");
+            assert_eq!(crc_a, crc_b, "case {i}");
+            assert_eq!(p.is_some(), fused, "case {i}");
+            if let Some(p) = p {
+                let units = b.buf.len() / SECTOR_SIZE;
+                let ends = starts.iter().skip(1).chain([&units]);
+                let cols: Vec<&[u8]> = starts
+                    .iter()
+                    .zip(ends)
+                    .map(|(&x, &y)| &b.buf[x * SECTOR_SIZE..y * SECTOR_SIZE])
+                    .collect();
+                let mut want = vec![0u8; cols[0].len()];
+                crate::raid::parity::gen_p_scalar(&cols, &mut want);
+                assert!(p == want, "case {i} parity");
+            }
+        }
+    }
+
     #[test]
     fn stored_bytes_are_pinned() {
         let enc = Codec::new(Compression::default(), Some(cipher()));
