@@ -14,7 +14,11 @@
 //!
 //! Sealing works in pieces of [`FUSE_BYTES`]: each piece is encrypted and then added
 //! to the crc32c while it is still in the L1 cache, instead of encrypting the whole
-//! extent and reading it back from L2 for the checksum.
+//! extent and reading it back from L2 for the checksum. Where the XTS kernel fuses the
+//! crc32c ([`XtsCipher::fuses_crc32c`]: VAES-512), a raw extent is encrypted and
+//! checksummed in one call instead, the crc folded from the ciphertext registers, and
+//! [`Codec::seal_planned_with_parity`] also computes a RAID-Z1 parity column in the
+//! same loop (the engine hands it to `Vdev::write_with_parity`).
 
 use crate::checksum::{Crc32c, crc32c};
 use crate::compress::{

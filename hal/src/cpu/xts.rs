@@ -14,7 +14,14 @@
 //!   `alpha^16` (or `alpha^8`) per iteration with one byte shift and one carry-less
 //!   multiplication of the shifted-out bits by the XTS polynomial (`VPCLMULQDQ`);
 //! - the pre-whitening XOR is folded with round key 0 (`vpternlogd`) and the
-//!   post-whitening XOR into the last round key (`aesenclast(x, k14 ^ T)`).
+//!   post-whitening XOR into the last round key (`aesenclast(x, k14 ^ T)`);
+//! - work on the ciphertext rides along with the AES rounds, which bound the loop
+//!   (VAES-512, out of place): the crc32c of the stored bytes, each ciphertext register
+//!   folded into 4 accumulators with `VPCLMULQDQ` (the usual carry-less folding of a
+//!   reflected CRC, 2048 bits per iteration; finished with the SSE4.2 `crc32`
+//!   instruction), and the RAID P parity, each register stored or XORed into its
+//!   parity row ([`XtsAes256::encrypt_units_append_crc32c_parity`]). The stored bytes
+//!   are then never read back.
 //!
 //! Decryption uses the "equivalent inverse cipher" (FIPS 197 5.3.5): round keys
 //! `InvMixColumns`-transformed and reversed, so it has the same shape as encryption.
