@@ -1,8 +1,10 @@
 //! Extent pipeline benchmark: per core, on four kinds of data, the write pipeline
 //! exactly as `engine/io.rs` runs it (`Codec::plan`: bail-out or zstd-1;
-//! `Codec::seal_planned`: AES-256-XTS from the record into the stored buffer + crc32c;
-//! `Vdev::write` on a RAID-Z1 vdev of 4 devices: parity and the column writes, to
-//! devices that accept and discard them) and the read pipeline (crc32c verify, decrypt,
+//! `Vdev::parity_column_starts` + `Codec::seal_planned_with_parity`: AES-256-XTS from
+//! the record into the stored buffer, its crc32c and, on an incompressible record, the
+//! RAID-Z1 parity, all in one loop where the XTS kernel fuses them;
+//! `Vdev::write_with_parity` on a RAID-Z1 vdev of 4 devices: the column writes (and
+//! the parity where it was not precomputed), to devices that accept and discard them) and the read pipeline (crc32c verify, decrypt,
 //! decompress), side by side with zstd-1 alone, the XTS kernel alone, crc32c alone
 //! and memcpy; every XTS implementation (`XtsPath`: the hal's VAES/AES-NI kernels and the
 //! portable batched path) against raw AES and the `xts-mode` crate; the
@@ -252,6 +254,28 @@ impl EngineWrite<'_> {
         let planned = self.codec.plan(logical);
         let d = (planned.stored_len() / 4096) as u64;
         let asize = self.vdev.asize(d);
+        if self.next + asize > self.vdev.capacity_sectors() {
+            self.next = 0;
+        }
+        let addr = self.next;
+        self.next += asize;
+        let (c, crc, parity) = match self.vdev.parity_column_starts(addr, d) {
+            Some(starts) => self.codec.seal_planned_with_parity(planned, addr, &starts),
+            None => {
+                let (c, crc) = self.codec.seal_planned(planned, addr);
+                (c, crc, None)
+            }
+        };
+        futures::executor::block_on(self.vdev.write_with_parity(addr, &c.buf, parity))
+            .expect("vdev write");
+        crc
+    }
+
+    /// The engine's path before the fused parity: `seal_planned`, then `Vdev::write`
+    /// computes the parity from the stored buffer.
+    fn write_parity_after(&mut self, logical: &[u8]) -> u32 {
+        let planned = self.codec.plan(logical);
+        let asize = self.vdev.asize((planned.stored_len() / 4096) as u64);
         if self.next + asize > self.vdev.capacity_sectors() {
             self.next = 0;
         }
@@ -591,8 +615,18 @@ fn main() {
         vdev: &vdev,
         next: 0,
     };
+    let mut e3 = EngineWrite {
+        codec: &codec,
+        vdev: &vdev,
+        next: 0,
+    };
     let mut xbuf = rec.clone();
     let mut sec = 0u64;
+    let mut sec2 = 0u64;
+    let starts = vdev.parity_column_starts(64, 32).expect("RAID-Z1 columns");
+    let fused_parity = codec
+        .seal_planned_with_parity(codec.plan(&rec), 64, &starts)
+        .2;
     let parts = compare(
         RECORD,
         &mut [
@@ -631,6 +665,25 @@ fn main() {
             &mut || {
                 xts.encrypt_sectors(black_box(&mut xbuf), 99);
             },
+            /* 8: the engine path before the fused parity */
+            &mut || {
+                black_box(e3.write_parity_after(black_box(&rec)));
+            },
+            /* 9: plan + seal_planned_with_parity (XTS + crc32c + P in one loop) */
+            &mut || {
+                sec2 = sec2.wrapping_add(32) & 0xffff_ffff;
+                black_box(codec.seal_planned_with_parity(
+                    codec.plan(black_box(&rec)),
+                    sec2,
+                    &starts,
+                ));
+            },
+            /* 10: Vdev::write_with_parity of the sealed extent (dispatch only) */
+            &mut || {
+                let p = fused_parity.clone();
+                futures::executor::block_on(vdev.write_with_parity(64, black_box(&sealed), p))
+                    .expect("write");
+            },
         ],
     );
     println!();
@@ -639,7 +692,7 @@ fn main() {
     );
     println!("|---|---|---|---|");
     let stages = [
-        "**write pipeline** (plan + seal_planned + Vdev::write)",
+        "**write pipeline** (plan + seal_planned_with_parity + Vdev::write_with_parity)",
         "`Codec::plan` (bail-out)",
         "`plan` + `seal_planned` (XTS into the stored buffer + crc32c)",
         "`Vdev::write` (RAID-Z1 parity + column dispatch, discarding devices)",
@@ -647,6 +700,9 @@ fn main() {
         "RAID-Z1 P, `parity::gen_p_scalar` (reference)",
         "previous path: `compress` (copy) + `seal` + `Vdev::write`",
         "XTS alone (`encrypt_sectors`, in place)",
+        "engine path before the fused parity: plan + seal_planned + Vdev::write",
+        "`plan` + `seal_planned_with_parity` (XTS + crc32c + RAID-Z1 P in one loop)",
+        "`Vdev::write_with_parity` (dispatch only; includes a clone of the parity)",
     ];
     for (i, what) in stages.iter().enumerate() {
         println!(

@@ -14,7 +14,11 @@
 //!
 //! Sealing works in pieces of [`FUSE_BYTES`]: each piece is encrypted and then added
 //! to the crc32c while it is still in the L1 cache, instead of encrypting the whole
-//! extent and reading it back from L2 for the checksum.
+//! extent and reading it back from L2 for the checksum. Where the XTS kernel fuses the
+//! crc32c ([`XtsCipher::fuses_crc32c`]: VAES-512), a raw extent is encrypted and
+//! checksummed in one call instead, the crc folded from the ciphertext registers, and
+//! [`Codec::seal_planned_with_parity`] also computes a RAID-Z1 parity column in the
+//! same loop (the engine hands it to `Vdev::write_with_parity`).
 
 use crate::checksum::{Crc32c, crc32c};
 use crate::compress::{
@@ -249,9 +253,27 @@ impl Codec {
                 // Whole sectors straight from the caller's bytes; a partial last sector
                 // through a zero-padded copy of it.
                 let (body, tail) = raw.split_at(raw.len() / SECTOR_SIZE * SECTOR_SIZE);
-                let mut last = [0u8; SECTOR_SIZE];
-                last[..tail.len()].copy_from_slice(tail);
-                let last: &[u8] = if tail.is_empty() { &[] } else { &last };
+                let padded = (!tail.is_empty()).then(|| {
+                    let mut v = vec![0u8; SECTOR_SIZE];
+                    v[..tail.len()].copy_from_slice(tail);
+                    v
+                });
+                let last: &[u8] = padded.as_deref().unwrap_or(&[]);
+                if let Some(c) = &self.cipher
+                    && c.fuses_crc32c(SECTOR_SIZE)
+                {
+                    // The kernel folds the crc32c over the ciphertext registers as it
+                    // stores them: one call for the whole body, one for the padded tail.
+                    let mut crc =
+                        c.encrypt_units_append_crc32c(body, &mut buf, SECTOR_SIZE, sector, 0);
+                    if !last.is_empty() {
+                        sector += (body.len() / SECTOR_SIZE) as u128;
+                        crc =
+                            c.encrypt_units_append_crc32c(last, &mut buf, SECTOR_SIZE, sector, crc);
+                    }
+                    debug_assert_eq!(buf.len(), len);
+                    return (Compressed { kind, psize, buf }, crc);
+                }
                 for piece in body.chunks(FUSE_BYTES).chain([last]) {
                     if piece.is_empty() {
                         continue;
@@ -270,6 +292,44 @@ impl Codec {
             }
         };
         (Compressed { kind, psize, buf }, crc)
+    }
+
+    /// [`Codec::seal_planned`] for an extent going to a single-parity vdev (RAID-Z1):
+    /// also returns the parity column when it could be computed inside the encryption
+    /// loop, from the ciphertext registers (a raw extent of whole sectors on an
+    /// encrypted pool whose XTS kernel fuses the crc32c; see
+    /// [`XtsCipher::fuses_crc32c`]). `column_starts` are the first sector (within the
+    /// extent) of each data column, as `Vdev::parity_column_starts` gives them; the
+    /// parity then has as many sectors as the first column. Otherwise the parity is
+    /// `None` and the vdev computes it. The stored bytes and crc are those of
+    /// `seal_planned`.
+    pub fn seal_planned_with_parity(
+        &self,
+        planned: Planned<'_>,
+        pool_sector: u64,
+        column_starts: &[usize],
+    ) -> (Compressed, u32, Option<Vec<u8>>) {
+        if let (Payload::Raw(raw), Some(c)) = (&planned.payload, &self.cipher)
+            && raw.len().is_multiple_of(SECTOR_SIZE)
+            && c.fuses_crc32c(SECTOR_SIZE)
+        {
+            let mut buf = Vec::new();
+            let mut parity = Vec::new();
+            if let Some(crc) = c.encrypt_units_append_crc32c_parity(
+                raw,
+                &mut buf,
+                SECTOR_SIZE,
+                u128::from(pool_sector),
+                0,
+                &mut parity,
+                column_starts,
+            ) {
+                let (kind, psize) = (planned.kind, planned.psize);
+                return (Compressed { kind, psize, buf }, crc, Some(parity));
+            }
+        }
+        let (c, crc) = self.seal_planned(planned, pool_sector);
+        (c, crc, None)
     }
 
     /// Encrypt `buf` in place (if the pool is encrypted) with tweaks starting at
@@ -498,6 +558,42 @@ mod tests {
     /// their crc32c (which is also what the block pointer records) and shape: the
     /// on-disk format must not change with the implementation. Both write paths
     /// (`compress` + `seal`, and `plan` + `seal_planned`, which the engine uses) give them.
+    /// `seal_planned_with_parity` stores what `seal_planned` stores (so the pinned bytes
+    /// hold for it too) and, where it fuses the parity, the XOR of the columns.
+    #[test]
+    fn seal_with_parity_equals_seal_planned_plus_parity() {
+        let enc = Codec::new(Compression::default(), Some(cipher()));
+        let plain = Codec::new(Compression::default(), None);
+        let fuses = cipher().fuses_crc32c(SECTOR_SIZE);
+        let cases: [(&Codec, Vec<u8>, &[usize], bool); 6] = [
+            (&enc, random(128 << 10, 100), &[0, 11, 22], fuses),
+            (&enc, random(128 << 10, 102), &[0, 8, 16, 24], fuses),
+            (&enc, random(31 * SECTOR_SIZE, 103), &[0, 11, 21], fuses),
+            (&enc, random(5000, 101), &[0, 1], false),
+            (&enc, text(64 << 10), &[0], false),
+            (&plain, random(128 << 10, 104), &[0, 11, 22], false),
+        ];
+        for (i, (codec, rec, starts, fused)) in cases.into_iter().enumerate() {
+            let (a, crc_a) = codec.seal_planned(codec.plan(&rec), 4242);
+            let (b, crc_b, p) = codec.seal_planned_with_parity(codec.plan(&rec), 4242, starts);
+            assert_eq!(a, b, "case {i}");
+            assert_eq!(crc_a, crc_b, "case {i}");
+            assert_eq!(p.is_some(), fused, "case {i}");
+            if let Some(p) = p {
+                let units = b.buf.len() / SECTOR_SIZE;
+                let ends = starts.iter().skip(1).chain([&units]);
+                let cols: Vec<&[u8]> = starts
+                    .iter()
+                    .zip(ends)
+                    .map(|(&x, &y)| &b.buf[x * SECTOR_SIZE..y * SECTOR_SIZE])
+                    .collect();
+                let mut want = vec![0u8; cols[0].len()];
+                crate::raid::parity::gen_p_scalar(&cols, &mut want);
+                assert!(p == want, "case {i} parity");
+            }
+        }
+    }
+
     #[test]
     fn stored_bytes_are_pinned() {
         let enc = Codec::new(Compression::default(), Some(cipher()));

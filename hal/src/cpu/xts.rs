@@ -14,7 +14,14 @@
 //!   `alpha^16` (or `alpha^8`) per iteration with one byte shift and one carry-less
 //!   multiplication of the shifted-out bits by the XTS polynomial (`VPCLMULQDQ`);
 //! - the pre-whitening XOR is folded with round key 0 (`vpternlogd`) and the
-//!   post-whitening XOR into the last round key (`aesenclast(x, k14 ^ T)`).
+//!   post-whitening XOR into the last round key (`aesenclast(x, k14 ^ T)`);
+//! - work on the ciphertext rides along with the AES rounds, which bound the loop
+//!   (VAES-512, out of place): the crc32c of the stored bytes, each ciphertext register
+//!   folded into 4 accumulators with `VPCLMULQDQ` (the usual carry-less folding of a
+//!   reflected CRC, 2048 bits per iteration; finished with the SSE4.2 `crc32`
+//!   instruction), and the RAID P parity, each register stored or XORed into its
+//!   parity row ([`XtsAes256::encrypt_units_append_crc32c_parity`]). The stored bytes
+//!   are then never read back.
 //!
 //! Decryption uses the "equivalent inverse cipher" (FIPS 197 5.3.5): round keys
 //! `InvMixColumns`-transformed and reversed, so it has the same shape as encryption.
@@ -60,6 +67,7 @@ impl XtsBackend {
                         && has!("vpclmulqdq")
                         && has!("avx512f")
                         && has!("avx512bw")
+                        && has!("sse4.2")
                 }
                 XtsBackend::Vaes256 => {
                     has!("aes") && has!("vaes") && has!("vpclmulqdq") && has!("avx2")
@@ -211,7 +219,17 @@ impl XtsAes256 {
             // SAFETY: the backend was checked with `is_supported()` when `self` was built
             // (run-time detection of every feature the kernel enables).
             unsafe {
-                x86::vaes512_to(&self.keys.enc, &self.keys.tweak, src, dst, unit, first_unit)
+                x86::vaes512_to::<false, false>(
+                    &self.keys.enc,
+                    &self.keys.tweak,
+                    src,
+                    dst,
+                    unit,
+                    first_unit,
+                    0,
+                    &mut [],
+                    &[],
+                )
             };
             // SAFETY: `vaes512_to` wrote every byte of `dst`, the `src.len()` bytes of
             // spare capacity right after the initialized `start` bytes (reserved above).
@@ -220,6 +238,164 @@ impl XtsAes256 {
         }
         out.extend_from_slice(src);
         self.crypt(&mut out[start..], unit, first_unit, true);
+    }
+
+    /// True if [`XtsAes256::encrypt_units_append_crc32c`] computes the crc32c inside
+    /// the encryption loop for data units of `unit` bytes (VAES-512 backend, `unit` a
+    /// multiple of 256 bytes); otherwise it returns `None` and the caller checksums.
+    pub fn fuses_crc32c(&self, unit: usize) -> bool {
+        self.backend == XtsBackend::Vaes512 && unit > 0 && unit.is_multiple_of(FOLD_BYTES)
+    }
+
+    /// [`XtsAes256::encrypt_units_append`], and the crc32c (Castagnoli) continued over
+    /// the ciphertext: `Some(c)` with `c == crc32c(earlier bytes ++ ciphertext)` when `crc`
+    /// is the crc32c of the earlier bytes (0 for none). On the VAES-512 backend (see
+    /// [`XtsAes256::fuses_crc32c`]) the ciphertext registers are folded into the crc
+    /// with `VPCLMULQDQ` before they are stored, so the stored bytes are never read
+    /// back. `None` when this backend or `unit` does not fuse it: the ciphertext is
+    /// appended all the same and the caller computes the crc32c itself.
+    ///
+    /// # Panics
+    /// As [`XtsAes256::encrypt_units`], on `src.len()`.
+    pub fn encrypt_units_append_crc32c(
+        &self,
+        src: &[u8],
+        out: &mut Vec<u8>,
+        unit: usize,
+        first_unit: u128,
+        crc: u32,
+    ) -> Option<u32> {
+        if !self.fuses_crc32c(unit) {
+            self.encrypt_units_append(src, out, unit, first_unit);
+            return None;
+        }
+        assert!(
+            src.len().is_multiple_of(unit),
+            "XTS buffer of {} bytes is not whole {}-byte data units",
+            src.len(),
+            unit
+        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            let start = out.len();
+            out.reserve(src.len());
+            let dst = &mut out.spare_capacity_mut()[..src.len()];
+            // SAFETY: the backend is `Vaes512` (checked above), whose features were
+            // confirmed with `is_supported()` when `self` was built; `unit` is a
+            // multiple of 256 bytes as the CRC variant requires.
+            let crc = unsafe {
+                x86::vaes512_to::<true, false>(
+                    &self.keys.enc,
+                    &self.keys.tweak,
+                    src,
+                    dst,
+                    unit,
+                    first_unit,
+                    crc,
+                    &mut [],
+                    &[],
+                )
+            };
+            // SAFETY: `vaes512_to` wrote every byte of `dst`, the `src.len()` bytes of
+            // spare capacity right after the initialized `start` bytes (reserved above).
+            unsafe { out.set_len(start + src.len()) };
+            Some(crc)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            // Unreachable: no backend is supported, so no cipher can be built.
+            let _ = (out, first_unit, crc);
+            None
+        }
+    }
+
+    /// [`XtsAes256::encrypt_units_append_crc32c`] that also computes the XOR parity (RAID
+    /// P) of the ciphertext split into columns, while the ciphertext is in registers:
+    /// column `c` is the data units from `column_starts[c]` up to the next start (the
+    /// last one to the end of `src`), and unit `r` of `parity` is the XOR of unit `r` of
+    /// every column that has one (a shorter column counts as zero-padded). `parity` is
+    /// replaced by `column_starts[1] * unit` bytes (the length of the first column, which
+    /// must be the longest). The loads and stores of the parity rows run beside the AES
+    /// rounds, which bound the loop.
+    ///
+    /// Returns `None`, having done nothing, where the crc32c is not fused
+    /// ([`XtsAes256::fuses_crc32c`]); the caller then takes the separate path.
+    ///
+    /// # Panics
+    /// As [`XtsAes256::encrypt_units`], on `src.len()`; and if `column_starts` does not
+    /// start at 0, is not increasing, has a column longer than the first or a start
+    /// beyond the end of `src` (caller bugs).
+    #[allow(clippy::too_many_arguments)]
+    pub fn encrypt_units_append_crc32c_parity(
+        &self,
+        src: &[u8],
+        out: &mut Vec<u8>,
+        unit: usize,
+        first_unit: u128,
+        crc: u32,
+        parity: &mut Vec<u8>,
+        column_starts: &[usize],
+    ) -> Option<u32> {
+        if !self.fuses_crc32c(unit) {
+            return None;
+        }
+        assert!(
+            src.len().is_multiple_of(unit),
+            "XTS buffer of {} bytes is not whole {}-byte data units",
+            src.len(),
+            unit
+        );
+        let units = src.len() / unit;
+        let rows = column_starts.get(1).copied().unwrap_or(units);
+        let ends = column_starts.iter().skip(1).chain([&units]);
+        assert!(
+            column_starts.first() == Some(&0)
+                && column_starts
+                    .iter()
+                    .zip(ends)
+                    .all(|(&a, &b)| a < b && b - a <= rows && b <= units),
+            "parity columns {column_starts:?} over {units} units"
+        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            let start = out.len();
+            out.reserve(src.len());
+            parity.clear();
+            parity.reserve(rows * unit);
+            let dst = &mut out.spare_capacity_mut()[..src.len()];
+            let p = &mut parity.spare_capacity_mut()[..rows * unit];
+            // SAFETY: the backend is `Vaes512` (checked above), whose features were
+            // confirmed with `is_supported()` when `self` was built; `unit` is a
+            // multiple of 256 bytes and the columns were checked above as the kernel
+            // requires.
+            let crc = unsafe {
+                x86::vaes512_to::<true, true>(
+                    &self.keys.enc,
+                    &self.keys.tweak,
+                    src,
+                    dst,
+                    unit,
+                    first_unit,
+                    crc,
+                    p,
+                    column_starts,
+                )
+            };
+            // SAFETY: the kernel wrote every byte of `dst` (the `src.len()` reserved
+            // bytes after the `start` initialized ones) and every byte of `p` (the first
+            // column covers every parity row).
+            unsafe {
+                out.set_len(start + src.len());
+                parity.set_len(rows * unit);
+            }
+            Some(crc)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            // Unreachable: no backend is supported, so no cipher can be built.
+            let _ = (out, first_unit, crc, parity);
+            None
+        }
     }
 
     fn crypt(&self, buf: &mut [u8], unit: usize, first_unit: u128, encrypt: bool) {
@@ -288,6 +464,50 @@ fn tweak_run<const N: usize>(t: u128) -> [[u8; 16]; N] {
     }
     out
 }
+
+/// Bytes the fused crc32c folds per loop iteration of the VAES-512 kernel (the 16
+/// ciphertext blocks of 4 registers); a fused data unit is a multiple of it.
+const FOLD_BYTES: usize = 256;
+
+/// The crc32c polynomial (Castagnoli) with its x^32 term, in normal bit order.
+const CRC32C_POLY: u64 = 0x1_1edc_6f41;
+
+/// x^n mod the crc32c polynomial, in normal bit order (bit i = coefficient of x^i).
+const fn xn_mod_crc32c(n: u32) -> u32 {
+    let mut r: u64 = 1;
+    let mut i = 0;
+    while i < n {
+        r <<= 1;
+        if r & (1 << 32) != 0 {
+            r ^= CRC32C_POLY;
+        }
+        i += 1;
+    }
+    r as u32
+}
+
+/// The two carry-less multipliers that move a 128-bit lane of the (bit-reflected)
+/// crc32c message `d` bits further on, into a lane it can be XORed with: for the lane's
+/// first 64 bits (its low quadword) `x^(d+63) mod P`, for the last 64 bits
+/// `x^(d-1) mod P`, each bit-reflected into a 64-bit operand (the `-1` makes up for
+/// the one-bit shift of a product of two reflected operands).
+const fn crc32c_fold_keys(d: u32) -> (u64, u64) {
+    const fn reflect64(q: u32) -> u64 {
+        (q.reverse_bits() as u64) << 32
+    }
+    (
+        reflect64(xn_mod_crc32c(d + 63)),
+        reflect64(xn_mod_crc32c(d - 1)),
+    )
+}
+
+/// Fold keys (see [`crc32c_fold_keys`]), computed at compile time: 4 registers on by
+/// the 2048 bits of one loop iteration, one register on by 512, one lane by 384/256/128.
+const FOLD_2048: (u64, u64) = crc32c_fold_keys(2048);
+const FOLD_512: (u64, u64) = crc32c_fold_keys(512);
+const FOLD_384: (u64, u64) = crc32c_fold_keys(384);
+const FOLD_256: (u64, u64) = crc32c_fold_keys(256);
+const FOLD_128: (u64, u64) = crc32c_fold_keys(128);
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -584,27 +804,124 @@ mod x86 {
         }
     }
 
+    /// One 128-bit fold step per lane: `acc` moved on by the distance of `k` (see
+    /// [`super::crc32c_fold_keys`]) and XORed with `next`.
+    #[inline]
+    #[target_feature(enable = "avx512f,vpclmulqdq")]
+    fn fold512(acc: __m512i, k: __m512i, next: __m512i) -> __m512i {
+        let lo = _mm512_clmulepi64_epi128::<0x00>(acc, k);
+        let hi = _mm512_clmulepi64_epi128::<0x11>(acc, k);
+        _mm512_ternarylogic_epi64::<0x96>(lo, hi, next)
+    }
+
+    /// [`fold512`] on one lane, without the XOR.
+    #[inline]
+    #[target_feature(enable = "pclmulqdq,sse2")]
+    fn fold128(acc: __m128i, k: (u64, u64)) -> __m128i {
+        let k = _mm_set_epi64x(k.1 as i64, k.0 as i64);
+        _mm_xor_si128(
+            _mm_clmulepi64_si128::<0x00>(acc, k),
+            _mm_clmulepi64_si128::<0x11>(acc, k),
+        )
+    }
+
+    /// `(lo, hi)` fold keys broadcast to every lane.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn keys512(k: (u64, u64)) -> __m512i {
+        _mm512_broadcast_i32x4(_mm_set_epi64x(k.1 as i64, k.0 as i64))
+    }
+
+    /// The crc32c (finished) of a message folded into 4 registers holding its last
+    /// 256 bytes' worth of remainder, in stream order.
+    #[inline]
+    #[target_feature(enable = "avx512f,vpclmulqdq,pclmulqdq,sse4.2")]
+    fn crc_finish(acc: [__m512i; 4]) -> u32 {
+        let k512 = keys512(super::FOLD_512);
+        let mut t = fold512(acc[0], k512, acc[1]);
+        t = fold512(t, k512, acc[2]);
+        t = fold512(t, k512, acc[3]);
+        let l0 = _mm512_extracti32x4_epi32::<0>(t);
+        let l1 = _mm512_extracti32x4_epi32::<1>(t);
+        let l2 = _mm512_extracti32x4_epi32::<2>(t);
+        let l3 = _mm512_extracti32x4_epi32::<3>(t);
+        let r = _mm_xor_si128(
+            _mm_xor_si128(fold128(l0, super::FOLD_384), fold128(l1, super::FOLD_256)),
+            _mm_xor_si128(fold128(l2, super::FOLD_128), l3),
+        );
+        // What is left is congruent to the whole message: its crc is the raw crc32c
+        // (register starting at 0) of these 16 bytes, which the SSE4.2 instruction computes.
+        let lo = _mm_cvtsi128_si64(r) as u64;
+        let hi = _mm_extract_epi64::<1>(r) as u64;
+        let c = _mm_crc32_u64(_mm_crc32_u64(0, lo), hi);
+        !(c as u32)
+    }
+
     /// Encryption as [`vaes512`], out of place: reads `src`, writes every byte of `dst`
     /// (of the same length), which may be uninitialized.
-    #[target_feature(enable = "aes,avx,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
-    pub(super) fn vaes512_to(
+    ///
+    /// With `CRC`, also returns the crc32c of the ciphertext continued from `crc` (the
+    /// crc32c of earlier bytes; 0 for none): each stored register is folded into one of
+    /// 4 accumulators (`VPCLMULQDQ`, which runs beside the AES rounds) and the crc is
+    /// finished once at the end. `unit` must then be a multiple of 256 bytes. Without
+    /// `CRC` it returns 0.
+    ///
+    /// With `PAR` (which needs `CRC`), also writes the XOR parity of the ciphertext
+    /// columns that start at data units `starts` into `p` (see
+    /// [`super::XtsAes256::encrypt_units_append_crc32c_parity`]; the caller checked the
+    /// columns): units of the first column store their row, the others XOR into it.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "aes,avx,avx2,avx512f,avx512bw,vaes,vpclmulqdq,pclmulqdq,sse4.2")]
+    pub(super) fn vaes512_to<const CRC: bool, const PAR: bool>(
         keys: &RoundKeys,
         tweak: &RoundKeys,
         src: &[u8],
         dst: &mut [MaybeUninit<u8>],
         unit: usize,
         first: u128,
-    ) {
+        crc: u32,
+        p: &mut [MaybeUninit<u8>],
+        starts: &[usize],
+    ) -> u32 {
         assert_eq!(src.len(), dst.len(), "XTS source and destination lengths");
+        assert!(!PAR || CRC, "parity is fused only with the crc");
+        if CRC {
+            assert!(
+                unit.is_multiple_of(super::FOLD_BYTES),
+                "fused crc unit {unit}"
+            );
+            if src.is_empty() {
+                return crc;
+            }
+        }
         let rk128 = keys128(keys);
         let rk: [__m512i; 15] = std::array::from_fn(|i| _mm512_broadcast_i32x4(rk128[i]));
         let tk = keys128(tweak);
         let poly = _mm512_broadcast_i32x4(_mm_set_epi64x(0, 0x87));
+        let k2048 = keys512(super::FOLD_2048);
+        // Folding zero gives zero, so the accumulators start at zero; the running
+        // register (`!crc`) goes into the first 4 bytes of the message, i.e. is XORed
+        // into accumulator 0 once, with the first ciphertext register.
+        let mut acc = [_mm512_setzero_si512(); 4];
+        let mut pending = _mm512_zextsi128_si512(_mm_cvtsi32_si128(!crc as i32));
+        // The parity column of the current unit: its column and the row it XORs into.
+        let mut col = 0;
         for (i, (s, d)) in src
             .chunks_exact(unit)
             .zip(dst.chunks_exact_mut(unit))
             .enumerate()
         {
+            let (prow, assign): (&mut [MaybeUninit<u8>], bool) = if PAR {
+                while starts.get(col + 1).is_some_and(|&next| i >= next) {
+                    col += 1;
+                }
+                let row = i - starts[col];
+                (&mut p[row * unit..(row + 1) * unit], col == 0)
+            } else {
+                (&mut [], false)
+            };
+            let (pchunks, _) = prow.as_chunks_mut::<256>();
+            let mut pchunks = pchunks.iter_mut();
             let t0 = unit_tweak(&tk, first.wrapping_add(i as u128));
             let run: [[u8; 16]; 16] = tweak_run::<16>(t0);
             let run = run.as_flattened();
@@ -615,6 +932,10 @@ mod x86 {
             for (sc, dc) in schunks.iter().zip(dchunks) {
                 let (sv, _) = sc.as_chunks::<64>();
                 let (dv, _) = dc.as_chunks_mut::<64>();
+                let pv: &mut [[MaybeUninit<u8>; 64]] = match pchunks.next() {
+                    Some(pc) if PAR => pc.as_chunks_mut::<64>().0,
+                    _ => &mut [],
+                };
                 let mut x: [__m512i; 4] = std::array::from_fn(|j| {
                     _mm512_ternarylogic_epi32::<0x96>(load512(&sv[j]), tw[j], rk[0])
                 });
@@ -628,11 +949,30 @@ mod x86 {
                     // SAFETY: `dv[j]` is 64 writable bytes (uninitialized bytes may be
                     // written) and the store is unaligned.
                     unsafe { _mm512_storeu_si512(dv[j].as_mut_ptr().cast(), y) };
+                    if CRC {
+                        acc[j] = fold512(acc[j], k2048, y);
+                    }
+                    if PAR {
+                        let q = pv[j].as_mut_ptr();
+                        let v = if assign {
+                            y
+                        } else {
+                            // SAFETY: `q` is 64 bytes of the parity row, which the first
+                            // column (every row, units before this one) already wrote.
+                            _mm512_xor_si512(unsafe { _mm512_loadu_si512(q.cast()) }, y)
+                        };
+                        // SAFETY: `q` is 64 writable bytes; the store is unaligned.
+                        unsafe { _mm512_storeu_si512(q.cast(), v) };
+                    }
                     let out = _mm512_bsrli_epi128::<14>(tw[j]);
                     tw[j] = _mm512_xor_si512(
                         _mm512_bslli_epi128::<2>(tw[j]),
                         _mm512_clmulepi64_epi128::<0x00>(out, poly),
                     );
+                }
+                if CRC {
+                    acc[0] = _mm512_xor_si512(acc[0], pending);
+                    pending = _mm512_setzero_si512();
                 }
             }
             if !srest.is_empty() {
@@ -652,6 +992,7 @@ mod x86 {
                 }
             }
         }
+        if CRC { crc_finish(acc) } else { 0 }
     }
 
     /// XTS with VAES on 512-bit vectors: 4 registers of 4 blocks, 16 blocks in flight.
@@ -882,6 +1223,139 @@ mod tests {
     }
 
     #[test]
+    fn fold_keys_are_the_powers_of_x() {
+        // x^32 mod P is the polynomial without its top term; x^31 is a single bit.
+        assert_eq!(xn_mod_crc32c(32), 0x1edc_6f41);
+        assert_eq!(xn_mod_crc32c(31), 1 << 31);
+        assert_eq!(crc32c_fold_keys(1).1, 1 << 63);
+    }
+
+    #[test]
+    fn fused_crc32c_matches_the_crc32c_crate_every_backend() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(32);
+        let (mut k1, mut k2) = ([0u8; 32], [0u8; 32]);
+        rng.fill_bytes(&mut k1);
+        rng.fill_bytes(&mut k2);
+        for b in supported() {
+            let c = XtsAes256::with_backend(&k1, &k2, b).unwrap();
+            for (unit, units) in [
+                (4096usize, 32usize),
+                (4096, 1),
+                (256, 1),
+                (512, 3),
+                (272, 2),
+            ] {
+                assert_eq!(
+                    c.fuses_crc32c(unit),
+                    b == XtsBackend::Vaes512 && unit % 256 == 0,
+                    "{b:?} unit {unit}"
+                );
+                let mut src = vec![0u8; unit * units];
+                rng.fill_bytes(&mut src);
+                let first = u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64());
+                let mut want = src.clone();
+                c.encrypt_units(&mut want, unit, first);
+                let mut out = vec![0u8; (rng.next_u32() % 64) as usize];
+                rng.fill_bytes(&mut out);
+                let prior = crc32c::crc32c(&out);
+                let got = c.encrypt_units_append_crc32c(&src, &mut out, unit, first, prior);
+                let start = out.len() - src.len();
+                assert!(out[start..] == want[..], "{b:?} unit {unit} ciphertext");
+                match got {
+                    Some(crc) => assert_eq!(crc, crc32c::crc32c(&out), "{b:?} unit {unit}"),
+                    None => assert!(!c.fuses_crc32c(unit)),
+                }
+            }
+            // No bytes: the crc is carried through.
+            let mut out = Vec::new();
+            let got = c.encrypt_units_append_crc32c(&[], &mut out, 4096, 0, 0x1234_5678);
+            assert!(got.is_none_or(|v| v == 0x1234_5678) && out.is_empty());
+        }
+    }
+
+    /// XOR parity of `data` (whole `unit`s) split into columns starting at `starts`.
+    fn parity_reference(data: &[u8], unit: usize, starts: &[usize]) -> Vec<u8> {
+        let units = data.len() / unit;
+        let rows = starts.get(1).copied().unwrap_or(units);
+        let mut p = vec![0u8; rows * unit];
+        let ends = starts.iter().skip(1).chain([&units]);
+        for (&a, &b) in starts.iter().zip(ends) {
+            for (x, y) in p.iter_mut().zip(&data[a * unit..b * unit]) {
+                *x ^= y;
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn fused_parity_matches_the_reference() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(33);
+        let (mut k1, mut k2) = ([0u8; 32], [0u8; 32]);
+        rng.fill_bytes(&mut k1);
+        rng.fill_bytes(&mut k2);
+        // RAID-Z1 columns of a 128 KiB record over 4 and 5 devices, a short record, a
+        // single column, and 256-byte units.
+        let cases: [(usize, usize, &[usize]); 6] = [
+            (4096, 32, &[0, 11, 22]),
+            (4096, 32, &[0, 8, 16, 24]),
+            (4096, 31, &[0, 11, 21]),
+            (4096, 2, &[0, 1]),
+            (4096, 3, &[0]),
+            (256, 7, &[0, 3, 5]),
+        ];
+        for b in supported() {
+            let c = XtsAes256::with_backend(&k1, &k2, b).unwrap();
+            for (unit, units, starts) in cases {
+                let mut src = vec![0u8; unit * units];
+                rng.fill_bytes(&mut src);
+                let mut out = vec![1u8, 2, 3];
+                let mut parity = vec![9u8; 5];
+                let got = c.encrypt_units_append_crc32c_parity(
+                    &src,
+                    &mut out,
+                    unit,
+                    77,
+                    crc32c::crc32c(&[1, 2, 3]),
+                    &mut parity,
+                    starts,
+                );
+                let Some(crc) = got else {
+                    assert!(!c.fuses_crc32c(unit) && out == [1, 2, 3] && parity == [9; 5]);
+                    continue;
+                };
+                let mut want = src.clone();
+                c.encrypt_units(&mut want, unit, 77);
+                assert!(out[3..] == want[..], "{b:?} {starts:?} ciphertext");
+                assert_eq!(crc, crc32c::crc32c(&out), "{b:?} {starts:?} crc");
+                assert!(
+                    parity == parity_reference(&want, unit, starts),
+                    "{b:?} {starts:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "parity columns")]
+    fn fused_parity_refuses_a_column_longer_than_the_first() {
+        let c = XtsAes256::with_backend(&[1; 32], &[2; 32], XtsBackend::Vaes512);
+        // Without VAES-512 nothing is fused and nothing checked: panic as the test expects.
+        let Some(c) = c else {
+            panic!("parity columns: no VAES-512 here")
+        };
+        let src = vec![0u8; 5 * 4096];
+        c.encrypt_units_append_crc32c_parity(
+            &src,
+            &mut Vec::new(),
+            4096,
+            0,
+            0,
+            &mut Vec::new(),
+            &[0, 2],
+        );
+    }
+
+    #[test]
     fn keys_and_debug_do_not_leak() {
         let c = XtsAes256::new(&[0x11; 32], &[0x22; 32]);
         if let Some(c) = c {
@@ -903,6 +1377,73 @@ mod tests {
             rng_seed: proptest::test_runner::RngSeed::Fixed(0x1619),
             ..Default::default()
         })]
+        #[test]
+        fn fused_crc32c_equals_crc32c_of_the_ciphertext(
+            k1 in any::<[u8; 32]>(),
+            k2 in any::<[u8; 32]>(),
+            unit_chunks in 1usize..20,
+            units in 1usize..6,
+            prefix in proptest::collection::vec(any::<u8>(), 0..300),
+            src_offset in 0usize..64,
+            first in any::<u128>(),
+            seed in any::<u64>(),
+        ) {
+            // Any fused unit size (multiples of 256 bytes), any earlier crc, any
+            // alignment of the source and of the output.
+            let unit = unit_chunks * 256;
+            let mut data = vec![0u8; src_offset + unit * units];
+            rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut data);
+            let src = &data[src_offset..];
+            for b in supported() {
+                let c = XtsAes256::with_backend(&k1, &k2, b).unwrap();
+                let mut out = prefix.clone();
+                let got = c.encrypt_units_append_crc32c(src, &mut out, unit, first, crc32c::crc32c(&prefix));
+                let mut want = src.to_vec();
+                c.encrypt_units(&mut want, unit, first);
+                prop_assert!(out[prefix.len()..] == want[..], "{:?} ciphertext", b);
+                prop_assert_eq!(got.is_some(), b == XtsBackend::Vaes512);
+                if let Some(crc) = got {
+                    prop_assert_eq!(crc, crc32c::crc32c(&out), "{:?} unit {} x{}", b, unit, units);
+                }
+            }
+        }
+
+        #[test]
+        fn fused_parity_equals_the_reference(
+            k1 in any::<[u8; 32]>(),
+            columns in 1usize..8,
+            rows in 1usize..6,
+            short in 0usize..8,
+            unit_chunks in 1usize..4,
+            seed in any::<u64>(),
+        ) {
+            // `columns` columns of `rows` units, the last `short` of them one unit
+            // shorter (when rows > 1), as RAID-Z lays out a record.
+            let unit = unit_chunks * 256;
+            let short = if rows > 1 { short.min(columns - 1) } else { 0 };
+            let mut starts = Vec::new();
+            let mut units = 0;
+            for col in 0..columns {
+                starts.push(units);
+                units += if col >= columns - short { rows - 1 } else { rows };
+            }
+            let mut src = vec![0u8; units * unit];
+            rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut src);
+            for b in supported() {
+                let c = XtsAes256::with_backend(&k1, &[7; 32], b).unwrap();
+                let (mut out, mut parity) = (Vec::new(), Vec::new());
+                let got = c.encrypt_units_append_crc32c_parity(&src, &mut out, unit, 3, 0, &mut parity, &starts);
+                prop_assert_eq!(got.is_some(), b == XtsBackend::Vaes512);
+                if let Some(crc) = got {
+                    let mut want = src.clone();
+                    c.encrypt_units(&mut want, unit, 3);
+                    prop_assert!(out == want);
+                    prop_assert_eq!(crc, crc32c::crc32c(&want));
+                    prop_assert!(parity == parity_reference(&want, unit, &starts), "{:?}", starts);
+                }
+            }
+        }
+
         #[test]
         fn matches_xts_mode_oracle(
             k1 in any::<[u8; 32]>(),

@@ -248,6 +248,77 @@ impl XtsCipher {
         }
     }
 
+    /// True if [`XtsCipher::encrypt_units_append_crc32c`] computes the crc32c inside the
+    /// encryption loop for `unit`-byte data units (the hal VAES-512 kernel), so the
+    /// stored bytes are not read again for their checksum.
+    pub fn fuses_crc32c(&self, unit: usize) -> bool {
+        match &self.engine {
+            Engine::Hal(h) => h.fuses_crc32c(unit),
+            Engine::Batched(_) => false,
+        }
+    }
+
+    /// [`XtsCipher::encrypt_units_append`], returning the crc32c continued from `crc`
+    /// (the crc32c of earlier bytes, 0 for none) over the ciphertext appended. Folded
+    /// into the encryption loop where [`XtsCipher::fuses_crc32c`]; otherwise the
+    /// appended bytes are checksummed right after they were encrypted.
+    ///
+    /// # Panics
+    /// As [`XtsCipher::encrypt_units`], on `src.len()`.
+    pub fn encrypt_units_append_crc32c(
+        &self,
+        src: &[u8],
+        out: &mut Vec<u8>,
+        unit: usize,
+        first_unit: u128,
+        crc: u32,
+    ) -> u32 {
+        let start = out.len();
+        if let Engine::Hal(h) = &self.engine
+            && let Some(c) = h.encrypt_units_append_crc32c(src, out, unit, first_unit, crc)
+        {
+            return c;
+        }
+        if out.len() == start {
+            self.encrypt_units_append(src, out, unit, first_unit);
+        }
+        crate::checksum::crc32c_append(crc, &out[start..])
+    }
+
+    /// [`XtsCipher::encrypt_units_append_crc32c`] that also writes the XOR parity (RAID
+    /// P) of the ciphertext columns starting at data units `column_starts` into
+    /// `parity`, all in the encryption loop (see
+    /// `ingot_hal::cpu::xts::XtsAes256::encrypt_units_append_crc32c_parity`). `None`,
+    /// having done nothing, where the crc32c is not fused.
+    ///
+    /// # Panics
+    /// As [`XtsCipher::encrypt_units`], on `src.len()`, and on columns the kernel
+    /// refuses (not starting at 0, not increasing, one longer than the first).
+    #[allow(clippy::too_many_arguments)]
+    pub fn encrypt_units_append_crc32c_parity(
+        &self,
+        src: &[u8],
+        out: &mut Vec<u8>,
+        unit: usize,
+        first_unit: u128,
+        crc: u32,
+        parity: &mut Vec<u8>,
+        column_starts: &[usize],
+    ) -> Option<u32> {
+        match &self.engine {
+            Engine::Hal(h) => h.encrypt_units_append_crc32c_parity(
+                src,
+                out,
+                unit,
+                first_unit,
+                crc,
+                parity,
+                column_starts,
+            ),
+            Engine::Batched(_) => None,
+        }
+    }
+
     fn crypt_units(&self, buf: &mut [u8], unit: usize, first_unit: u128, encrypt: bool) {
         assert!(
             unit > 0 && unit.is_multiple_of(BLOCK) && buf.len().is_multiple_of(unit),
@@ -444,6 +515,43 @@ mod tests {
                 assert!(got == want, "{:?} from sector {first:#x}", c.path());
                 c.decrypt_sectors(&mut got, first);
                 assert!(got == data, "{:?} decrypt from sector {first:#x}", c.path());
+            }
+        }
+    }
+
+    #[test]
+    fn append_with_crc32c_every_path_equals_the_crc32c_crate() {
+        use rand::{RngCore, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
+        let (mut k1, mut k2) = ([0u8; 32], [0u8; 32]);
+        rng.fill_bytes(&mut k1);
+        rng.fill_bytes(&mut k2);
+        let mut data = vec![0u8; 33 * XTS_DATA_UNIT];
+        rng.fill_bytes(&mut data);
+        for c in every_path(&k1, &k2) {
+            for (sectors, prefix, first) in [
+                (32usize, 0usize, 5u128),
+                (1, 13, u128::MAX),
+                (33, 4096, 0),
+                (0, 7, 1),
+            ] {
+                let src = &data[..sectors * XTS_DATA_UNIT];
+                let mut want = src.to_vec();
+                c.encrypt_units(&mut want, XTS_DATA_UNIT, first);
+                let mut out = data[data.len() - prefix..].to_vec();
+                let prior = crc32c::crc32c(&out);
+                let crc = c.encrypt_units_append_crc32c(src, &mut out, XTS_DATA_UNIT, first, prior);
+                assert!(
+                    out[prefix..] == want[..],
+                    "{:?} {sectors} sectors",
+                    c.path()
+                );
+                assert_eq!(
+                    crc,
+                    crc32c::crc32c(&out),
+                    "{:?} {sectors} sectors",
+                    c.path()
+                );
             }
         }
     }

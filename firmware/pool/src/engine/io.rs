@@ -166,9 +166,9 @@ impl BlockIo {
         let d = (planned.stored_len() / SECTOR) as u64;
         let asize = self.vdev.asize(d);
         let addr = ctx.take(asize)?;
-        let (c, crc) = self.codec.seal_planned(planned, addr);
+        let (c, crc, parity) = self.seal_for_vdev(planned, addr, d);
         self.vdev
-            .write(addr, &c.buf)
+            .write_with_parity(addr, &c.buf, parity)
             .await
             .map_err(|e| io_err("write", addr, e))?;
         if kind == BlockKind::Data {
@@ -184,6 +184,24 @@ impl BlockIo {
             comp: c.kind.code(),
             kind,
         })
+    }
+
+    /// Seal a planned extent of `d` stored sectors at `addr`: on a single-parity vdev
+    /// the parity column comes out of the encryption loop when the codec can fuse it
+    /// ([`Codec::seal_planned_with_parity`]); otherwise `None` and the vdev computes it.
+    fn seal_for_vdev(
+        &self,
+        planned: Planned<'_>,
+        addr: u64,
+        d: u64,
+    ) -> (crate::codec::Compressed, u32, Option<Vec<u8>>) {
+        match self.vdev.parity_column_starts(addr, d) {
+            Some(starts) => self.codec.seal_planned_with_parity(planned, addr, &starts),
+            None => {
+                let (c, crc) = self.codec.seal_planned(planned, addr);
+                (c, crc, None)
+            }
+        }
     }
 
     /// Plan one logical extent for writing ([`Codec::plan`]: compressed if it pays,
@@ -227,8 +245,8 @@ impl BlockIo {
         let d = (planned.stored_len() / SECTOR) as u64;
         let asize = self.vdev.asize(d);
         let addr = alloc.lock().alloc_detached(asize)?;
-        let (c, crc) = self.codec.seal_planned(planned, addr);
-        if let Err(e) = self.vdev.write(addr, &c.buf).await {
+        let (c, crc, parity) = self.seal_for_vdev(planned, addr, d);
+        if let Err(e) = self.vdev.write_with_parity(addr, &c.buf, parity).await {
             if let Err(e2) = alloc.lock().unalloc_detached(addr, asize) {
                 tracing::error!(error = %e2, "giving back a detached allocation failed");
             }

@@ -677,17 +677,64 @@ impl Vdev {
         self.write_extent(addr_sector, data).await.map(|_| ())
     }
 
+    /// For an extent of `data_sectors` at `addr_sector` on a single-parity layout
+    /// (RAID-Z1): the first sector (within the extent) of each data column, in data
+    /// order, for a caller that computes the parity column itself while it produces the
+    /// data (see [`Vdev::write_with_parity`]). The first data column is the longest;
+    /// the parity has as many sectors. `None` on any other layout.
+    pub fn parity_column_starts(&self, addr_sector: u64, data_sectors: u64) -> Option<Vec<usize>> {
+        let map = self.map(addr_sector, data_sectors);
+        if map.parity != 1 {
+            return None;
+        }
+        let starts: Vec<usize> = map
+            .data_columns()
+            .map(|c| match c.role {
+                Role::Data { first } => Some(first as usize),
+                Role::Parity(_) => None,
+            })
+            .collect::<Option<_>>()?;
+        let first_is_longest = map.data_columns().next()?.sectors == map.width;
+        first_is_longest.then_some(starts)
+    }
+
+    /// [`Vdev::write`] with the parity column already computed by the caller (the XOR
+    /// of the data columns [`Vdev::parity_column_starts`] describes, as many bytes as
+    /// the first data column). `None`, or parity of another length, or a layout that
+    /// is not single parity: the vdev computes the parity itself.
+    pub async fn write_with_parity(
+        &self,
+        addr_sector: u64,
+        data: &[u8],
+        parity: Option<Vec<u8>>,
+    ) -> Result<(), RaidError> {
+        self.write_extent_with(addr_sector, data, parity)
+            .await
+            .map(|_| ())
+    }
+
     /// [`Vdev::write`], also reporting the device writes that failed but were tolerated.
     pub async fn write_extent(
         &self,
         addr_sector: u64,
         data: &[u8],
     ) -> Result<WriteOutcome, RaidError> {
+        self.write_extent_with(addr_sector, data, None).await
+    }
+
+    /// [`Vdev::write_extent`], with the parity column precomputed when `parity` is given
+    /// (used only if it fits a single-parity map).
+    async fn write_extent_with(
+        &self,
+        addr_sector: u64,
+        data: &[u8],
+        parity: Option<Vec<u8>>,
+    ) -> Result<WriteOutcome, RaidError> {
         if !data.len().is_multiple_of(SECTOR_SIZE) {
             return Err(RaidError::Misaligned { len: data.len() });
         }
         let map = self.check_extent(addr_sector, (data.len() / SECTOR_SIZE) as u64)?;
-        let contents = column_contents(&map, data);
+        let contents = column_contents(&map, data, parity);
         let mut jobs = Vec::new();
         for (ci, col) in map.columns.iter().enumerate() {
             for &loc in &col.copies {
@@ -892,7 +939,7 @@ impl Vdev {
             });
         };
         // Compare every column copy with what it should hold.
-        let expected = column_contents(&map, &data);
+        let expected = column_contents(&map, &data, None);
         let mut bad_columns = Vec::new();
         for (ci, col) in map.columns.iter().enumerate() {
             for (k, &loc) in col.copies.iter().enumerate() {
@@ -940,7 +987,7 @@ impl Vdev {
             });
         }
         let map = self.check_extent(addr_sector, (outcome.data.len() / SECTOR_SIZE) as u64)?;
-        let contents = column_contents(&map, &outcome.data);
+        let contents = column_contents(&map, &outcome.data, None);
         let mut jobs = Vec::new();
         for &(device, offset, len) in &outcome.bad_columns {
             let hit = map.columns.iter().enumerate().find_map(|(ci, col)| {
@@ -1038,7 +1085,7 @@ impl Vdev {
         if mine.is_empty() {
             return Ok(0);
         }
-        let contents = column_contents(&map, data);
+        let contents = column_contents(&map, data, None);
         let mut written = 0u64;
         for (ci, loc) in mine {
             self.write_primary(loc, &contents[ci])
@@ -1075,7 +1122,11 @@ fn fits(dev: &dyn BlockDevice, end: u64) -> Result<(), String> {
 
 /// What every column of an extent holds, given its data: data columns borrow from
 /// `data`, parity columns are computed.
-fn column_contents<'a>(map: &ExtentMap, data: &'a [u8]) -> Vec<Cow<'a, [u8]>> {
+fn column_contents<'a>(
+    map: &ExtentMap,
+    data: &'a [u8],
+    parity: Option<Vec<u8>>,
+) -> Vec<Cow<'a, [u8]>> {
     let slice = |col: &Column| -> &'a [u8] {
         match col.role {
             Role::Data { first } => {
@@ -1088,7 +1139,10 @@ fn column_contents<'a>(map: &ExtentMap, data: &'a [u8]) -> Vec<Cow<'a, [u8]>> {
     let data_cols: Vec<&[u8]> = map.data_columns().map(slice).collect();
     let width = map.width as usize * SECTOR_SIZE;
     // At most two parity columns by construction of the layouts.
-    let parity_cols = parity::parity_columns(&data_cols, map.parity, width);
+    let parity_cols = match parity {
+        Some(p) if map.parity == 1 && p.len() == width => vec![p],
+        _ => parity::parity_columns(&data_cols, map.parity, width),
+    };
     let mut out: Vec<Cow<'a, [u8]>> = parity_cols.into_iter().map(Cow::Owned).collect();
     out.extend(data_cols.into_iter().map(Cow::Borrowed));
     out

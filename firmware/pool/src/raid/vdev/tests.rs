@@ -658,3 +658,80 @@ async fn a_failing_outgoing_device_is_detached_without_blaming_the_new_one() {
     assert_eq!(vdev.state(1).unwrap().0, DeviceState::Resilvering);
     assert_eq!(vdev.error_counts()[1].read, 0);
 }
+
+/// XOR parity of `data` split into the columns starting at `starts` (sectors), as long
+/// as the first column.
+fn parity_of(data: &[u8], starts: &[usize]) -> Vec<u8> {
+    let units = data.len() / SECTOR_SIZE;
+    let ends = starts.iter().skip(1).chain([&units]);
+    let cols: Vec<&[u8]> = starts
+        .iter()
+        .zip(ends)
+        .map(|(&a, &b)| &data[a * SECTOR_SIZE..b * SECTOR_SIZE])
+        .collect();
+    let mut p = vec![0u8; cols[0].len()];
+    parity::gen_p_scalar(&cols, &mut p);
+    p
+}
+
+#[tokio::test]
+async fn write_with_parity_uses_the_parity_given_on_raidz1_only() {
+    for &(layout, n) in CONFIGS {
+        let devs = mem_devices(n);
+        let vdev = vdev_over(layout, &devs, &[]);
+        let mut rng = ChaCha8Rng::seed_from_u64(77 + n as u64);
+        let mut addr = 0;
+        for sectors in [1u64, 2, 7, 12, 32] {
+            let mut data = vec![0u8; sectors as usize * SECTOR_SIZE];
+            rng.fill_bytes(&mut data);
+            let starts = vdev.parity_column_starts(addr, sectors);
+            assert_eq!(
+                starts.is_some(),
+                layout == Layout::Raidz1,
+                "{layout:?} x{n}"
+            );
+            let given = starts.as_ref().map(|s| parity_of(&data, s));
+            if let Some(s) = &starts {
+                let map = vdev.map(addr, sectors);
+                assert_eq!(s.len(), map.columns.len() - 1);
+                assert_eq!(
+                    given.as_ref().map(Vec::len),
+                    Some(map.width as usize * SECTOR_SIZE)
+                );
+            }
+            for (k, parity) in [given.clone(), None, Some(vec![0u8; 5])]
+                .into_iter()
+                .enumerate()
+            {
+                vdev.write_with_parity(addr, &data, parity).await.unwrap();
+                let e = Extent {
+                    addr,
+                    crc: crc32c(&data),
+                    data: data.clone(),
+                };
+                read_ok(&vdev, &e).await;
+                let crc = e.crc;
+                let s = vdev
+                    .scrub(addr, sectors, &move |b: &[u8]| crc32c(b) == crc)
+                    .await
+                    .unwrap();
+                assert!(
+                    s.bad_columns.is_empty(),
+                    "{layout:?} x{n} {sectors} case {k}"
+                );
+            }
+            // Wrong parity given is written as given: the scrub finds the parity column bad.
+            if let Some(mut p) = given {
+                p[9] ^= 1;
+                vdev.write_with_parity(addr, &data, Some(p)).await.unwrap();
+                let crc = crc32c(&data);
+                let s = vdev
+                    .scrub(addr, sectors, &move |b: &[u8]| crc32c(b) == crc)
+                    .await
+                    .unwrap();
+                assert_eq!(s.bad_columns.len(), 1, "{layout:?} x{n} {sectors}");
+            }
+            addr += vdev.asize(sectors);
+        }
+    }
+}
