@@ -1,7 +1,7 @@
 //! A byte-bounded LRU cache of clean tree nodes, keyed by (address, birth txg).
 //!
 //! The bound is on the nodes' encoded payload sizes; the in-memory overhead per node is a
-//! small constant factor of that (keys and values are owned vectors).
+//! small constant factor of that (keys and values are `Bytes`, one allocation each).
 
 use super::bptr::BlockPtr;
 use super::node::Node;
