@@ -14,6 +14,7 @@ use super::bptr::{BP_LEN, BlockKind, BlockPtr};
 use super::bytes::{Reader, round_up};
 use super::error::PoolError;
 use super::keys;
+use bytes::Bytes;
 use std::sync::{Arc, OnceLock};
 
 /// Magic at the start of every node's clear header: "INGN".
@@ -51,10 +52,14 @@ impl Child {
 }
 
 /// A node's entries.
+///
+/// Keys and values are shared byte strings (`Bytes`): copying a node on write (one per node a
+/// batch changes, see `tree::node_mut`) copies the entry vectors and bumps reference counts,
+/// instead of allocating and copying every key and value.
 #[derive(Debug, Clone)]
 pub enum Body {
     /// Values, one per key.
-    Leaf(Vec<Vec<u8>>),
+    Leaf(Vec<Bytes>),
     /// Children, one per key; key `i` is the least key that may be in child `i`
     /// (key 0 is empty: the lower bound).
     Internal(Vec<Child>),
@@ -70,7 +75,7 @@ pub struct Node {
     /// 0 for leaves.
     pub level: u8,
     /// Sorted keys.
-    pub keys: Vec<Vec<u8>>,
+    pub keys: Vec<Bytes>,
     /// Values or children.
     pub body: Body,
     /// Encoded payload size (kept up to date by the tree).
@@ -191,14 +196,14 @@ impl Node {
                 buf.len()
             )));
         }
-        let mut keys_v: Vec<Vec<u8>> = Vec::with_capacity(count);
+        let mut keys_v: Vec<Bytes> = Vec::with_capacity(count);
         let body = if level == 0 {
             let mut vals = Vec::with_capacity(count);
             for _ in 0..count {
                 let kl = r.u16()? as usize;
-                let k = r.take(kl)?.to_vec();
+                let k = Bytes::copy_from_slice(r.take(kl)?);
                 let vl = r.u32()? as usize;
-                let v = r.take(vl)?.to_vec();
+                let v = Bytes::copy_from_slice(r.take(vl)?);
                 keys_v.push(k);
                 vals.push(v);
             }
@@ -210,7 +215,7 @@ impl Node {
             let mut ch = Vec::with_capacity(count);
             for _ in 0..count {
                 let kl = r.u16()? as usize;
-                let k = r.take(kl)?.to_vec();
+                let k = Bytes::copy_from_slice(r.take(kl)?);
                 let bp = BlockPtr::decode(&mut r)?;
                 if bp.kind != BlockKind::Node {
                     return Err(r.bad("internal node child is not a node"));
@@ -400,14 +405,17 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..100), 0..50)) {
             let mut n = Node::empty_leaf();
             let (k, v): (Vec<_>, Vec<_>) = std::mem::take(&mut entries).into_iter().unzip();
-            n.keys = k.clone();
-            n.body = Body::Leaf(v.clone());
+            n.keys = k.iter().map(|k| Bytes::copy_from_slice(k)).collect();
+            n.body = Body::Leaf(v.iter().map(|v| Bytes::copy_from_slice(v)).collect());
             n.recompute_bytes();
             let p = n.encode_payload(3).unwrap();
             prop_assert_eq!(p.len(), n.bytes);
             let d = Node::decode_payload(&p, None).unwrap();
             prop_assert_eq!(d.keys, k);
             match d.body { Body::Leaf(dv) => prop_assert_eq!(dv, v), Body::Internal(_) => prop_assert!(false) }
+            // A copy shares its entries with the original and encodes the same.
+            let copy = n.clone();
+            prop_assert_eq!(copy.encode_payload(3).unwrap(), p);
         }
 
         #[test]

@@ -559,7 +559,7 @@ impl Batch<'_> {
                 self.must_inode(id).await?;
                 self.dirty += (key.len() + value.len()) as u64;
                 self.tree
-                    .insert(self.io, keys::kv(id, &key), value.to_vec(), &mut self.frees)
+                    .insert(self.io, keys::kv(id, &key), value, &mut self.frees)
                     .await?;
             }
             Op::KvDelete { id, key } => {
@@ -1094,9 +1094,7 @@ impl ObjectStore for Pool {
         i.check_readable()?;
         let (root, _guard) = i.reader_root();
         i.read_inode(&root, id).await?;
-        Ok(tree::get(&i.io, &root, &keys::kv(id, key))
-            .await?
-            .map(Bytes::from))
+        Ok(tree::get(&i.io, &root, &keys::kv(id, key)).await?)
     }
 
     async fn kv_scan(
@@ -1121,10 +1119,9 @@ impl ObjectStore for Pool {
         let v = tree::scan(&i.io, &root, &start, Some(&end), limit).await?;
         Ok(v.into_iter()
             .map(|(k, v)| {
-                (
-                    Bytes::copy_from_slice(keys::kv_user_key(&k)),
-                    Bytes::from(v),
-                )
+                // The user key is the tail of the tree key: shared, not copied.
+                let n = keys::kv_user_key(&k).len();
+                (k.slice(k.len() - n..), v)
             })
             .collect())
     }

@@ -1044,7 +1044,7 @@ impl<P: JobProgress> Scrubber<P> {
             super::node::Body::Internal(_) => {
                 for (i, k) in kids.iter_mut().enumerate() {
                     k.key = match node.keys.get(i + 1) {
-                        Some(hi) => Some(Arc::from(hi.as_slice())),
+                        Some(hi) => Some(Arc::from(&hi[..])),
                         None => b.key.clone(),
                     };
                 }
@@ -1057,7 +1057,7 @@ impl<P: JobProgress> Scrubber<P> {
                     .filter(|(k, v)| super::keys::extent_bp(k, v).is_some())
                     .map(|(k, _)| k);
                 for (kid, key) in kids.iter_mut().zip(ext) {
-                    kid.key = Some(Arc::from(key.as_slice()));
+                    kid.key = Some(Arc::from(&key[..]));
                 }
                 for (kid, birth) in kids.iter_mut().zip(extent_births(&node)) {
                     kid.birth = birth;
@@ -1249,7 +1249,7 @@ impl<P: JobProgress> Scrubber<P> {
                 }
             };
             let Some((last, _)) = page.last() else { return };
-            let mut next = last.clone();
+            let mut next = last.to_vec();
             next.push(0);
             for (k, v) in &page {
                 if let Some(bp) = super::keys::extent_bp(k, v)

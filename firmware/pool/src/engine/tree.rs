@@ -14,6 +14,7 @@ use super::bptr::BlockPtr;
 use super::error::PoolError;
 use super::io::{AllocCtx, BlockIo};
 use super::node::{Body, Child, Node, internal_entry_len, leaf_entry_len};
+use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -48,8 +49,8 @@ fn internal(msg: &str) -> PoolError {
 }
 
 /// Index of the child of an internal node that covers `key`.
-fn child_index(keys: &[Vec<u8>], key: &[u8]) -> usize {
-    match keys.binary_search_by(|k| k.as_slice().cmp(key)) {
+fn child_index(keys: &[Bytes], key: &[u8]) -> usize {
+    match keys.binary_search_by(|k| k.as_ref().cmp(key)) {
         Ok(i) => i,
         Err(0) => 0,
         Err(i) => i - 1,
@@ -57,6 +58,9 @@ fn child_index(keys: &[Vec<u8>], key: &[u8]) -> usize {
 }
 
 /// Copy-on-write access to a node: the old slot is recorded as freed when it may be on disk.
+///
+/// The copy (when the node is shared, e.g. with the root readers see) copies the entry
+/// vectors only: keys and values are `Bytes`, shared with the original.
 fn node_mut<'a>(arc: &'a mut Arc<Node>, frees: &mut Frees) -> &'a mut Node {
     let n = Arc::make_mut(arc);
     if n.slot.get().is_some() || Arc::strong_count(&n.slot) > 1 {
@@ -67,7 +71,7 @@ fn node_mut<'a>(arc: &'a mut Arc<Node>, frees: &mut Frees) -> &'a mut Node {
     n
 }
 
-fn split(node: &mut Node) -> (Vec<u8>, Child) {
+fn split(node: &mut Node) -> (Bytes, Child) {
     let half = node.bytes / 2;
     let mut acc = 8;
     let mut m = node.keys.len() - 1;
@@ -107,14 +111,14 @@ async fn fetch(io: &BlockIo, c: &Child, level: Option<u8>) -> Result<Arc<Node>, 
 }
 
 /// Look a key up under `root`.
-pub async fn get(io: &BlockIo, root: &Child, key: &[u8]) -> Result<Option<Vec<u8>>, PoolError> {
+pub async fn get(io: &BlockIo, root: &Child, key: &[u8]) -> Result<Option<Bytes>, PoolError> {
     let mut node = fetch(io, root, None).await?;
     loop {
         let next = match &node.body {
             Body::Leaf(vals) => {
                 return Ok(node
                     .keys
-                    .binary_search_by(|k| k.as_slice().cmp(key))
+                    .binary_search_by(|k| k.as_ref().cmp(key))
                     .ok()
                     .map(|i| vals[i].clone()));
             }
@@ -134,7 +138,7 @@ pub async fn scan(
     start: &[u8],
     end: Option<&[u8]>,
     limit: usize,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, PoolError> {
+) -> Result<Vec<(Bytes, Bytes)>, PoolError> {
     let mut out = Vec::new();
     if limit == 0 {
         return Ok(out);
@@ -150,15 +154,15 @@ fn scan_rec<'a>(
     start: &'a [u8],
     end: Option<&'a [u8]>,
     limit: usize,
-    out: &'a mut Vec<(Vec<u8>, Vec<u8>)>,
+    out: &'a mut Vec<(Bytes, Bytes)>,
 ) -> BoxFut<'a, ()> {
     Box::pin(async move {
         #[allow(clippy::needless_range_loop)]
         match &node.body {
             Body::Leaf(vals) => {
-                let from = node.keys.partition_point(|k| k.as_slice() < start);
+                let from = node.keys.partition_point(|k| k.as_ref() < start);
                 for i in from..node.keys.len() {
-                    if end.is_some_and(|e| node.keys[i].as_slice() >= e) || out.len() >= limit {
+                    if end.is_some_and(|e| node.keys[i].as_ref() >= e) || out.len() >= limit {
                         break;
                     }
                     out.push((node.keys[i].clone(), vals[i].clone()));
@@ -168,7 +172,7 @@ fn scan_rec<'a>(
                 let from = child_index(&node.keys, start);
                 for i in from..ch.len() {
                     if out.len() >= limit
-                        || end.is_some_and(|e| node.keys[i].as_slice() >= e && i > from)
+                        || end.is_some_and(|e| node.keys[i].as_ref() >= e && i > from)
                     {
                         break;
                     }
@@ -225,12 +229,14 @@ impl Tree {
     /// Insert or replace; the path must be loaded. Returns the old value.
     pub fn insert_loaded(
         &mut self,
-        key: Vec<u8>,
-        val: Vec<u8>,
+        key: impl Into<Bytes>,
+        val: impl Into<Bytes>,
         frees: &mut Frees,
-    ) -> Result<Option<Vec<u8>>, PoolError> {
+    ) -> Result<Option<Bytes>, PoolError> {
         let mut old = None;
-        if let Some((sk, right)) = insert_rec(&mut self.root, key, val, frees, &mut old)? {
+        if let Some((sk, right)) =
+            insert_rec(&mut self.root, key.into(), val.into(), frees, &mut old)?
+        {
             let level = match &right {
                 Child::Mem(n) => n.level + 1,
                 Child::Disk(_) => return Err(internal("split produced a disk node")),
@@ -238,7 +244,7 @@ impl Tree {
             let left = std::mem::replace(&mut self.root, Child::Mem(Arc::new(Node::empty_leaf())));
             let mut root = Node {
                 level,
-                keys: vec![Vec::new(), sk],
+                keys: vec![Bytes::new(), sk],
                 body: Body::Internal(vec![left, right]),
                 bytes: 0,
                 slot: Arc::new(OnceLock::new()),
@@ -253,10 +259,11 @@ impl Tree {
     pub async fn insert(
         &mut self,
         io: &BlockIo,
-        key: Vec<u8>,
-        val: Vec<u8>,
+        key: impl Into<Bytes>,
+        val: impl Into<Bytes>,
         frees: &mut Frees,
-    ) -> Result<Option<Vec<u8>>, PoolError> {
+    ) -> Result<Option<Bytes>, PoolError> {
+        let key = key.into();
         self.load_path(io, &key).await?;
         self.insert_loaded(key, val, frees)
     }
@@ -267,7 +274,7 @@ impl Tree {
         io: &BlockIo,
         key: &[u8],
         frees: &mut Frees,
-    ) -> Result<Option<Vec<u8>>, PoolError> {
+    ) -> Result<Option<Bytes>, PoolError> {
         if get(io, &self.root, key).await?.is_none() {
             return Ok(None);
         }
@@ -295,11 +302,11 @@ impl Tree {
 
 fn insert_rec(
     child: &mut Child,
-    key: Vec<u8>,
-    val: Vec<u8>,
+    key: Bytes,
+    val: Bytes,
     frees: &mut Frees,
-    old: &mut Option<Vec<u8>>,
-) -> Result<Option<(Vec<u8>, Child)>, PoolError> {
+    old: &mut Option<Bytes>,
+) -> Result<Option<(Bytes, Child)>, PoolError> {
     let Child::Mem(arc) = child else {
         return Err(internal("insert on unloaded path"));
     };
@@ -338,7 +345,7 @@ fn remove_rec(
     child: &mut Child,
     key: &[u8],
     frees: &mut Frees,
-) -> Result<(Option<Vec<u8>>, bool), PoolError> {
+) -> Result<(Option<Bytes>, bool), PoolError> {
     let Child::Mem(arc) = child else {
         return Err(internal("remove on unloaded path"));
     };
@@ -347,7 +354,7 @@ fn remove_rec(
         keys, body, bytes, ..
     } = &mut *node;
     let old = match body {
-        Body::Leaf(vals) => match keys.binary_search_by(|k| k.as_slice().cmp(key)) {
+        Body::Leaf(vals) => match keys.binary_search_by(|k| k.as_ref().cmp(key)) {
             Ok(i) => {
                 *bytes -= leaf_entry_len(&keys[i], &vals[i]);
                 keys.remove(i);
@@ -480,12 +487,25 @@ mod tests {
         format!("key-{k:05}").into_bytes()
     }
 
+    fn owned(v: Vec<(Bytes, Bytes)>) -> Vec<(Vec<u8>, Vec<u8>)> {
+        v.into_iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect()
+    }
+
     async fn check(io: &BlockIo, t: &Tree, model: &BTreeMap<Vec<u8>, Vec<u8>>) {
         let all = scan(io, &t.root, &[], None, usize::MAX).await.unwrap();
         let want: Vec<_> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        assert_eq!(all, want);
+        assert_eq!(owned(all), want);
         for (k, v) in model.iter().take(20) {
-            assert_eq!(get(io, &t.root, k).await.unwrap().as_ref(), Some(v));
+            assert_eq!(
+                get(io, &t.root, k)
+                    .await
+                    .unwrap()
+                    .map(|b| b.to_vec())
+                    .as_ref(),
+                Some(v)
+            );
         }
         // A bounded scan from the middle.
         if let Some((mid, _)) = model.iter().nth(model.len() / 2) {
@@ -495,7 +515,7 @@ mod tests {
                 .take(5)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            assert_eq!(part, want);
+            assert_eq!(owned(part), want);
         }
     }
 
@@ -516,11 +536,11 @@ mod tests {
                         TOp::Put(k, l) => {
                             let v = vec![(k % 251) as u8; l];
                             let old = t.insert(&io, key(k), v.clone(), &mut frees).await.unwrap();
-                            assert_eq!(old, model.insert(key(k), v));
+                            assert_eq!(old.map(|b| b.to_vec()), model.insert(key(k), v));
                         }
                         TOp::Del(k) => {
                             let old = t.remove(&io, &key(k), &mut frees).await.unwrap();
-                            assert_eq!(old, model.remove(&key(k)));
+                            assert_eq!(old.map(|b| b.to_vec()), model.remove(&key(k)));
                         }
                         TOp::Commit => {
                             let mut ctx = AllocCtx::new(&alloc, txg, true);
