@@ -24,6 +24,11 @@ pub struct Tunables {
     /// physical memory, as ZFS sizes its ARC
     /// ([`super::recordcache::default_cache_bytes`]).
     pub record_cache_bytes: usize,
+    /// Write-behind: records written whole (or completed by partial writes) are sealed
+    /// and written by background tasks while writers go on, up to this many at a time (a
+    /// writer waits for a slot: the write throttle); the commit then only links their
+    /// extents. 0: whole records are written inside the write, as before.
+    pub write_behind_records: usize,
 }
 
 impl Default for Tunables {
@@ -33,6 +38,7 @@ impl Default for Tunables {
             dirty_limit_bytes: super::dirty::default_dirty_limit(),
             cache_bytes: 64 << 20,
             record_cache_bytes: super::recordcache::default_cache_bytes(),
+            write_behind_records: super::writebehind::DEFAULT_SLOTS,
         }
     }
 }

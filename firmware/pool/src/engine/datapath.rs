@@ -9,6 +9,7 @@ use super::error::PoolError;
 use super::io::BlockIo;
 use super::pool::Pool;
 use super::recordcache::{RecordCache, RecordCacheStats};
+use super::writebehind::WriteBehind;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct DataPath {
     pub flushed_when_full: AtomicU64,
     /// Reads served by decrypting only the units they return.
     pub partial_reads: AtomicU64,
+    /// Records sealed and written in the background ([`super::writebehind`]).
+    pub write_behind: WriteBehind,
 }
 
 /// Counters of the data path (since import).
@@ -45,6 +48,15 @@ pub struct DataPathStats {
     pub flushed_when_full: u64,
     /// Partial reads of uncompressed records that decrypted only the units returned.
     pub partial_reads: u64,
+    /// Records written early by write-behind.
+    #[serde(default)]
+    pub early_writes: u64,
+    /// Early writes a commit linked into the tree.
+    #[serde(default)]
+    pub early_linked: u64,
+    /// Early writes given back (their record changed before the commit).
+    #[serde(default)]
+    pub early_wasted: u64,
 }
 
 impl DataPath {
@@ -56,6 +68,7 @@ impl DataPath {
             flushed_at_commit: AtomicU64::new(0),
             flushed_when_full: AtomicU64::new(0),
             partial_reads: AtomicU64::new(0),
+            write_behind: WriteBehind::new(t.write_behind_records),
         }
     }
 
@@ -82,6 +95,9 @@ impl DataPath {
             flushed_at_commit: self.flushed_at_commit.load(Ordering::Relaxed),
             flushed_when_full: self.flushed_when_full.load(Ordering::Relaxed),
             partial_reads: self.partial_reads.load(Ordering::Relaxed),
+            early_writes: self.write_behind.started.load(Ordering::Relaxed),
+            early_linked: self.write_behind.linked.load(Ordering::Relaxed),
+            early_wasted: self.write_behind.wasted.load(Ordering::Relaxed),
         }
     }
 }

@@ -23,6 +23,7 @@
 
 use super::bptr::BlockPtr;
 use crate::store::ObjectId;
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -65,6 +66,9 @@ enum Page {
     Zero,
     /// These bytes (`PAGE` of them).
     Data(Arc<Vec<u8>>),
+    /// These bytes (`PAGE` of them), a slice of the buffer of a whole-record write
+    /// ([`DirtyRecord::whole`]): held without a copy.
+    Shared(Bytes),
 }
 
 /// One record's pending contents: written pages in memory, the rest from the extent the
@@ -78,6 +82,9 @@ pub struct DirtyRecord {
     /// contiguous range, grown by adjoining writes: enough to see appends complete a
     /// page). A record whose pages are all written entirely no longer depends on its base.
     written: Vec<(u16, u16)>,
+    /// The whole record's contents as one buffer, while the record is exactly what one
+    /// whole-record write left ([`DirtyRecord::whole`]; dropped by any later change).
+    whole: Option<Bytes>,
 }
 
 /// The length of `data` without its trailing zero bytes, found 64 bytes at a time.
@@ -114,7 +121,35 @@ impl DirtyRecord {
             base,
             pages: vec![fill; n],
             written: vec![(0, 0); n],
+            whole: None,
         }
+    }
+
+    /// A record written whole by one write: `data` (the record size, a multiple of
+    /// [`PAGE`]) is held as it is, its pages slices of it (no copy).
+    ///
+    /// # Panics
+    /// If `data` is not a whole number of pages (callers pass whole records).
+    pub fn whole(data: Bytes) -> Self {
+        assert!(
+            data.len().is_multiple_of(PAGE),
+            "a whole record is whole pages"
+        );
+        let n = data.len() / PAGE;
+        DirtyRecord {
+            base: None,
+            pages: (0..n)
+                .map(|i| Page::Shared(data.slice(i * PAGE..(i + 1) * PAGE)))
+                .collect(),
+            written: vec![(0, PAGE as u16); n],
+            whole: Some(data),
+        }
+    }
+
+    /// The record's contents as one buffer if it is exactly what one whole-record write
+    /// left (see [`DirtyRecord::whole`]).
+    pub fn whole_data(&self) -> Option<&Bytes> {
+        self.whole.as_ref()
     }
 
     /// The extent the record had when it became dirty.
@@ -154,7 +189,7 @@ impl DirtyRecord {
     pub fn mem_bytes(&self) -> u64 {
         self.pages
             .iter()
-            .filter(|p| matches!(p, Page::Data(_)))
+            .filter(|p| matches!(p, Page::Data(_) | Page::Shared(_)))
             .count() as u64
             * PAGE as u64
     }
@@ -193,6 +228,9 @@ impl DirtyRecord {
         mark_written: bool,
     ) {
         assert!(off + len <= self.len(), "write outside the dirty record");
+        if len > 0 {
+            self.whole = None;
+        }
         let mut pos = off;
         let end = off + len;
         while pos < end {
@@ -209,6 +247,7 @@ impl DirtyRecord {
                 let cur = std::mem::replace(&mut self.pages[pi], Page::Zero);
                 let mut page = match cur {
                     Page::Data(p) => p,
+                    Page::Shared(b) => Arc::new(b.to_vec()),
                     Page::Zero => Arc::new(vec![0u8; PAGE]),
                     Page::Base => Arc::new(base_page(base.unwrap_or(&[]), pi)),
                 };
@@ -249,6 +288,7 @@ impl DirtyRecord {
             let dst = &mut out[pos - off..pos - off + n];
             match &self.pages[pi] {
                 Page::Data(p) => dst.copy_from_slice(&p[in_page..in_page + n]),
+                Page::Shared(p) => dst.copy_from_slice(&p[in_page..in_page + n]),
                 Page::Zero => dst.fill(0),
                 Page::Base => {
                     let a = pos.min(base.len());

@@ -30,6 +30,7 @@ pub mod recordcache;
 pub mod resilver;
 pub mod scrub;
 pub mod tree;
+pub mod writebehind;
 
 pub use config::{
     DeviceErrors, DeviceEvent, DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolHealth,

@@ -14,13 +14,14 @@
 use super::bptr::{BlockKind, BlockPtr};
 use super::bytes::Reader;
 use super::datapath::DataPath;
-use super::dirty::{DirtyRecord, Staged};
+use super::dirty::{DirtyRecord, RecKey, Staged};
 use super::error::PoolError;
 use super::io::{AllocCtx, BlockIo};
 use super::keys::{self, KIND_EXTENT, KIND_KV};
 use super::node::Child;
 use super::pool::{Counters, Inner, OpenTxg, Pool};
 use super::tree::{self, Frees, Tree};
+use super::writebehind::{Detached, Early, EarlyWrite};
 use crate::store::{
     MAX_ATTR_LEN, MAX_KEY_LEN, MAX_VALUE_LEN, ObjectId, ObjectStore, Op, StoreError, StoreStats,
 };
@@ -36,6 +37,8 @@ pub const MAX_OBJECT_BYTES: u64 = 1 << 60;
 const OP_META_BYTES: u64 = 512;
 /// Dirty records a commit encodes and writes concurrently.
 const FLUSH_WINDOW: usize = 16;
+/// Full records one batch encodes and writes concurrently before the writer lock.
+const PREWRITE_WINDOW: usize = 16;
 
 /// The object record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,6 +102,11 @@ struct Batch<'a> {
     /// Record-cache entries this batch added (for extents it allocated): dropped again if
     /// the batch fails, since its allocations go back and may be reused in the same txg.
     cached: Vec<(u64, u64)>,
+    /// Whether records written whole are left dirty for write-behind
+    /// ([`super::writebehind`]) rather than written inside the batch.
+    write_behind: bool,
+    /// Records this batch left whole for write-behind, in order (may repeat).
+    early_keys: Vec<RecKey>,
 }
 
 impl Batch<'_> {
@@ -180,20 +188,40 @@ impl Batch<'_> {
                 self.decoded(id, rec, bp).await?;
             }
         }
-        if !self.freeing {
-            // A dirty record is written at commit: keep enough space for it (and for
-            // every other dirty record) so the commit never runs out.
-            let dirty = {
-                let v = self.dp.view.read();
-                v.len() as u64 + self.staged.new_records(&v) + 1
-            };
-            if self.ctx.available() < dirty.saturating_mul(self.record_asize) {
-                return Err(StoreError::NoSpace);
-            }
-        }
+        self.check_dirty_space()?;
         self.staged
             .insert((id, rec), DirtyRecord::new(self.rs as usize, base));
         Ok(true)
+    }
+
+    /// Fail with `NoSpace` unless there is room for one more dirty record: a dirty record
+    /// is written at commit, so keep enough space for it (and for every other dirty
+    /// record) that the commit never runs out. Sectors held by early writes count: the
+    /// commit uses each for its record or gives it back before sealing anything.
+    fn check_dirty_space(&self) -> Result<(), StoreError> {
+        if self.freeing {
+            return Ok(());
+        }
+        let dirty = {
+            let v = self.dp.view.read();
+            v.len() as u64 + self.staged.new_records(&v) + 1
+        };
+        let held = self.dp.write_behind.held_sectors.load(Ordering::Acquire);
+        if self.ctx.available().saturating_add(held) < dirty.saturating_mul(self.record_asize) {
+            return Err(StoreError::NoSpace);
+        }
+        Ok(())
+    }
+
+    /// Write-behind of a whole record: it becomes a dirty record holding `src` (no copy),
+    /// written by a background task once the batch is published ([`super::writebehind`]).
+    fn write_whole(&mut self, id: ObjectId, rec: u64, src: Bytes) -> Result<(), StoreError> {
+        if !self.is_dirty(id, rec) {
+            self.check_dirty_space()?;
+        }
+        self.staged.insert((id, rec), DirtyRecord::whole(src));
+        self.early_keys.push((id, rec));
+        Ok(())
     }
 
     /// The base bytes a change of `[off, off + len)` of dirty record `rec` needs, if any.
@@ -237,10 +265,20 @@ impl Batch<'_> {
                     detail: format!("dirty record {rec} of object {id} vanished"),
                 })?;
             r.write(in_off, src, base.as_deref().map(Vec::as_slice));
-            r.fully_written().then(|| r.contents(None))
+            match r.fully_written() {
+                // Write-behind takes the record's contents in its task.
+                true if self.write_behind => Some(Vec::new()),
+                true => Some(r.contents(None)),
+                false => None,
+            }
         };
         if let Some(data) = full {
-            self.set_record_cached(id, rec, data).await?;
+            if self.write_behind {
+                // Written in the background once the batch is published.
+                self.early_keys.push((id, rec));
+            } else {
+                self.set_record_cached(id, rec, data).await?;
+            }
             self.dp.flushed_when_full.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
@@ -498,7 +536,10 @@ impl Batch<'_> {
                     let n = (rstart + rs).min(end) - pos;
                     let src = &data[(pos - offset) as usize..(pos - offset + n) as usize];
                     let in_off = (pos - rstart) as usize;
-                    if in_off == 0 && n == rs {
+                    if in_off == 0 && n == rs && self.write_behind {
+                        let a = (pos - offset) as usize;
+                        self.write_whole(id, rec, data.slice(a..a + n as usize))?;
+                    } else if in_off == 0 && n == rs {
                         match self.pre.remove(&(self.op_index, rec)) {
                             Some(p) => {
                                 self.set_record_pre(id, rec, p).await?;
@@ -594,6 +635,18 @@ impl Drop for ReadGuard<'_> {
     }
 }
 
+/// Records the writes of `ops` cover whole (record size `rs`).
+fn whole_records(ops: &[Op], rs: u64) -> usize {
+    ops.iter()
+        .map(|op| match op {
+            Op::Write { offset, data, .. } => offset
+                .checked_add(data.len() as u64)
+                .map_or(0, |end| (end / rs).saturating_sub(offset.div_ceil(rs))),
+            _ => 0,
+        })
+        .sum::<u64>() as usize
+}
+
 fn consumes_space(op: &Op) -> bool {
     matches!(
         op,
@@ -625,7 +678,9 @@ impl Inner {
     /// its tree, under the open txg's lock, and publish the result to readers. Allocates
     /// from the reserve: space for dirty records was checked when they became dirty.
     pub(crate) async fn flush_dirty(&self, o: &mut OpenTxg) -> Result<(), PoolError> {
+        let pending = self.datapath.write_behind.take_pending();
         let recs = self.datapath.view.read().all();
+        let mut early = self.collect_early(pending, &recs).await;
         if recs.is_empty() {
             return Ok(());
         }
@@ -644,10 +699,12 @@ impl Inner {
             freeing: true,
             record_asize: self.io.vdev.asize(u64::from(self.id.record_size) / 4096),
             cached: Vec::new(),
+            write_behind: false,
+            early_keys: Vec::new(),
         };
         let n = recs.len();
         for window in recs.chunks(FLUSH_WINDOW) {
-            if let Err((id, rec, e)) = self.flush_window(&mut b, window).await {
+            if let Err((id, rec, e)) = self.flush_window(&mut b, window, &mut early).await {
                 b.undo();
                 return Err(match e {
                     StoreError::NoSpace => PoolError::NoSpace,
@@ -681,10 +738,31 @@ impl Inner {
     async fn flush_window(
         &self,
         b: &mut Batch<'_>,
-        window: &[(super::dirty::RecKey, Arc<DirtyRecord>)],
+        window: &[(RecKey, Arc<DirtyRecord>)],
+        early: &mut HashMap<RecKey, Early>,
     ) -> Result<(), (ObjectId, u64, StoreError)> {
-        let mut datas = Vec::with_capacity(window.len());
-        for ((id, rec), r) in window {
+        let mut rest = Vec::with_capacity(window.len());
+        for entry in window {
+            let (id, rec) = entry.0;
+            let Some(e) = early.remove(&entry.0) else {
+                rest.push(entry);
+                continue;
+            };
+            // Written early and unchanged since: link its extent.
+            let stored = b
+                .set_record_pre(id, rec, e.extent.map(Detached::take))
+                .await
+                .map_err(|err| (id, rec, err))?;
+            if let (Some(bp), Some(d)) = (stored, e.decoded) {
+                b.cache_owned(&bp, d);
+            }
+            self.datapath
+                .write_behind
+                .linked
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let mut datas = Vec::with_capacity(rest.len());
+        for ((id, rec), r) in rest {
             let data = match r.base() {
                 Some(bp) if r.uses_base() => match b.decoded(*id, *rec, bp).await {
                     Ok(base) => r.contents(Some(&base)),
@@ -694,17 +772,23 @@ impl Inner {
             };
             datas.push((*id, *rec, data));
         }
+        let datas: Vec<(ObjectId, u64, Bytes)> = datas
+            .into_iter()
+            .map(|(id, rec, d)| (id, rec, Bytes::from(d)))
+            .collect();
         let writes = datas.iter().map(|(_, _, d)| async move {
             // `contents` has no trailing zeroes: empty means all zero (a hole).
             if d.is_empty() {
                 Ok(None)
             } else {
-                self.io.write_data_detached(d, &self.alloc).await.map(Some)
+                self.seal_detached(d.clone()).await.map(Some)
             }
         });
         let written = futures::future::join_all(writes).await;
         let mut failed = None;
         for ((id, rec, data), w) in datas.into_iter().zip(written) {
+            // The sealing task has dropped its handle: this gets the buffer back, no copy.
+            let data = Vec::from(data);
             let r = match w {
                 _ if failed.is_some() => {
                     if let Ok(Some(bp)) = w {
@@ -730,7 +814,131 @@ impl Inner {
         }
     }
 
-    fn give_back_one(&self, bp: &BlockPtr) {
+    /// Wait for the early writes `pending` and keep those whose record is, in `recs` (the
+    /// dirty records being flushed), still the version they wrote; the others are given
+    /// back (no tree ever referenced them).
+    async fn collect_early(
+        &self,
+        pending: Vec<EarlyWrite>,
+        recs: &[(RecKey, Arc<DirtyRecord>)],
+    ) -> HashMap<RecKey, Early> {
+        let mut out = HashMap::new();
+        if pending.is_empty() {
+            return out;
+        }
+        let current: HashMap<RecKey, &Arc<DirtyRecord>> =
+            recs.iter().map(|(k, r)| (*k, r)).collect();
+        let done = futures::future::join_all(
+            pending
+                .into_iter()
+                .map(|w| async move { (w.key, w.rec, w.task.await) }),
+        )
+        .await;
+        let wb = &self.datapath.write_behind;
+        for (key, rec, r) in done {
+            match r {
+                Ok(Some(e)) if current.get(&key).is_some_and(|c| Arc::ptr_eq(c, &rec)) => {
+                    // A later early write of the same version cannot exist (one per
+                    // publish), but keep the first if it did.
+                    out.entry(key).or_insert(e);
+                }
+                Ok(_) => {
+                    wb.wasted.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "an early write task failed");
+                    wb.wasted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        out
+    }
+
+    /// Start the early writes of the records a batch left for write-behind (`keys`, in
+    /// the view `v` it just published), one slot each; a record beyond the slots taken
+    /// gets a free slot if there is one, else the commit writes it. Called under the open
+    /// txg's lock, so the next flush sees every early write of the records it flushes.
+    fn start_early_writes(
+        &self,
+        v: &super::dirty::DirtyView,
+        keys: Vec<RecKey>,
+        mut slots: Vec<tokio::sync::OwnedSemaphorePermit>,
+    ) {
+        let wb = &self.datapath.write_behind;
+        let (Some(inner), Ok(rt)) = (self.me.upgrade(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let mut seen = std::collections::HashSet::new();
+        for key in keys {
+            if !seen.insert(key) {
+                continue;
+            }
+            // Gone (dropped later in the batch) or needing its base again: the commit.
+            let Some(rec) = v.get(&key).filter(|r| !r.uses_base()) else {
+                continue;
+            };
+            let Some(slot) = slots.pop().or_else(|| wb.try_slot()) else {
+                continue;
+            };
+            let (i, r) = (inner.clone(), rec.clone());
+            let task = rt.spawn(async move {
+                let _slot = slot;
+                i.early_write(r).await
+            });
+            wb.push(EarlyWrite {
+                key,
+                rec: rec.clone(),
+                task,
+            });
+        }
+    }
+
+    /// Seal and write dirty record `rec` to a detached allocation (write-behind). `None`
+    /// if that failed: the commit then writes the record (and reports the error).
+    async fn early_write(self: Arc<Self>, rec: Arc<DirtyRecord>) -> Option<Early> {
+        let data = match rec.whole_data() {
+            Some(b) => b.slice(..super::dirty::trimmed_len(b)),
+            None => Bytes::from(rec.contents(None)),
+        };
+        drop(rec);
+        if data.is_empty() {
+            return Some(Early {
+                extent: None,
+                decoded: None,
+            });
+        }
+        match self.io.write_data_detached(&data, &self.alloc).await {
+            Ok(bp) => {
+                self.datapath
+                    .write_behind
+                    .held_sectors
+                    .fetch_add(u64::from(bp.asize), Ordering::AcqRel);
+                // The record cache gets the decoded bytes at commit (copied here, outside
+                // every lock, unless this is the only handle on them).
+                let decoded = self
+                    .datapath
+                    .cache
+                    .fits(data.len())
+                    .then(|| Vec::from(data));
+                Some(Early {
+                    extent: Some(Detached {
+                        inner: self,
+                        bp,
+                        held: true,
+                        armed: true,
+                    }),
+                    decoded,
+                })
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "early write failed: the commit writes the record");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn give_back_one(&self, bp: &BlockPtr) {
         if let Err(e) = self
             .alloc
             .lock()
@@ -769,13 +977,17 @@ impl Inner {
     }
 
     /// Compress, encrypt and write the full records of the batch's writes before taking
-    /// the writer lock, so concurrent batches overlap their data path.
+    /// the writer lock, so concurrent batches overlap their data path. The records are
+    /// sealed and written concurrently, up to [`PREWRITE_WINDOW`] at a time, each by a task
+    /// of its own ([`Inner::seal_detached`]): both cores encode and the device round trips
+    /// of one record overlap the encoding of the next.
     async fn prewrite(
         &self,
         ops: &[Op],
     ) -> Result<HashMap<(usize, u64), Option<BlockPtr>>, StoreError> {
+        use futures::StreamExt;
         let rs = u64::from(self.id.record_size);
-        let mut pre = HashMap::new();
+        let mut jobs = Vec::new();
         for (i, op) in ops.iter().enumerate() {
             let Op::Write { offset, data, .. } = op else {
                 continue;
@@ -786,29 +998,69 @@ impl Inner {
             let mut rec = offset.div_ceil(rs);
             while (rec + 1) * rs <= end {
                 let a = (rec * rs - offset) as usize;
-                let src = &data[a..a + rs as usize];
-                let trimmed = super::dirty::trimmed_len(src);
-                let r = if trimmed == 0 {
-                    Ok(None)
-                } else {
-                    self.io
-                        .write_data_detached(&src[..trimmed], &self.alloc)
-                        .await
-                        .map(Some)
-                };
-                match r {
-                    Ok(p) => {
-                        pre.insert((i, rec), p);
-                    }
-                    Err(e) => {
-                        self.give_back(pre);
-                        return Err(e.into());
-                    }
-                }
+                jobs.push(((i, rec), data.slice(a..a + rs as usize)));
                 rec += 1;
             }
         }
-        Ok(pre)
+        let mut pre = HashMap::with_capacity(jobs.len());
+        if jobs.is_empty() {
+            return Ok(pre);
+        }
+        let results: Vec<_> = futures::stream::iter(jobs)
+            .map(|(k, src)| async move {
+                let trimmed = super::dirty::trimmed_len(&src);
+                if trimmed == 0 {
+                    (k, Ok(None))
+                } else {
+                    (k, self.seal_detached(src.slice(..trimmed)).await.map(Some))
+                }
+            })
+            .buffer_unordered(PREWRITE_WINDOW)
+            .collect()
+            .await;
+        let mut failed = None;
+        for (k, r) in results {
+            match r {
+                Ok(p) => {
+                    pre.insert(k, p);
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        match failed {
+            Some(e) => {
+                self.give_back(pre);
+                Err(e.into())
+            }
+            None => Ok(pre),
+        }
+    }
+
+    /// Compress, encrypt and write `data` to a detached allocation (see
+    /// [`BlockIo::write_data_detached`]), in a task of its own on the runtime's worker
+    /// threads when there is a runtime (inline otherwise). If the caller goes away before
+    /// the task ends, the allocation is given back.
+    pub(crate) async fn seal_detached(&self, data: Bytes) -> Result<BlockPtr, PoolError> {
+        let (Some(inner), Ok(rt)) = (self.me.upgrade(), tokio::runtime::Handle::try_current())
+        else {
+            return self.io.write_data_detached(&data, &self.alloc).await;
+        };
+        let task = rt.spawn(async move {
+            let bp = inner.io.write_data_detached(&data, &inner.alloc).await?;
+            Ok::<_, PoolError>(Detached {
+                inner,
+                bp,
+                held: false,
+                armed: true,
+            })
+        });
+        match task.await {
+            Ok(Ok(d)) => Ok(d.take()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(PoolError::Internal(format!(
+                "record sealing task failed: {e}"
+            ))),
+        }
     }
 
     fn give_back(&self, pre: HashMap<(usize, u64), Option<BlockPtr>>) {
@@ -822,11 +1074,23 @@ impl Inner {
 
     pub(crate) async fn apply_batch(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         self.writable()?;
+        let rs = u64::from(self.id.record_size);
         let freeing = frees_space(&ops);
         if !freeing && ops.iter().any(consumes_space) && self.alloc.lock().available() == 0 {
             return Err(StoreError::NoSpace);
         }
-        let pre = self.prewrite(&ops).await?;
+        // Write-behind: wait for a slot per whole record (the writer throttle), and leave
+        // the records to background tasks; otherwise write them before the lock.
+        let slots = self
+            .datapath
+            .write_behind
+            .slots(whole_records(&ops, rs))
+            .await;
+        let pre = if slots.is_some() {
+            HashMap::new()
+        } else {
+            self.prewrite(&ops).await?
+        };
         let (over, freed_data) = {
             let mut o = self.open.lock().await;
             let mut b = Batch {
@@ -844,6 +1108,8 @@ impl Inner {
                 freeing,
                 record_asize: self.io.vdev.asize(u64::from(self.id.record_size) / 4096),
                 cached: Vec::new(),
+                write_behind: slots.is_some(),
+                early_keys: Vec::new(),
             };
             for (i, op) in ops.into_iter().enumerate() {
                 b.op_index = i;
@@ -885,6 +1151,10 @@ impl Inner {
                     v.publish(staged);
                 }
                 *self.readable.write() = (o.tree.root.clone(), o.txg);
+                if let Some(slots) = slots {
+                    // Still under the open txg's lock: the next flush sees these.
+                    self.start_early_writes(&v, std::mem::take(&mut b.early_keys), slots);
+                }
             }
             (o.dirty_bytes, freed_data)
         };

@@ -172,6 +172,9 @@ pub(crate) struct Inner {
     pub devices: super::devices::DeviceCtl,
     /// Dirty records and the decoded-record cache (see `datapath.rs`).
     pub datapath: super::datapath::DataPath,
+    /// This very `Inner`, for tasks the data path spawns (record sealing on the runtime's
+    /// worker threads needs an owned handle).
+    pub me: std::sync::Weak<Inner>,
 }
 
 impl Inner {
@@ -428,7 +431,8 @@ impl Pool {
     ) -> Pool {
         let id_compression = id.compression;
         let txg_interval_ms = u64::try_from(tunables.txg_interval.as_millis()).unwrap_or(u64::MAX);
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|me| Inner {
+            me: me.clone(),
             id,
             members: RwLock::new(members),
             io,
