@@ -28,6 +28,8 @@ pub struct DataPath {
     pub flushed_when_full: AtomicU64,
     /// Reads served by decrypting only the units they return.
     pub partial_reads: AtomicU64,
+    /// Sequential readahead (streams and records being prefetched).
+    pub readahead: super::readahead::Readahead,
 }
 
 /// Counters of the data path (since import).
@@ -56,6 +58,7 @@ impl DataPath {
             flushed_at_commit: AtomicU64::new(0),
             flushed_when_full: AtomicU64::new(0),
             partial_reads: AtomicU64::new(0),
+            readahead: Default::default(),
         }
     }
 
