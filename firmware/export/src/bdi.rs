@@ -12,18 +12,15 @@ use std::path::Path;
 /// `/proc/self/mountinfo` (the last matching entry: the most recent mount on top).
 pub(crate) fn fuse_device(mountinfo: &str, mountpoint: &Path) -> Option<String> {
     let want = mountpoint.to_str()?;
-    mountinfo
-        .lines()
-        .filter_map(|l| {
-            let (fields, rest) = l.split_once(" - ")?;
-            let f: Vec<&str> = fields.split(' ').collect();
-            let fstype = rest.split(' ').next()?;
-            let at = unescape(f.get(4)?);
-            (at == want && (fstype == "fuse" || fstype.starts_with("fuse.")))
-                .then(|| f.get(2).map(|d| (*d).to_string()))
-                .flatten()
-        })
-        .last()
+    mountinfo.lines().rev().find_map(|l| {
+        let (fields, rest) = l.split_once(" - ")?;
+        let f: Vec<&str> = fields.split(' ').collect();
+        let fstype = rest.split(' ').next()?;
+        let at = unescape(f.get(4)?);
+        (at == want && (fstype == "fuse" || fstype.starts_with("fuse.")))
+            .then(|| f.get(2).map(|d| (*d).to_string()))
+            .flatten()
+    })
 }
 
 /// Undo mountinfo's octal escapes (`\040` for a space, and so on).

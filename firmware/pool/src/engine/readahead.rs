@@ -156,11 +156,6 @@ impl Streams {
     pub fn streams_of(&self, id: u64) -> usize {
         self.objects.get(&id).map_or(0, |o| o.streams.len())
     }
-
-    /// Forget object `id` (it was deleted or truncated).
-    pub fn forget(&mut self, id: u64) {
-        self.objects.remove(&id);
-    }
 }
 
 /// The decoded record a prefetch hands to readers waiting for it (`Err`: it failed).
@@ -281,11 +276,6 @@ impl Readahead {
     /// Record bytes being prefetched now (or reserved for it).
     pub fn inflight_bytes(&self) -> usize {
         self.inflight.bytes.load(Ordering::Acquire)
-    }
-
-    /// Forget the streams of object `id`.
-    pub fn forget(&self, id: u64) {
-        self.streams.lock().forget(id);
     }
 }
 

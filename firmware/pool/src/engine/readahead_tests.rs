@@ -59,7 +59,7 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut v = vec![0u8; len];
     ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut v);
     for (i, b) in v.iter_mut().enumerate() {
-        if (i / RS as usize) % 2 == 0 {
+        if (i / RS as usize).is_multiple_of(2) {
             *b = b"readahead stream "[i % 17] ^ (seed as u8 & 3);
         }
     }
