@@ -454,7 +454,7 @@ impl fuser::Filesystem for Adapter {
     ) {
         let ino = fs_ino(ino);
         self.spawn(move |fs| async move {
-            match fs.read(ino, offset, size).await {
+            match fs.read_buf(ino, offset, size).await {
                 Ok(d) => reply.data(&d),
                 Err(e) => reply.error(errno(&e)),
             }

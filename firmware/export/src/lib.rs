@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod adapter;
+mod bdi;
 pub mod config;
 pub mod mount;
 

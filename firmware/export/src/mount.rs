@@ -173,12 +173,17 @@ pub fn mount(
             max_background: opts.max_background,
         },
     );
+    let canonical = mountpoint
+        .canonicalize()
+        .unwrap_or_else(|_| mountpoint.to_path_buf());
     let session = fuser::Session::new(adapter, mountpoint, &cfg)
         .and_then(fuser::Session::spawn)
         .map_err(|source| ExportError::Mount {
             path: mountpoint.to_path_buf(),
             source,
         })?;
+    // The kernel's readahead up to max_readahead (= max_write, see the adapter's init).
+    crate::bdi::set_readahead(&canonical, opts.max_write);
     tracing::info!(
         mountpoint = %mountpoint.display(),
         threads = opts.reader_threads,

@@ -16,9 +16,67 @@ pub const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
 /// `fallocate` mode: deallocate the range (needs `KEEP_SIZE`).
 pub const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
 
+/// Read buffers kept for reuse ([`ReadBuf`]): a 1 MiB read then costs neither a fresh
+/// allocation (page-faulted and zeroed by the kernel) nor a zero fill.
+static READ_BUFS: parking_lot::Mutex<Vec<Vec<u8>>> = parking_lot::Mutex::new(Vec::new());
+/// Buffers kept at most (one per request in flight is enough).
+const READ_BUFS_KEPT: usize = 16;
+/// Largest buffer kept (larger ones, from unusual request sizes, are freed).
+const READ_BUF_MAX: usize = 4 << 20;
+
+/// The data of a read ([`Fs::read_buf`]): derefs to the bytes; its memory goes back to a
+/// small pool when dropped.
+#[derive(Debug, Default)]
+pub struct ReadBuf(Vec<u8>);
+
+impl ReadBuf {
+    /// A buffer of `n` bytes whose contents are unspecified (old data of earlier reads):
+    /// the caller overwrites all of it.
+    fn take(n: usize) -> Self {
+        let mut v = READ_BUFS.lock().pop().unwrap_or_default();
+        if v.len() < n {
+            // Only the part never used before is zero-filled (once per buffer).
+            v.resize(n, 0);
+        }
+        v.truncate(n);
+        ReadBuf(v)
+    }
+
+    /// The bytes, as an owned vector (taken out of the pool).
+    pub fn into_vec(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl std::ops::Deref for ReadBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for ReadBuf {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        if v.capacity() == 0 || v.capacity() > READ_BUF_MAX {
+            return;
+        }
+        let mut kept = READ_BUFS.lock();
+        if kept.len() < READ_BUFS_KEPT {
+            kept.push(v);
+        }
+    }
+}
+
 impl Fs {
     /// Reads up to `size` bytes at `offset` from regular file `ino`; short at end of file.
     pub async fn read(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        Ok(self.read_buf(ino, offset, size).await?.into_vec())
+    }
+
+    /// [`Fs::read`] into a reused buffer (the FUSE read path: no allocation or zero fill
+    /// per request).
+    pub async fn read_buf(&self, ino: u64, offset: u64, size: u32) -> FsResult<ReadBuf> {
         let node = self.cache.get(ino);
         let _g = node.io.read().await;
         let i = self.load(&node).await?;
@@ -28,13 +86,14 @@ impl Fs {
             _ => return Err(FsError::Invalid(format!("read of non-regular inode {ino}"))),
         }
         if offset >= i.size {
-            return Ok(Vec::new());
+            return Ok(ReadBuf::default());
         }
         let n = (i.size - offset).min(u64::from(size)) as usize;
-        let mut buf = vec![0u8; n];
-        let got = self.store.read(ino, offset, &mut buf).await?;
+        let mut buf = ReadBuf::take(n);
+        // The store writes every byte of `buf[..got]` (holes as zeroes).
+        let got = self.store.read(ino, offset, &mut buf.0).await?.min(n);
         // Bytes past the object's data but inside the inode size read as zeroes.
-        buf[got..].fill(0);
+        buf.0[got..].fill(0);
         Ok(buf)
     }
 

@@ -28,7 +28,7 @@ pub mod superblock;
 mod xattr;
 
 pub use error::{FsError, FsResult};
-pub use file::{FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE};
+pub use file::{FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, ReadBuf};
 pub use fs::{
     Ctx, Fh, Fs, FsOptions, LINK_MAX, MAX_FILE_SIZE, SYMLINK_MAX, SetAttr, StatFs, TimeSet,
 };

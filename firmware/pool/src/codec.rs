@@ -400,6 +400,44 @@ impl Codec {
         )?)
     }
 
+    /// [`Codec::open`] of stored bytes the caller has already verified against the block
+    /// pointer's crc32c (the vdev read does): decrypts in place and, for a record stored
+    /// raw, returns the same buffer truncated to `lsize` (no copy, no second checksum).
+    pub fn open_verified(
+        &self,
+        mut stored: Vec<u8>,
+        pool_sector: u64,
+        kind: CompressionKind,
+        psize: u32,
+        lsize: u32,
+    ) -> Result<Vec<u8>, CodecError> {
+        let psize = psize as usize;
+        if psize > stored.len() {
+            return Err(CodecError::Geometry(format!(
+                "payload size {psize} exceeds the {} stored bytes",
+                stored.len()
+            )));
+        }
+        if let Some(c) = &self.cipher {
+            if !stored.len().is_multiple_of(SECTOR_SIZE) {
+                return Err(CodecError::Geometry(format!(
+                    "encrypted extent of {} bytes is not whole 4 KiB sectors",
+                    stored.len()
+                )));
+            }
+            c.decrypt_sectors(&mut stored, pool_sector);
+        }
+        if kind == CompressionKind::None && lsize as usize <= psize {
+            stored.truncate(lsize as usize);
+            return Ok(stored);
+        }
+        Ok(compress::decompress(
+            kind,
+            &stored[..psize],
+            lsize as usize,
+        )?)
+    }
+
     /// True if `stored` has crc32c `expected_crc` (no keys needed).
     pub fn verify(stored: &[u8], expected_crc: u32) -> bool {
         verify(stored, expected_crc)

@@ -166,7 +166,8 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Apply a batch atomically. On error nothing of the batch is applied.
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;
     /// Read into `buf` from `offset`; holes read as zeroes. Returns the bytes read, short at
-    /// the end of the object (0 at or past it).
+    /// the end of the object (0 at or past it). Every byte of `buf[..returned]` is written
+    /// (callers may pass a buffer holding old data); the rest of `buf` is left as it was.
     async fn read(&self, id: ObjectId, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError>;
     /// The object's size in bytes.
     async fn size(&self, id: ObjectId) -> Result<u64, StoreError>;

@@ -31,6 +31,8 @@ pub struct DataPath {
     pub partial_reads: AtomicU64,
     /// Records sealed and written in the background ([`super::writebehind`]).
     pub write_behind: WriteBehind,
+    /// Sequential readahead (streams and records being prefetched).
+    pub readahead: super::readahead::Readahead,
 }
 
 /// Counters of the data path (since import).
@@ -69,6 +71,7 @@ impl DataPath {
             flushed_when_full: AtomicU64::new(0),
             partial_reads: AtomicU64::new(0),
             write_behind: WriteBehind::new(t.write_behind_records),
+            readahead: Default::default(),
         }
     }
 

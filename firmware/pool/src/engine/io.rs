@@ -126,7 +126,7 @@ impl BlockIo {
         crc: u32,
         scrub: bool,
     ) -> Result<Vec<u8>, PoolError> {
-        let verify = move |b: &[u8]| crc32c::crc32c(b) == crc;
+        let verify = move |b: &[u8]| crate::checksum::crc32c(b) == crc;
         let r = if scrub {
             self.vdev.scrub(addr, sectors, &verify).await
         } else {
@@ -272,15 +272,16 @@ impl BlockIo {
                 pool: String::new(),
             });
         }
-        let mut stored = self
-            .read_verified(bp.addr, bp.data_sectors(), bp.crc)
-            .await?;
         let kind = CompressionKind::from_code(bp.comp).map_err(|e| PoolError::Corrupt {
             what: "block pointer",
             detail: e.to_string(),
         })?;
+        // Verified against `bp.crc` by the vdev read; decoded in place.
+        let stored = self
+            .read_verified(bp.addr, bp.data_sectors(), bp.crc)
+            .await?;
         self.codec
-            .open(&mut stored, bp.addr, bp.crc, kind, bp.psize, bp.lsize)
+            .open_verified(stored, bp.addr, kind, bp.psize, bp.lsize)
             .map_err(|e| PoolError::Corrupt {
                 what: "extent",
                 detail: format!("at pool sector {}: {e}", bp.addr),

@@ -26,6 +26,7 @@ pub mod label;
 pub mod node;
 pub mod objects;
 pub mod pool;
+pub mod readahead;
 pub mod recordcache;
 pub mod resilver;
 pub mod scrub;

@@ -1177,6 +1177,113 @@ impl Inner {
     }
 }
 
+impl Pool {
+    /// Fill `dst` from byte `ra` of dirty record `r` (record start `rstart`).
+    async fn read_dirty(
+        &self,
+        id: ObjectId,
+        rstart: u64,
+        ra: usize,
+        dst: &mut [u8],
+        r: &DirtyRecord,
+    ) -> Result<(), StoreError> {
+        let i = &self.inner;
+        let base = match r.base() {
+            Some(bp) if r.uses_base() => {
+                match super::heal::reading(id, rstart, i.datapath.record(&i.io, bp)).await {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        i.damaged_read(id, rstart, bp, &e);
+                        return Err(StoreError::Corrupt {
+                            id,
+                            offset: rstart,
+                            detail: e.to_string(),
+                        });
+                    }
+                }
+            }
+            _ => None,
+        };
+        r.read(ra, dst, base.as_deref().map(Vec::as_slice));
+        Ok(())
+    }
+
+    /// Fill `dst` from byte `ra` of the record stored in extent `bp` (record start
+    /// `rstart`): from the record cache, a prefetch in flight, or the extent (then cached).
+    /// Bytes past the record's logical size read as zeroes.
+    async fn read_extent(
+        &self,
+        id: ObjectId,
+        rstart: u64,
+        ra: usize,
+        dst: &mut [u8],
+        bp: &BlockPtr,
+    ) -> Result<(), StoreError> {
+        let i = &self.inner;
+        let rb = ra + dst.len();
+        let cache_it = i.datapath.cache.fits(bp.lsize as usize);
+        let mut data = i.datapath.cache.get(bp.addr, bp.birth);
+        if data.is_none()
+            && let Some(p) = i.datapath.readahead.pending(bp.addr, bp.birth)
+        {
+            // Being prefetched: wait for that read (a failed one is read again below).
+            data = p.await.ok();
+            if data.is_some() {
+                i.datapath.cache.note_prefetch_use(bp.addr, bp.birth);
+            }
+        }
+        let r = match data {
+            Some(d) => Ok(Some(d)),
+            None if !cache_it
+                && bp.comp == crate::compress::CompressionKind::None.code()
+                && rb.min(bp.lsize as usize) > ra
+                && rb.min(bp.lsize as usize) - ra < bp.lsize as usize =>
+            {
+                // Uncompressed and read in part: decrypt only the units returned.
+                let rbl = rb.min(bp.lsize as usize);
+                super::heal::reading(id, rstart, i.io.read_data_range(bp, ra, rbl))
+                    .await
+                    .map(|part| {
+                        dst[..part.len()].copy_from_slice(&part);
+                        dst[part.len()..].fill(0);
+                        i.datapath.partial_reads.fetch_add(1, Ordering::Relaxed);
+                        None
+                    })
+            }
+            None => super::heal::reading(id, rstart, i.io.read_data(bp))
+                .await
+                .map(|d| {
+                    let d = Arc::new(d);
+                    // Streaming reads churn only the cache's recent list (ARC).
+                    if cache_it {
+                        i.datapath.cache.put(bp.addr, bp.birth, d.clone());
+                    }
+                    Some(d)
+                }),
+        };
+        match r {
+            Ok(Some(data)) => {
+                // Past the record's logical bytes: zeroes.
+                let have = rb.min(data.len()).saturating_sub(ra);
+                if have > 0 {
+                    dst[..have].copy_from_slice(&data[ra..ra + have]);
+                }
+                dst[have..].fill(0);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                i.damaged_read(id, rstart, bp, &e);
+                Err(StoreError::Corrupt {
+                    id,
+                    offset: rstart,
+                    detail: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl ObjectStore for Pool {
     async fn alloc_object_id(&self) -> Result<ObjectId, StoreError> {
@@ -1213,14 +1320,22 @@ impl ObjectStore for Pool {
         let first = offset / rs;
         // Upper bound of the records read (the size is known only from the tree).
         let last = offset.saturating_add(buf.len() as u64 - 1) / rs;
+        // A read that continues a sequential stream asks for the records after it too
+        // (into the record cache: without one there is nothing to read ahead into).
+        let mut ahead = if i.datapath.cache.enabled() {
+            i.datapath.readahead.plan(id, first, last, rs)
+        } else {
+            None
+        };
+        let look_to = ahead.as_ref().map_or(last, |p| p.records.end - 1).max(last);
         // The root and the dirty records it goes with, taken together.
-        let (root, _guard, dirty) = {
+        let (root, guard, dirty) = {
             let v = i.datapath.view.read();
             let (root, guard) = i.reader_root();
             let dirty = if v.is_empty() {
                 Vec::new()
             } else {
-                v.range(id, first, last)
+                v.range(id, first, look_to)
             };
             (root, guard, dirty)
         };
@@ -1229,51 +1344,23 @@ impl ObjectStore for Pool {
             return Ok(0);
         }
         let n = (buf.len() as u64).min(ino.size - offset) as usize;
-        buf[..n].fill(0);
         let end = offset + n as u64;
         let last = (end - 1) / rs;
-        let dirty: HashMap<u64, Arc<DirtyRecord>> =
-            dirty.into_iter().filter(|(r, _)| *r <= last).collect();
-        for (rec, r) in &dirty {
-            let rstart = rec * rs;
-            let a = offset.max(rstart);
-            let b = end.min(rstart + rs);
-            if a >= b {
-                continue;
-            }
-            let base = match r.base() {
-                Some(bp) if r.uses_base() => {
-                    match super::heal::reading(id, rstart, i.datapath.record(&i.io, bp)).await {
-                        Ok(d) => Some(d),
-                        Err(e) => {
-                            i.damaged_read(id, rstart, bp, &e);
-                            return Err(StoreError::Corrupt {
-                                id,
-                                offset: rstart,
-                                detail: e.to_string(),
-                            });
-                        }
-                    }
-                }
-                _ => None,
-            };
-            r.read(
-                (a - rstart) as usize,
-                &mut buf[(a - offset) as usize..(b - offset) as usize],
-                base.as_deref().map(Vec::as_slice),
-            );
-        }
-        if dirty.len() as u64 == last - first + 1 {
-            return Ok(n);
-        }
-        let exts = tree::scan(
-            &i.io,
-            &root,
-            &keys::extent(id, first),
-            Some(&keys::extent(id, last + 1)),
-            usize::MAX,
-        )
-        .await?;
+        let dirty: HashMap<u64, Arc<DirtyRecord>> = dirty.into_iter().collect();
+        let all_dirty = (first..=last).all(|r| dirty.contains_key(&r));
+        let exts = if all_dirty && ahead.is_none() {
+            Vec::new()
+        } else {
+            tree::scan(
+                &i.io,
+                &root,
+                &keys::extent(id, first),
+                Some(&keys::extent(id, look_to + 1)),
+                usize::MAX,
+            )
+            .await?
+        };
+        let mut extents: HashMap<u64, BlockPtr> = HashMap::with_capacity(exts.len());
         for (k, v) in exts {
             let (Some(rec), Ok(bp)) = (keys::extent_rec(&k), BlockPtr::from_bytes(&v)) else {
                 return Err(StoreError::Corrupt {
@@ -1283,62 +1370,60 @@ impl ObjectStore for Pool {
                 });
             };
             if dirty.contains_key(&rec) {
+                // The dirty copy takes precedence (for readahead too: its extent is old).
                 continue;
             }
-            let rstart = rec * rs;
-            let a = offset.max(rstart);
-            let b = end.min(rstart + u64::from(bp.lsize));
-            if a >= b {
-                continue;
-            }
-            let dst = &mut buf[(a - offset) as usize..(b - offset) as usize];
-            let (ra, rb) = ((a - rstart) as usize, (b - rstart) as usize);
-            let cached = i.datapath.cache.get(bp.addr, bp.birth);
-            let cache_it = i.datapath.cache.fits(bp.lsize as usize);
-            let r = match cached {
-                Some(d) => Ok(Some(d)),
-                None if !cache_it
-                    && bp.comp == crate::compress::CompressionKind::None.code()
-                    && rb - ra < bp.lsize as usize =>
-                {
-                    // Uncompressed and read in part: decrypt only the units returned.
-                    super::heal::reading(id, rstart, i.io.read_data_range(&bp, ra, rb))
-                        .await
-                        .map(|part| {
-                            dst.copy_from_slice(&part);
-                            i.datapath.partial_reads.fetch_add(1, Ordering::Relaxed);
-                            None
-                        })
-                }
-                None => super::heal::reading(id, rstart, i.io.read_data(&bp))
-                    .await
-                    .map(|d| {
-                        let d = Arc::new(d);
-                        // Streaming reads churn only the cache's recent list (ARC).
-                        if cache_it {
-                            i.datapath.cache.put(bp.addr, bp.birth, d.clone());
-                        }
-                        Some(d)
-                    }),
-            };
-            match r {
-                Ok(Some(data)) => {
-                    let rb = rb.min(data.len());
-                    if ra < rb {
-                        dst[..rb - ra].copy_from_slice(&data[ra..rb]);
+            match ahead.as_mut() {
+                Some(plan) if rec > last && plan.records.contains(&rec) => {
+                    if i.datapath.cache.contains(bp.addr, bp.birth) {
+                        continue;
+                    }
+                    if let Some(ticket) = plan.begin(bp.addr, bp.birth) {
+                        let pin = super::readahead::Pin::new(&self.inner, guard.txg);
+                        super::readahead::spawn_prefetch(
+                            &self.inner,
+                            pin,
+                            id,
+                            rec * rs,
+                            bp,
+                            ticket,
+                        );
                     }
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    i.damaged_read(id, rstart, &bp, &e);
-                    return Err(StoreError::Corrupt {
-                        id,
-                        offset: rstart,
-                        detail: e.to_string(),
-                    });
+                _ => {
+                    extents.insert(rec, bp);
                 }
             }
         }
+        drop(ahead);
+        // Every byte of `buf[..n]` is written below (holes and the tail of a short record
+        // as zeroes); the records are read concurrently.
+        let mut jobs = Vec::with_capacity((last - first + 1) as usize);
+        let mut rest = &mut buf[..n];
+        let mut pos = offset;
+        for rec in first..=last {
+            let rstart = rec * rs;
+            let b = end.min(rstart + rs);
+            let (dst, tail) = std::mem::take(&mut rest).split_at_mut((b - pos) as usize);
+            rest = tail;
+            let ra = (pos - rstart) as usize;
+            pos = b;
+            if let Some(r) = dirty.get(&rec) {
+                jobs.push(futures::future::Either::Left(
+                    self.read_dirty(id, rstart, ra, dst, r),
+                ));
+            } else if let Some(bp) = extents.get(&rec) {
+                jobs.push(futures::future::Either::Right(
+                    self.read_extent(id, rstart, ra, dst, bp),
+                ));
+            } else {
+                dst.fill(0);
+            }
+        }
+        for r in futures::future::join_all(jobs).await {
+            r?;
+        }
+        drop(guard);
         Ok(n)
     }
 

@@ -92,6 +92,8 @@ struct Entry {
     tick: u64,
     size: usize,
     data: Option<Arc<Vec<u8>>>,
+    /// Put by readahead and not used since (see [`RecordCache::put_prefetched`]).
+    prefetched: bool,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +110,8 @@ struct Shard {
     /// Target record bytes of the recent list (ARC's `p`).
     target: usize,
     tick: u64,
+    /// Prefetched records evicted before any use.
+    prefetch_wasted: u64,
 }
 
 impl Shard {
@@ -157,6 +161,9 @@ impl Shard {
         {
             self.resident -= e.size + ENTRY_OVERHEAD;
             self.ghosts += 1;
+            if std::mem::take(&mut e.prefetched) {
+                self.prefetch_wasted += 1;
+            }
         }
         self.relink(key, ghost);
         true
@@ -239,6 +246,15 @@ pub struct RecordCacheStats {
     /// Records inserted by writes (data written or flushed, served from memory afterwards).
     #[serde(default)]
     pub inserted_by_writes: u64,
+    /// Records inserted by sequential readahead.
+    #[serde(default)]
+    pub prefetched: u64,
+    /// Lookups that found a prefetched record (its first use).
+    #[serde(default)]
+    pub prefetch_hits: u64,
+    /// Prefetched records evicted before any use.
+    #[serde(default)]
+    pub prefetch_wasted: u64,
 }
 
 /// The decoded-record cache.
@@ -254,6 +270,8 @@ pub struct RecordCache {
     misses: AtomicU64,
     evictions: AtomicU64,
     written: AtomicU64,
+    prefetched: AtomicU64,
+    prefetch_hits: AtomicU64,
 }
 
 fn shard_of(addr: u64) -> usize {
@@ -274,6 +292,8 @@ impl RecordCache {
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             written: AtomicU64::new(0),
+            prefetched: AtomicU64::new(0),
+            prefetch_hits: AtomicU64::new(0),
         }
     }
 
@@ -295,9 +315,21 @@ impl RecordCache {
         let found = {
             let mut g = self.shards[shard_of(addr)].lock();
             let key = (addr, birth);
-            match g.map.get(&key).and_then(|e| e.data.clone()) {
-                Some(v) => {
-                    g.relink(key, List::Frequent);
+            match g.map.get_mut(&key).and_then(|e| {
+                let first_use = std::mem::take(&mut e.prefetched);
+                e.data.clone().map(|d| (d, first_use))
+            }) {
+                Some((v, first_use)) => {
+                    // A prefetched record's first use is its first demand access: it
+                    // stays in the recent list (ZFS's prefetch flag), so a streaming read
+                    // does not flood the frequent list.
+                    let to = if first_use {
+                        self.prefetch_hits.fetch_add(1, Ordering::Relaxed);
+                        List::Recent
+                    } else {
+                        List::Frequent
+                    };
+                    g.relink(key, to);
                     Some(v)
                 }
                 None => None,
@@ -317,6 +349,45 @@ impl RecordCache {
         self.insert(addr, birth, data);
     }
 
+    /// Whether the decoded record of extent (`addr`, `birth`) is resident (no hit or miss
+    /// counted, no change of list).
+    pub fn contains(&self, addr: u64, birth: u64) -> bool {
+        self.enabled()
+            && self.shards[shard_of(addr)]
+                .lock()
+                .map
+                .get(&(addr, birth))
+                .is_some_and(|e| e.data.is_some())
+    }
+
+    /// Insert a record read ahead of demand (sequential readahead): it enters the recent
+    /// list marked prefetched, and its first use leaves it there. Nothing happens if the
+    /// record is already resident.
+    pub fn put_prefetched(&self, addr: u64, birth: u64, data: Arc<Vec<u8>>) {
+        if self.contains(addr, birth) {
+            return;
+        }
+        if self.insert_as(addr, birth, data, true) {
+            self.prefetched.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Note the first use of a prefetched record handed over by the prefetch itself (the
+    /// reader waited for it instead of looking it up): counted as a prefetch hit.
+    pub fn note_prefetch_use(&self, addr: u64, birth: u64) {
+        if !self.enabled() {
+            return;
+        }
+        let used = self.shards[shard_of(addr)]
+            .lock()
+            .map
+            .get_mut(&(addr, birth))
+            .is_some_and(|e| std::mem::take(&mut e.prefetched));
+        if used {
+            self.prefetch_hits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Insert the decoded record of an extent just written (so reads of recently written
     /// data are served from memory).
     pub fn put_written(&self, addr: u64, birth: u64, data: Arc<Vec<u8>>) {
@@ -326,6 +397,10 @@ impl RecordCache {
     }
 
     fn insert(&self, addr: u64, birth: u64, data: Arc<Vec<u8>>) -> bool {
+        self.insert_as(addr, birth, data, false)
+    }
+
+    fn insert_as(&self, addr: u64, birth: u64, data: Arc<Vec<u8>>, prefetched: bool) -> bool {
         let size = data.len();
         if !self.fits(size) {
             return false;
@@ -372,6 +447,7 @@ impl RecordCache {
                 tick,
                 size,
                 data: Some(data),
+                prefetched: prefetched && to == List::Recent,
             },
         );
         g.lists[to as usize].insert(tick, key);
@@ -402,10 +478,11 @@ impl RecordCache {
 
     /// Counters and size.
     pub fn stats(&self) -> RecordCacheStats {
-        let (mut bytes, mut records, mut frequent) = (0, 0, 0);
+        let (mut bytes, mut records, mut frequent, mut wasted) = (0, 0, 0, 0);
         for s in &self.shards {
             let s = s.lock();
             bytes += s.memory() as u64;
+            wasted += s.prefetch_wasted;
             records += (s.lists[List::Recent as usize].len()
                 + s.lists[List::Frequent as usize].len()) as u64;
             frequent += s.sizes[List::Frequent as usize] as u64;
@@ -419,6 +496,9 @@ impl RecordCache {
             records,
             frequent_bytes: frequent,
             inserted_by_writes: self.written.load(Ordering::Relaxed),
+            prefetched: self.prefetched.load(Ordering::Relaxed),
+            prefetch_hits: self.prefetch_hits.load(Ordering::Relaxed),
+            prefetch_wasted: wasted,
         }
     }
 }
