@@ -673,6 +673,9 @@ fn frees_space(ops: &[Op]) -> bool {
     drops || (dels > 0 && dels >= puts)
 }
 
+/// Records a commit's prologue ([`Inner::pre_flush`]) seals and writes at once.
+const PRE_FLUSH_TASKS: usize = 16;
+
 impl Inner {
     /// Commit hook (freeze step): encode and write every dirty record of the open txg into
     /// its tree, under the open txg's lock, and publish the result to readers. Allocates
@@ -894,12 +897,62 @@ impl Inner {
         }
     }
 
+    /// Commit prologue, before the open txg's lock: seal and write, as early writes, every
+    /// dirty record that has none yet, at most [`PRE_FLUSH_TASKS`] at a time on the tokio
+    /// workers, and wait for them. Writers go on meanwhile; the flush under the lock then
+    /// only links the records still at the version written here and seals again the ones
+    /// changed since, so a commit holds writers back for the records they re-dirtied
+    /// during it, not for all of the txg's. Nothing here is in any tree or space map
+    /// until that flush links it.
+    pub(crate) async fn pre_flush(&self) {
+        let wb = &self.datapath.write_behind;
+        if !wb.enabled() {
+            return;
+        }
+        let recs = self.datapath.view.read().all();
+        if recs.is_empty() {
+            return;
+        }
+        let (Some(inner), Ok(rt)) = (self.me.upgrade(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let started = wb.pending_versions();
+        let gate = Arc::new(tokio::sync::Semaphore::new(PRE_FLUSH_TASKS));
+        for (key, rec) in recs {
+            if started.contains(&(key, Arc::as_ptr(&rec) as usize)) {
+                continue;
+            }
+            let Ok(permit) = gate.clone().acquire_owned().await else {
+                return;
+            };
+            let (i, r) = (inner.clone(), rec.clone());
+            let task = rt.spawn(async move {
+                let _permit = permit;
+                i.early_write(r).await
+            });
+            wb.push(EarlyWrite { key, rec, task });
+        }
+        // Every permit back: every task spawned above has finished.
+        let n = u32::try_from(PRE_FLUSH_TASKS).unwrap_or(u32::MAX);
+        drop(gate.acquire_many(n).await);
+    }
+
     /// Seal and write dirty record `rec` to a detached allocation (write-behind). `None`
     /// if that failed: the commit then writes the record (and reports the error).
     async fn early_write(self: Arc<Self>, rec: Arc<DirtyRecord>) -> Option<Early> {
-        let data = match rec.whole_data() {
-            Some(b) => b.slice(..super::dirty::trimmed_len(b)),
-            None => Bytes::from(rec.contents(None)),
+        let data = match (rec.whole_data(), rec.base()) {
+            (Some(b), _) => b.slice(..super::dirty::trimmed_len(b)),
+            // A record written in part over an extent: merged with the extent it
+            // replaces, as the commit's flush would (`flush_window`).
+            (None, Some(bp)) if rec.uses_base() => match self.datapath.record(&self.io, bp).await {
+                Ok(base) => Bytes::from(rec.contents(Some(&base))),
+                Err(e) => {
+                    tracing::debug!(error = %e, "early write: base unreadable, the commit writes the record");
+                    return None;
+                }
+            },
+            (None, _) => Bytes::from(rec.contents(None)),
         };
         drop(rec);
         if data.is_empty() {

@@ -192,6 +192,56 @@ async fn a_record_rewritten_after_its_early_write_gets_a_new_extent_and_the_earl
 }
 
 #[tokio::test]
+async fn a_commit_seals_partial_records_before_its_lock_and_reseals_those_changed_since() {
+    let (p, devs) = pool(1 << 20).await;
+    p.apply(vec![Op::Create { id: 64 }]).await.unwrap();
+    let mut want = pattern(4 * RS as usize, 1);
+    write(&p, 64, 0, &want).await;
+    p.sync().await.unwrap();
+    let base = p.datapath_stats();
+    // Sub-record writes over records 0-3: each merges with its extent at commit.
+    for r in 0..4u64 {
+        let at = (r * RS + 100) as usize;
+        write(&p, 64, at as u64, &[r as u8 + 1; 300]).await;
+        want[at..at + 300].fill(r as u8 + 1);
+    }
+    // The commit's prologue seals all four (merged with their extents) ...
+    p.inner.pre_flush().await;
+    let st = p.datapath_stats();
+    assert_eq!(st.early_writes - base.early_writes, 4, "{st:?}");
+    assert!(held_sectors(&p) > 0);
+    // ... a writer changes record 2 again before the commit takes its lock ...
+    let at = (2 * RS + 5000) as usize;
+    write(&p, 64, at as u64, &[0xee; 10]).await;
+    want[at..at + 10].fill(0xee);
+    assert_eq!(read_all(&p, 64).await, want);
+    // ... so the commit links three, gives record 2's early extent back and seals it again
+    // (its own prologue writes the new version early).
+    p.sync().await.unwrap();
+    let st = p.datapath_stats();
+    assert_eq!(
+        (
+            st.early_writes - base.early_writes,
+            st.early_linked - base.early_linked,
+            st.early_wasted - base.early_wasted
+        ),
+        (5, 4, 1),
+        "{st:?}"
+    );
+    assert_eq!(held_sectors(&p), 0);
+    assert_eq!(read_all(&p, 64).await, want);
+    for _ in 0..3 {
+        p.sync().await.unwrap();
+    }
+    let used = p.stats().used_bytes;
+    let p = reimport(p, &devs, 1 << 20).await;
+    assert_eq!(p.stats().used_bytes, used, "no early extent leaked");
+    assert_eq!(read_all(&p, 64).await, want);
+    let rep = p.verify_all().await.unwrap();
+    assert!(rep.errors.is_empty(), "{:?}", rep.errors);
+}
+
+#[tokio::test]
 async fn a_crash_between_early_writes_and_the_commit_leaves_the_last_txg_and_frees_them() {
     let mems: Vec<Arc<MemBlockDevice>> = (0..3)
         .map(|i| Arc::new(MemBlockDevice::new(format!("dp{i}"), 4096, 16 * 256)))

@@ -1237,6 +1237,8 @@ impl Inner {
         if let Some(s) = self.suspension() {
             return Err(PoolError::ReadOnly(format!("suspended: {s}")));
         }
+        // Seal the txg's dirty records while writers go on; the flush below links them.
+        self.pre_flush().await;
         let (snap, txg, frees) = {
             let mut o = self.open.lock().await;
             if !o.dirty && !cs.force && !self.alloc.lock().has_deferred_through(cs.release_through)

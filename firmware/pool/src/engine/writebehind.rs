@@ -182,6 +182,16 @@ impl WriteBehind {
         std::mem::take(&mut *self.pending.lock())
     }
 
+    /// The (record, version) pairs of the early writes not yet taken: the version is the
+    /// address of the dirty record's `Arc`, alive as long as the entry holds it.
+    pub(crate) fn pending_versions(&self) -> std::collections::HashSet<(RecKey, usize)> {
+        self.pending
+            .lock()
+            .iter()
+            .map(|w| (w.key, Arc::as_ptr(&w.rec) as usize))
+            .collect()
+    }
+
     /// Wait until no early write is in flight (every slot is free).
     pub async fn quiesce(&self) {
         let n = u32::try_from(self.total).unwrap_or(u32::MAX);
