@@ -377,6 +377,22 @@ impl Codec {
                 actual,
             });
         }
+        let psize = self.decrypt_checked(stored, pool_sector, psize)?;
+        Ok(compress::decompress(
+            kind,
+            &stored[..psize],
+            lsize as usize,
+        )?)
+    }
+
+    /// Check that `stored` holds a payload of `psize` bytes (and whole sectors, when
+    /// encrypted), then decrypt it in place; returns `psize`.
+    fn decrypt_checked(
+        &self,
+        stored: &mut [u8],
+        pool_sector: u64,
+        psize: u32,
+    ) -> Result<usize, CodecError> {
         let psize = psize as usize;
         if psize > stored.len() {
             return Err(CodecError::Geometry(format!(
@@ -393,11 +409,7 @@ impl Codec {
             }
             c.decrypt_sectors(stored, pool_sector);
         }
-        Ok(compress::decompress(
-            kind,
-            &stored[..psize],
-            lsize as usize,
-        )?)
+        Ok(psize)
     }
 
     /// [`Codec::open`] of stored bytes the caller has already verified against the block
@@ -411,22 +423,7 @@ impl Codec {
         psize: u32,
         lsize: u32,
     ) -> Result<Vec<u8>, CodecError> {
-        let psize = psize as usize;
-        if psize > stored.len() {
-            return Err(CodecError::Geometry(format!(
-                "payload size {psize} exceeds the {} stored bytes",
-                stored.len()
-            )));
-        }
-        if let Some(c) = &self.cipher {
-            if !stored.len().is_multiple_of(SECTOR_SIZE) {
-                return Err(CodecError::Geometry(format!(
-                    "encrypted extent of {} bytes is not whole 4 KiB sectors",
-                    stored.len()
-                )));
-            }
-            c.decrypt_sectors(&mut stored, pool_sector);
-        }
+        let psize = self.decrypt_checked(&mut stored, pool_sector, psize)?;
         if kind == CompressionKind::None && lsize as usize <= psize {
             stored.truncate(lsize as usize);
             return Ok(stored);
