@@ -677,6 +677,36 @@ fn frees_space(ops: &[Op]) -> bool {
 const PRE_FLUSH_TASKS: usize = 16;
 
 impl Inner {
+    /// A batch over the open txg `o`'s tree: `freeing` lets it use the reserve, `pre` holds
+    /// the extents written before the writer lock, `write_behind` whether it leaves whole
+    /// records to early writes.
+    fn batch(
+        &self,
+        o: &OpenTxg,
+        freeing: bool,
+        pre: HashMap<(usize, u64), Option<BlockPtr>>,
+        write_behind: bool,
+    ) -> Batch<'_> {
+        Batch {
+            io: &self.io,
+            tree: o.tree.clone(),
+            frees: Frees::default(),
+            ctx: AllocCtx::new(&self.alloc, o.txg, freeing),
+            rs: u64::from(self.id.record_size),
+            counters: o.counters,
+            dirty: 0,
+            pre,
+            op_index: 0,
+            dp: &self.datapath,
+            staged: Staged::default(),
+            freeing,
+            record_asize: self.io.vdev.asize(u64::from(self.id.record_size) / 4096),
+            cached: Vec::new(),
+            write_behind,
+            early_keys: Vec::new(),
+        }
+    }
+
     /// Commit hook (freeze step): encode and write every dirty record of the open txg into
     /// its tree, under the open txg's lock, and publish the result to readers. Allocates
     /// from the reserve: space for dirty records was checked when they became dirty.
@@ -687,24 +717,7 @@ impl Inner {
         if recs.is_empty() {
             return Ok(());
         }
-        let mut b = Batch {
-            io: &self.io,
-            tree: o.tree.clone(),
-            frees: Frees::default(),
-            ctx: AllocCtx::new(&self.alloc, o.txg, true),
-            rs: u64::from(self.id.record_size),
-            counters: o.counters,
-            dirty: 0,
-            pre: HashMap::new(),
-            op_index: 0,
-            dp: &self.datapath,
-            staged: Staged::default(),
-            freeing: true,
-            record_asize: self.io.vdev.asize(u64::from(self.id.record_size) / 4096),
-            cached: Vec::new(),
-            write_behind: false,
-            early_keys: Vec::new(),
-        };
+        let mut b = self.batch(o, true, HashMap::new(), false);
         let n = recs.len();
         for window in recs.chunks(FLUSH_WINDOW) {
             if let Err((id, rec, e)) = self.flush_window(&mut b, window, &mut early).await {
@@ -1146,24 +1159,7 @@ impl Inner {
         };
         let (over, freed_data) = {
             let mut o = self.open.lock().await;
-            let mut b = Batch {
-                io: &self.io,
-                tree: o.tree.clone(),
-                frees: Frees::default(),
-                ctx: AllocCtx::new(&self.alloc, o.txg, freeing),
-                rs: u64::from(self.id.record_size),
-                counters: o.counters,
-                dirty: 0,
-                pre,
-                op_index: 0,
-                dp: &self.datapath,
-                staged: Staged::default(),
-                freeing,
-                record_asize: self.io.vdev.asize(u64::from(self.id.record_size) / 4096),
-                cached: Vec::new(),
-                write_behind: slots.is_some(),
-                early_keys: Vec::new(),
-            };
+            let mut b = self.batch(&o, freeing, pre, slots.is_some());
             for (i, op) in ops.into_iter().enumerate() {
                 b.op_index = i;
                 if let Err(e) = b.apply_op(op).await {
