@@ -9,9 +9,12 @@ use ingot_fs::*;
 use ingot_pool::store::{ObjectId, ObjectStore, Op, StoreError, StoreStats};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+#[path = "support/tree_check.rs"]
+mod tree_check;
+use tree_check::check;
 
 const U: Ctx = Ctx {
     uid: 1000,
@@ -130,41 +133,6 @@ async fn workload(fs: &Fs, seed: u64) {
             },
         };
     }
-}
-
-/// Walks the tree checking link counts and parents; returns the inodes reached.
-async fn check(fs: &Fs) -> usize {
-    let mut refs: HashMap<u64, u32> = HashMap::new();
-    let mut stack = vec![fs.root()];
-    let mut dirs = 0;
-    while let Some(d) = stack.pop() {
-        dirs += 1;
-        let di = fs.getattr(d).await.unwrap();
-        let ents = fs.readdir(d, 0, 100_000).await.unwrap();
-        let mut subdirs = 0;
-        for e in &ents[2..] {
-            let i = fs
-                .getattr(e.ino)
-                .await
-                .unwrap_or_else(|err| panic!("dangling {:?}: {err}", e.name));
-            if i.kind() == FileKind::Dir {
-                subdirs += 1;
-                assert_eq!(i.parent, d);
-                stack.push(e.ino);
-            } else {
-                *refs.entry(e.ino).or_insert(0) += 1;
-            }
-        }
-        assert_eq!(di.nlink, 2 + subdirs, "nlink of dir {d}");
-    }
-    for (&ino, &n) in &refs {
-        assert_eq!(
-            fs.getattr(ino).await.unwrap().nlink,
-            n,
-            "nlink of file {ino}"
-        );
-    }
-    dirs + refs.len()
 }
 
 #[tokio::test]

@@ -15,9 +15,12 @@ use ingot_pool::engine::{ImportOptions, Pool, PoolConfig, PoolLayout};
 use ingot_pool::store::ObjectStore;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+#[path = "support/tree_check.rs"]
+mod tree_check;
+use tree_check::check;
 
 const U: Ctx = Ctx {
     uid: 1000,
@@ -131,39 +134,6 @@ async fn workload(fs: &Arc<Fs>, r: &mut ChaCha8Rng) -> FsResult<()> {
         }
     }
     fs.sync().await
-}
-
-/// Walks the tree checking link counts and parents; returns the inodes reached.
-async fn check(fs: &Fs) -> usize {
-    let mut refs: HashMap<u64, u32> = HashMap::new();
-    let mut stack = vec![fs.root()];
-    let mut dirs = 0;
-    while let Some(dir) = stack.pop() {
-        dirs += 1;
-        let di = fs.getattr(dir).await.unwrap();
-        let ents = fs.readdir(dir, 0, 100_000).await.unwrap();
-        let mut subdirs = 0;
-        for e in &ents[2..] {
-            let i = fs
-                .getattr(e.ino)
-                .await
-                .unwrap_or_else(|err| panic!("dangling {:?}: {err}", e.name));
-            if i.kind() == FileKind::Dir {
-                subdirs += 1;
-                assert_eq!(i.parent, dir);
-                stack.push(e.ino);
-            } else {
-                *refs.entry(e.ino).or_insert(0) += 1;
-                let data = fs.read(e.ino, 0, 64 << 10).await.unwrap();
-                assert_eq!(data.len() as u64, i.size, "size of {:?}", e.name);
-            }
-        }
-        assert_eq!(di.nlink, 2 + subdirs, "nlink of dir {dir}");
-    }
-    for (&ino, &n) in &refs {
-        assert_eq!(fs.getattr(ino).await.unwrap().nlink, n, "nlink of {ino}");
-    }
-    dirs + refs.len()
 }
 
 /// One run cut at a random point; whether the workload finished before the cut.
