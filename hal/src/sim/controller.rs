@@ -2,7 +2,10 @@
 //!
 //! [`SimController`] implements [`DeviceBacking`]: register reads and writes land
 //! in atomics here; CC writes and doorbells wake the controller thread
-//! (`sim::engine`), which parks on a condition variable while idle.
+//! (`sim::engine`), which parks on a condition variable while idle. A doorbell write
+//! signals the condition variable only when the thread is parked (a running thread
+//! rereads the doorbells before it parks), and a CQ head doorbell only when the thread
+//! also waits for room in a completion queue.
 
 use super::drive::{SimDrive, validate_geometry};
 use super::engine::Engine;
@@ -21,7 +24,7 @@ use std::fs::OpenOptions;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 use std::thread::JoinHandle;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
@@ -182,6 +185,12 @@ pub(super) struct Shared {
     pub(super) internal_fatal: AtomicBool,
     pub(super) wake: Mutex<WakeState>,
     pub(super) wake_cv: Condvar,
+    /// The controller thread is parked (or about to park) with nothing to do: a
+    /// doorbell write must wake it. While it runs, it finds new doorbell values itself.
+    pub(super) parked: AtomicBool,
+    /// The controller thread waits for CQ head doorbells (a completion queue is full):
+    /// only then does a CQ head doorbell write wake a parked thread.
+    pub(super) cq_blocked: AtomicBool,
     pub(super) iommu: Arc<SimIommu>,
     pub(super) msix: Mutex<Vec<Arc<EventFd>>>,
     pub(super) removal_efd: Arc<EventFd>,
@@ -356,6 +365,8 @@ impl SimController {
             internal_fatal: AtomicBool::new(false),
             wake: Mutex::new(WakeState::default()),
             wake_cv: Condvar::new(),
+            parked: AtomicBool::new(false),
+            cq_blocked: AtomicBool::new(false),
             iommu: Arc::new(SimIommu::new()),
             msix: Mutex::new(Vec::new()),
             removal_efd,
@@ -505,8 +516,18 @@ impl DeviceBacking for SimController {
                 let idx = ((o - DOORBELL_BASE) / 4) as usize;
                 match s.doorbells.get(idx) {
                     Some(db) => {
-                        db.store(value & 0xffff, Ordering::Release);
-                        s.notify();
+                        db.store(value & 0xffff, Ordering::SeqCst);
+                        // Check before notify. Pairs with the thread's store of `parked`
+                        // (then `cq_blocked`'s value is current) and its doorbell re-check
+                        // before it sleeps: either it sees this value or this sees it parked.
+                        // A running thread rereads the doorbells before it parks, and a CQ
+                        // head only matters to it while a completion queue is full.
+                        fence(Ordering::SeqCst);
+                        if s.parked.load(Ordering::SeqCst)
+                            && (idx % 2 == 0 || s.cq_blocked.load(Ordering::SeqCst))
+                        {
+                            s.notify();
+                        }
                     }
                     None => tracing::warn!(
                         device = %s.id,

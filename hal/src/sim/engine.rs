@@ -1,18 +1,22 @@
 //! The controller thread: CC state machine, queue fetch/complete, interrupts, held commands.
 //!
 //! The thread parks on a condition variable until a CC write or doorbell wakes it
-//! (or a held command's deadline passes), so an idle controller costs no CPU.
+//! (or a held command's deadline passes), so an idle controller costs no CPU. Before it
+//! parks it publishes that it does and rereads the doorbells, so doorbell writes made
+//! while it runs need not signal it; CQ head doorbells wake it only while a completion
+//! queue is full.
 //! Commands are fetched from every submission queue round-robin in bursts, run to
 //! completion ([`super::admin`], [`super::io`]) and posted with phase tags. All
 //! host memory is reached through the simulated IOMMU.
 
 use super::controller::Shared;
 use super::faults::FaultAction;
+use super::iommu::DmaSpans;
 use super::prp::{self, PrpError};
 use crate::nvme::spec::{self, Command, Completion, cc, csts, sc, sct};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{Ordering, fence};
 use std::time::Instant;
 
 /// Commands taken from one SQ before moving to the next (round-robin arbitration burst).
@@ -136,6 +140,10 @@ impl Cq {
     fn is_full(&self) -> bool {
         (self.tail + 1) % self.size == self.head
     }
+    /// Whether completions wait for the host to free entries.
+    fn blocks(&self) -> bool {
+        !self.backlog.is_empty() || self.is_full()
+    }
 }
 
 #[derive(Debug)]
@@ -224,6 +232,12 @@ impl Engine {
     /// Park until woken, a held command is due, or stop (`None`). Returns the CC writes
     /// and asynchronous events that arrived meanwhile.
     fn wait(&mut self) -> Option<(VecDeque<u32>, Vec<u32>)> {
+        let r = self.park();
+        self.sh.parked.store(false, Ordering::SeqCst);
+        r
+    }
+
+    fn park(&mut self) -> Option<(VecDeque<u32>, Vec<u32>)> {
         let mut w = self.sh.wake.lock();
         loop {
             if w.stop {
@@ -236,6 +250,16 @@ impl Engine {
                     std::mem::take(&mut w.events),
                 ));
             }
+            // Doorbell writes signal only a parked thread: say so, then look at the
+            // doorbells once more (pairs with the check in `SimController::write32`).
+            self.sh
+                .cq_blocked
+                .store(self.cqs.iter().flatten().any(Cq::blocks), Ordering::SeqCst);
+            self.sh.parked.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if !self.halted() && self.doorbell_work() {
+                return Some((VecDeque::new(), Vec::new()));
+            }
             match self.next_deadline() {
                 Some(d) if d <= Instant::now() => return Some((VecDeque::new(), Vec::new())),
                 Some(d) => {
@@ -244,6 +268,42 @@ impl Engine {
                 None => self.sh.wake_cv.wait(&mut w),
             }
         }
+    }
+
+    /// Whether the doorbells announce work a processing pass would do: new submissions
+    /// (with room in their completion queue), room in a full completion queue, or a new
+    /// invalid doorbell value to report.
+    fn doorbell_work(&self) -> bool {
+        let db = &self.sh.doorbells;
+        let head_moved = |qid: usize, cq: &Cq| {
+            let head = db[2 * qid + 1].load(Ordering::SeqCst) as u16;
+            if head < cq.size {
+                head != cq.head
+            } else {
+                cq.bad_head != Some(head)
+            }
+        };
+        for (qid, sq) in self.sqs.iter().enumerate() {
+            let Some(sq) = sq else { continue };
+            let tail = db[2 * qid].load(Ordering::SeqCst) as u16;
+            if tail >= sq.size {
+                if sq.bad_tail != Some(tail) {
+                    return true;
+                }
+                continue;
+            }
+            let cqid = usize::from(sq.cqid);
+            if tail != sq.head
+                && let Some(cq) = self.cqs[cqid].as_ref()
+                && (!cq.blocks() || head_moved(cqid, cq))
+            {
+                return true;
+            }
+        }
+        self.cqs
+            .iter()
+            .enumerate()
+            .any(|(qid, cq)| cq.as_ref().is_some_and(|cq| !cq.backlog.is_empty() && head_moved(qid, cq)))
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -407,7 +467,9 @@ impl Engine {
         if self.halted() {
             return;
         }
-        self.release_held(Instant::now());
+        if !self.held.is_empty() {
+            self.release_held(Instant::now());
+        }
         loop {
             self.read_cq_heads();
             self.drain_backlogs();
@@ -755,18 +817,42 @@ impl Engine {
         Ok(())
     }
 
-    /// Check MDTS and walk the PRPs: `(iova, offset in buffer, len)` per segment.
-    fn plan(&self, cmd: &Command, len: usize) -> Result<Vec<(u64, usize, usize)>, Status> {
+    /// The host memory of a `len`-byte data transfer of `cmd` (MDTS checked, PRPs walked,
+    /// every segment checked by the IOMMU), for the store to copy to or from directly.
+    pub(super) fn dma_spans(
+        &self,
+        cmd: &Command,
+        len: usize,
+        to_host: bool,
+    ) -> Result<DmaSpans<'_>, Status> {
+        let what = if to_host {
+            "data to host"
+        } else {
+            "data from host"
+        };
+        let segs = self.segments(cmd, len)?;
+        self.sh
+            .iommu
+            .spans(&segs, to_host, what)
+            .map_err(|_| Status::transient(sc::DATA_TRANSFER_ERROR))
+    }
+
+    /// Check MDTS and walk the PRPs: `(iova, len)` per segment.
+    fn segments(&self, cmd: &Command, len: usize) -> Result<Vec<(u64, usize)>, Status> {
         if len as u64 > self.sh.cfg.max_transfer() {
             return Err(Status::invalid(sc::INVALID_FIELD));
         }
-        let segs =
-            prp::segments(&self.sh.iommu, cmd.prp1, cmd.prp2, len, PAGE).map_err(|e| match e {
-                PrpError::InvalidOffset => Status::invalid(sc::INVALID_PRP_OFFSET),
-                PrpError::Dma => Status::transient(sc::DATA_TRANSFER_ERROR),
-            })?;
+        prp::segments(&self.sh.iommu, cmd.prp1, cmd.prp2, len, PAGE).map_err(|e| match e {
+            PrpError::InvalidOffset => Status::invalid(sc::INVALID_PRP_OFFSET),
+            PrpError::Dma => Status::transient(sc::DATA_TRANSFER_ERROR),
+        })
+    }
+
+    /// Check MDTS and walk the PRPs: `(iova, offset in buffer, len)` per segment.
+    fn plan(&self, cmd: &Command, len: usize) -> Result<Vec<(u64, usize, usize)>, Status> {
         let mut off = 0;
-        Ok(segs
+        Ok(self
+            .segments(cmd, len)?
             .into_iter()
             .map(|(iova, n)| {
                 let s = (iova, off, n);

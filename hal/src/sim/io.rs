@@ -71,16 +71,21 @@ impl Engine {
         if len > self.sh.cfg.max_transfer() {
             return Status::invalid(sc::INVALID_FIELD).into();
         }
-        let mut buf = vec![0u8; len as usize];
-        if let Err(e) = self.sh.store.read(off, &mut buf) {
+        // Straight from the store into host memory: no intermediate buffer.
+        let dst = match self.dma_spans(cmd, len as usize, true) {
+            Ok(d) => d,
+            Err(s) => {
+                return Done {
+                    dw0: 0,
+                    status: s,
+                    lba: slba,
+                };
+            }
+        };
+        let read = self.sh.store.read_into(off, &dst);
+        drop(dst);
+        if let Err(e) = read {
             return self.media(sc::MEDIA_UNRECOVERED_READ, slba, "read", &e);
-        }
-        if let Err(s) = self.dma_to_host(cmd, &buf) {
-            return Done {
-                dw0: 0,
-                status: s,
-                lba: slba,
-            };
         }
         self.sh.health.read_done(len);
         Done::ok(0)
@@ -95,15 +100,20 @@ impl Engine {
         if len > self.sh.cfg.max_transfer() {
             return Status::invalid(sc::INVALID_FIELD).into();
         }
-        let mut buf = vec![0u8; len as usize];
-        if let Err(s) = self.dma_from_host(cmd, &mut buf) {
-            return Done {
-                dw0: 0,
-                status: s,
-                lba: slba,
-            };
-        }
-        if let Err(e) = self.sh.store.write(off, &buf) {
+        // Straight from host memory into the store: no intermediate buffer.
+        let src = match self.dma_spans(cmd, len as usize, false) {
+            Ok(s) => s,
+            Err(s) => {
+                return Done {
+                    dw0: 0,
+                    status: s,
+                    lba: slba,
+                };
+            }
+        };
+        let written = self.sh.store.write_from(off, &src);
+        drop(src);
+        if let Err(e) = written {
             return self.media(sc::MEDIA_WRITE_FAULT, slba, "write", &e);
         }
         if (cmd.cdw12 & io::CDW12_FUA != 0 || !self.feat.wce)

@@ -13,7 +13,10 @@
 //! write lock, so once `unmap` returns the device can no longer touch the memory.
 
 use crate::dma::{DmaError, DmaMapper, PAGE_SIZE};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use std::fs::File;
+use std::io;
+use std::os::unix::io::AsRawFd;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::ptr::NonNull;
@@ -160,6 +163,16 @@ impl SimIommu {
     /// Translate a device range to host memory. The result borrows the read guard, so the
     /// mapping cannot be removed while the span is in use.
     fn translate<'g>(t: &'g Table, iova: u64, len: usize) -> Result<HostSpan<'g>, DmaFaultReason> {
+        let (start, m) = Self::translate_mapping(t, iova, len)?;
+        Ok(HostSpan {
+            ptr: (m.host + (iova - start) as usize) as *mut u8,
+            len,
+            _table: std::marker::PhantomData,
+        })
+    }
+
+    /// The mapping (start IOVA and entry) wholly containing `iova..iova+len`.
+    fn translate_mapping(t: &Table, iova: u64, len: usize) -> Result<(u64, Mapping), DmaFaultReason> {
         let end = iova
             .checked_add(len as u64)
             .filter(|_| len > 0)
@@ -176,11 +189,7 @@ impl SimIommu {
         if end > map_end {
             return Err(DmaFaultReason::CrossesMappingEnd);
         }
-        Ok(HostSpan {
-            ptr: (m.host + (iova - start) as usize) as *mut u8,
-            len,
-            _table: std::marker::PhantomData,
-        })
+        Ok((start, *m))
     }
 
     fn record(&self, fault: DmaFault) {
@@ -282,7 +291,199 @@ impl SimIommu {
         unsafe { std::ptr::write_volatile(span.ptr.add(12).cast::<u32>(), dw(3)) };
         Ok(())
     }
+
+    /// Translate the `(iova, len)` segments of one transfer, each checked as [`Self::read`]
+    /// and [`Self::write`] check theirs (a refused segment is recorded as a fault and
+    /// fails the whole transfer, before any byte moves). Segments that are contiguous in
+    /// host memory are merged. The result holds the read lock, so no mapping it names
+    /// can be removed until it is dropped: keep it only for the copy.
+    pub(super) fn spans(
+        &self,
+        segs: &[(u64, usize)],
+        to_host: bool,
+        what: &'static str,
+    ) -> Result<DmaSpans<'_>, DmaFault> {
+        let t = self.table.read();
+        let mut iov: Vec<libc::iovec> = Vec::with_capacity(segs.len().min(64));
+        let mut len = 0usize;
+        // The mapping of the previous segment: (iova, host, end iova). Consecutive
+        // segments usually lie in the same buffer, so most need no table lookup.
+        let mut last: Option<(u64, usize, u64)> = None;
+        for &(iova, n) in segs {
+            let hit = last.filter(|&(start, _, end)| {
+                n > 0 && iova >= start && iova.checked_add(n as u64).is_some_and(|e| e <= end)
+            });
+            let ptr = match hit {
+                Some((start, host, _)) => host + (iova - start) as usize,
+                None => match Self::translate_mapping(&t, iova, n) {
+                    Ok((start, m)) => {
+                        last = Some((start, m.host, start + m.len as u64));
+                        m.host + (iova - start) as usize
+                    }
+                    Err(reason) => {
+                        let fault = DmaFault {
+                            iova,
+                            len: n,
+                            write: to_host,
+                            what,
+                            reason,
+                        };
+                        drop(t);
+                        self.record(fault.clone());
+                        return Err(fault);
+                    }
+                },
+            };
+            match iov.last_mut() {
+                Some(prev) if prev.iov_base as usize + prev.iov_len == ptr => prev.iov_len += n,
+                _ => iov.push(libc::iovec {
+                    iov_base: ptr as *mut libc::c_void,
+                    iov_len: n,
+                }),
+            }
+            len += n;
+        }
+        Ok(DmaSpans {
+            _table: t,
+            iov,
+            len,
+        })
+    }
 }
+
+/// Host memory behind one device transfer, translated and checked by the IOMMU
+/// ([`SimIommu::spans`]). It holds the mapping table's read lock, so every span stays
+/// mapped while it lives. Bytes are addressed by their offset in the transfer.
+pub(super) struct DmaSpans<'g> {
+    _table: RwLockReadGuard<'g, Table>,
+    /// Host spans in transfer order, each inside one live mapping.
+    iov: Vec<libc::iovec>,
+    len: usize,
+}
+
+impl DmaSpans<'_> {
+    /// Bytes in the transfer.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Walk `pos..pos+n` of the transfer: `(host pointer, offset from pos, bytes)` per span piece.
+    fn pieces(&self, pos: usize, n: usize, mut f: impl FnMut(*mut u8, usize, usize)) {
+        assert!(
+            pos.checked_add(n).is_some_and(|e| e <= self.len),
+            "DMA span access {pos}+{n} beyond the {}-byte transfer",
+            self.len
+        );
+        let (mut skip, mut done) = (pos, 0);
+        for v in &self.iov {
+            if done == n {
+                break;
+            }
+            if skip >= v.iov_len {
+                skip -= v.iov_len;
+                continue;
+            }
+            let take = (v.iov_len - skip).min(n - done);
+            f((v.iov_base as *mut u8).wrapping_add(skip), done, take);
+            done += take;
+            skip = 0;
+        }
+    }
+
+    /// Device read: copy transfer bytes `pos..pos+out.len()` from host memory into `out`.
+    pub(super) fn copy_out(&self, pos: usize, out: &mut [u8]) {
+        self.pieces(pos, out.len(), |src, at, n| {
+            // SAFETY: `src..src+n` lies inside a live mapping (checked by `spans`, kept by
+            // the read guard this struct holds; the owner promised in `map` that the memory
+            // stays valid until `unmap`); `out` is a distinct Rust allocation. The host does
+            // not write a range while a command transfers from it (DMA contract).
+            unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr().add(at), n) };
+        });
+    }
+
+    /// Device write: copy `data` into host memory at transfer bytes `pos..pos+data.len()`.
+    pub(super) fn copy_in(&self, pos: usize, data: &[u8]) {
+        self.pieces(pos, data.len(), |dst, at, n| {
+            // SAFETY: as in `copy_out`, with the host not touching the range while the
+            // command that fills it is in flight.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr().add(at), dst, n) };
+        });
+    }
+
+    /// Device write of zeroes at transfer bytes `pos..pos+n`.
+    pub(super) fn zero(&self, pos: usize, n: usize) {
+        self.pieces(pos, n, |dst, _, n| {
+            // SAFETY: as in `copy_in`.
+            unsafe { std::ptr::write_bytes(dst, 0, n) };
+        });
+    }
+
+    /// Device read straight into a file: `pwritev` of the whole transfer at `off`.
+    pub(super) fn write_to(&self, file: &File, off: u64) -> io::Result<()> {
+        self.vectored(file, off, true)
+    }
+
+    /// Device write straight from a file: `preadv` of the whole transfer from `off`
+    /// (end of file is an error: the store is exactly the namespace size).
+    pub(super) fn read_from(&self, file: &File, off: u64) -> io::Result<()> {
+        self.vectored(file, off, false)
+    }
+
+    fn vectored(&self, file: &File, off: u64, to_file: bool) -> io::Result<()> {
+        let mut iov = self.iov.clone();
+        let (mut first, mut off) = (0usize, off);
+        while first < iov.len() {
+            let rest = &iov[first..];
+            let cnt = rest.len().min(IOV_MAX) as libc::c_int;
+            let at = libc::off_t::try_from(off)
+                .map_err(|_| io::Error::other("offset does not fit off_t"))?;
+            let n = if to_file {
+                // SAFETY: every iovec lies inside a live mapping kept by the read guard (see
+                // `copy_out`); the kernel only reads them. `rest` outlives the call.
+                unsafe { libc::pwritev(file.as_raw_fd(), rest.as_ptr(), cnt, at) }
+            } else {
+                // SAFETY: as above; the kernel writes host memory the host leaves alone while
+                // the command that fills it is in flight (DMA contract).
+                unsafe { libc::preadv(file.as_raw_fd(), rest.as_ptr(), cnt, at) }
+            };
+            let n = match n {
+                n if n < 0 => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                0 => {
+                    return Err(if to_file {
+                        io::Error::from(io::ErrorKind::WriteZero)
+                    } else {
+                        io::Error::from(io::ErrorKind::UnexpectedEof)
+                    });
+                }
+                n => n as usize,
+            };
+            off += n as u64;
+            // Skip the iovecs done; trim the one the call stopped in.
+            let mut left = n;
+            while left > 0 {
+                let v = &mut iov[first];
+                if left >= v.iov_len {
+                    left -= v.iov_len;
+                    first += 1;
+                } else {
+                    v.iov_base = (v.iov_base as *mut u8).wrapping_add(left).cast();
+                    v.iov_len -= left;
+                    left = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Most iovecs one `preadv`/`pwritev` takes (Linux UIO_MAXIOV).
+const IOV_MAX: usize = 1024;
 
 impl DmaMapper for SimIommu {
     unsafe fn map(&self, vaddr: NonNull<u8>, len: usize) -> Result<u64, DmaError> {

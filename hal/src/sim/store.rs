@@ -4,6 +4,7 @@
 //! nothing and reads as zeroes. A file store uses `pread`/`pwrite`; flush is
 //! `fdatasync` and deallocation punches a hole with `fallocate`.
 
+use super::iommu::DmaSpans;
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::fs::File;
@@ -70,6 +71,39 @@ impl Store {
                 Ok(())
             }
             Store::File { file, .. } => file.write_all_at(data, off),
+        }
+    }
+
+    /// Write the bytes of a device transfer at `off`, straight from host memory (one
+    /// `pwritev` for a file; no intermediate buffer).
+    pub(super) fn write_from(&self, off: u64, src: &DmaSpans<'_>) -> io::Result<()> {
+        match self {
+            Store::Ram { chunks } => {
+                let mut chunks = chunks.write();
+                for_each_chunk(off, src.len(), |idx, in_chunk, pos, n| {
+                    let c = chunks
+                        .entry(idx)
+                        .or_insert_with(|| vec![0u8; CHUNK as usize].into_boxed_slice());
+                    src.copy_out(pos, &mut c[in_chunk..in_chunk + n]);
+                });
+                Ok(())
+            }
+            Store::File { file, .. } => src.write_to(file, off),
+        }
+    }
+
+    /// Read `dst.len()` bytes at `off` straight into the host memory of a device transfer.
+    pub(super) fn read_into(&self, off: u64, dst: &DmaSpans<'_>) -> io::Result<()> {
+        match self {
+            Store::Ram { chunks } => {
+                let chunks = chunks.read();
+                for_each_chunk(off, dst.len(), |idx, in_chunk, pos, n| match chunks.get(&idx) {
+                    Some(c) => dst.copy_in(pos, &c[in_chunk..in_chunk + n]),
+                    None => dst.zero(pos, n),
+                });
+                Ok(())
+            }
+            Store::File { file, .. } => dst.read_from(file, off),
         }
     }
 
