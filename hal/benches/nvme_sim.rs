@@ -65,7 +65,11 @@ fn thread_counters() -> HashMap<&'static str, u64> {
             .unwrap_or_default()
             .lines()
             .filter(|l| l.contains("ctxt_switches"))
-            .filter_map(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
             .sum();
         let group = if comm.starts_with("nvme-") {
             "driver"

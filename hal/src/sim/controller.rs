@@ -524,7 +524,7 @@ impl DeviceBacking for SimController {
                         // head only matters to it while a completion queue is full.
                         fence(Ordering::SeqCst);
                         if s.parked.load(Ordering::SeqCst)
-                            && (idx % 2 == 0 || s.cq_blocked.load(Ordering::SeqCst))
+                            && (idx.is_multiple_of(2) || s.cq_blocked.load(Ordering::SeqCst))
                         {
                             s.notify();
                         }

@@ -300,10 +300,10 @@ impl Engine {
                 return true;
             }
         }
-        self.cqs
-            .iter()
-            .enumerate()
-            .any(|(qid, cq)| cq.as_ref().is_some_and(|cq| !cq.backlog.is_empty() && head_moved(qid, cq)))
+        self.cqs.iter().enumerate().any(|(qid, cq)| {
+            cq.as_ref()
+                .is_some_and(|cq| !cq.backlog.is_empty() && head_moved(qid, cq))
+        })
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -97,9 +97,11 @@ impl Store {
         match self {
             Store::Ram { chunks } => {
                 let chunks = chunks.read();
-                for_each_chunk(off, dst.len(), |idx, in_chunk, pos, n| match chunks.get(&idx) {
-                    Some(c) => dst.copy_in(pos, &c[in_chunk..in_chunk + n]),
-                    None => dst.zero(pos, n),
+                for_each_chunk(off, dst.len(), |idx, in_chunk, pos, n| {
+                    match chunks.get(&idx) {
+                        Some(c) => dst.copy_in(pos, &c[in_chunk..in_chunk + n]),
+                        None => dst.zero(pos, n),
+                    }
                 });
                 Ok(())
             }

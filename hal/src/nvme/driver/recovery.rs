@@ -133,7 +133,7 @@ impl Worker {
             }
             self.issue(cid);
         }
-        self.next_check = Instant::now();
+        self.next_check = self.now();
         self.ring();
         tracing::info!(device = %self.device, qid = self.qid, reissued = self.table.in_use(), "queue resumed after controller reset");
     }

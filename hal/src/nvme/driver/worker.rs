@@ -1,8 +1,10 @@
 //! The owner of one I/O queue pair: a dedicated thread that takes requests from a
 //! channel, submits them and polls completions (recovery lives in `recovery`). Only
-//! this thread touches its rings, so the hot path takes no locks. It spins briefly while
-//! commands are outstanding, then sleeps on its MSI-X eventfd (or a polling backoff)
-//! and on a submission kick.
+//! this thread touches its rings, so the hot path takes no locks. Each pass takes every
+//! queued request (one SQ doorbell for all of them) and every posted completion (one CQ
+//! doorbell), reading the clock at most once. With commands outstanding it may spin for
+//! `DriverConfig::spin` (default 0: no spinning), then it sleeps on its MSI-X eventfd
+//! (or a polling backoff) and on a submission kick.
 
 use super::cid::CidTable;
 use super::config::DriverConfig;
@@ -62,6 +64,8 @@ pub(super) struct Worker {
     pub(super) drained_sent: bool,
     pub(super) next_check: Instant,
     pub(super) backoff: Duration,
+    /// This pass's time, once read (see [`Worker::now`]).
+    pub(super) now: Option<Instant>,
 }
 
 /// Start the owner thread of `qp`; returns the submitting handle and the thread.
@@ -102,6 +106,7 @@ pub(crate) fn spawn(
         closing: false,
         drained_sent: false,
         next_check: Instant::now(),
+        now: None,
     };
     let thread = std::thread::Builder::new()
         .name(format!("nvme-q{qid}"))
@@ -122,7 +127,11 @@ pub(crate) fn spawn(
 impl Worker {
     fn run(mut self) {
         let mut busy_since = Instant::now();
+        let spin = !self.cfg.spin.is_zero();
         loop {
+            // The clock is read at most once per pass (`now`), and only when a command is
+            // issued or in flight: deadlines need no finer time than the pass's.
+            self.now = None;
             while let Ok(c) = self.ctl.try_recv() {
                 match c {
                     Ctl::Pause => {
@@ -141,22 +150,35 @@ impl Worker {
             }
             let mut progress = self.take_requests();
             progress |= self.reap();
-            self.check_deadlines(Instant::now());
+            if self.table.in_use() > 0 {
+                let now = self.now();
+                self.check_deadlines(now);
+            }
             if self.closing && !self.drained_sent && self.table.in_use() == 0 {
                 self.drained_sent = true;
                 self.sup.send(AdminMsg::Drained { qid: self.qid });
             }
             if progress {
-                busy_since = Instant::now();
+                if spin {
+                    busy_since = self.now();
+                }
                 self.backoff = self.cfg.min_sleep;
                 continue;
             }
-            if self.table.in_use() > 0 && busy_since.elapsed() < self.cfg.spin {
+            if spin
+                && self.table.in_use() > 0
+                && self.now().saturating_duration_since(busy_since) < self.cfg.spin
+            {
                 std::hint::spin_loop();
                 continue;
             }
             self.sleep();
         }
+    }
+
+    /// The time of this pass (read once per pass, on first use).
+    pub(super) fn now(&mut self) -> Instant {
+        *self.now.get_or_insert_with(Instant::now)
     }
 
     /// Move requests from the channel onto the ring while CIDs and slots last.
@@ -187,7 +209,7 @@ impl Worker {
                         buf: req.buf,
                         reply: req.reply,
                         attempts: 0,
-                        deadline: Instant::now(),
+                        deadline: self.now(),
                         stage: Stage::Issued,
                     };
                     if let Ok(cid) = self.table.insert(slot) {
@@ -205,12 +227,12 @@ impl Worker {
 
     /// Put command `cid` on the ring (or the backlog if the ring is full); doorbell later.
     pub(super) fn issue(&mut self, cid: u16) {
-        let timeout = self.cfg.command_timeout;
+        let deadline = self.now() + self.cfg.command_timeout;
         let Some(slot) = self.table.get_mut(cid) else {
             return;
         };
         slot.cmd.set_cid(cid);
-        slot.deadline = Instant::now() + timeout;
+        slot.deadline = deadline;
         if slot.deadline < self.next_check {
             self.next_check = slot.deadline;
         }
@@ -315,19 +337,19 @@ impl Worker {
             return;
         }
         let irq = self.irq.clone().filter(|_| self.qp.is_some());
+        let now = self.now();
         let timeout = busy.then(|| {
             let cap = if irq.is_some() {
                 self.cfg.max_sleep
             } else {
                 self.backoff
             };
-            cap.min(self.next_check.saturating_duration_since(Instant::now()))
+            cap.min(self.next_check.saturating_duration_since(now))
         });
-        let mut fds: Vec<&EventFd> = vec![&self.kick];
-        if let Some(i) = &irq {
-            fds.push(i);
-        }
-        let ready = wait::wait(&fds, timeout);
+        let ready = match &irq {
+            Some(i) => wait::wait(&[&self.kick, i], timeout),
+            None => wait::wait(&[&self.kick], timeout),
+        };
         self.sleeping.store(false, Ordering::SeqCst);
         if ready & 1 != 0 {
             wait::drain(&self.kick);
