@@ -11,6 +11,9 @@
 //! This module holds all of the simulator's raw host-memory access. The mapping
 //! table's read lock is held for the whole of every copy, and `unmap` takes the
 //! write lock, so once `unmap` returns the device can no longer touch the memory.
+//! Data transfers go through `DmaSpans`: every PRP segment checked and translated
+//! up front, then copied to or from the store in place (`pwritev`/`preadv` for a
+//! file store), with the read lock held until the spans are dropped.
 
 use crate::dma::{DmaError, DmaMapper, PAGE_SIZE};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
