@@ -651,6 +651,12 @@ impl Drop for ReadGuard<'_> {
 }
 
 /// Records the writes of `ops` cover whole (record size `rs`).
+/// A buffer made for one record, as `Bytes`, with the memory it keeps alive (its capacity).
+fn fresh(v: Vec<u8>) -> (Bytes, Option<usize>) {
+    let cap = v.capacity();
+    (Bytes::from(v), Some(cap))
+}
+
 fn whole_records(ops: &[Op], rs: u64) -> usize {
     ops.iter()
         .map(|op| match op {
@@ -803,11 +809,14 @@ impl Inner {
             };
             datas.push((*id, *rec, data));
         }
-        let datas: Vec<(ObjectId, u64, Bytes)> = datas
+        let datas: Vec<(ObjectId, u64, Bytes, usize)> = datas
             .into_iter()
-            .map(|(id, rec, d)| (id, rec, Bytes::from(d)))
+            .map(|(id, rec, d)| {
+                let cap = d.capacity();
+                (id, rec, Bytes::from(d), cap)
+            })
             .collect();
-        let writes = datas.iter().map(|(_, _, d)| async move {
+        let writes = datas.iter().map(|(_, _, d, _)| async move {
             // `contents` has no trailing zeroes: empty means all zero (a hole).
             if d.is_empty() {
                 Ok(None)
@@ -817,7 +826,7 @@ impl Inner {
         });
         let written = futures::future::join_all(writes).await;
         let mut failed = None;
-        for ((id, rec, data), w) in datas.into_iter().zip(written) {
+        for ((id, rec, data, cap), w) in datas.into_iter().zip(written) {
             let r = match w {
                 _ if failed.is_some() => {
                     if let Ok(Some(bp)) = w {
@@ -827,7 +836,7 @@ impl Inner {
                 }
                 Ok(pre) => b.set_record_pre(id, rec, pre).await.map(|stored| {
                     if let Some(bp) = stored {
-                        b.cache_owned(&bp, data);
+                        b.cache_pinning(&bp, data, cap);
                     }
                 }),
                 Err(PoolError::NoSpace) => b.set_record(id, rec, &data).await.map(|_| ()),
@@ -967,35 +976,25 @@ impl Inner {
     /// Seal and write dirty record `rec` to a detached allocation (write-behind). `None`
     /// if that failed: the commit then writes the record (and reports the error).
     async fn early_write(self: Arc<Self>, rec: Arc<DirtyRecord>) -> Option<Early> {
-        // What `data` keeps alive: a buffer of its own, or a slice of a buffer holding
-        // other records too (then copied for the record cache).
-        let mut pinned = None;
-        let data = match (rec.whole_data(), rec.base()) {
-            (Some(b), _) => {
-                if rec.whole_is_own() {
-                    pinned = Some(b.len());
-                }
-                b.slice(..super::dirty::trimmed_len(b))
-            }
+        // The bytes to write and what they keep alive (`None`: a slice of a buffer that
+        // holds other records too, copied for the record cache).
+        let (data, pinned) = match (rec.whole_data(), rec.base()) {
+            (Some(b), _) => (
+                b.slice(..super::dirty::trimmed_len(b)),
+                rec.whole_is_own().then_some(b.len()),
+            ),
             // A record written in part over an extent: merged with the extent it
             // replaces, as the commit's flush would (`flush_window`).
             (None, Some(bp)) if rec.uses_base() => match self.datapath.record(&self.io, bp).await {
-                Ok(base) => Bytes::from(rec.contents(Some(&base))),
+                Ok(base) => fresh(rec.contents(Some(&base))),
                 Err(e) => {
                     tracing::debug!(error = %e, "early write: base unreadable, the commit writes the record");
                     return None;
                 }
             },
-            (None, _) => Bytes::from(rec.contents(None)),
+            (None, _) => fresh(rec.contents(None)),
         };
-        let whole = rec.whole_data().is_some();
         drop(rec);
-        let pinned = match pinned {
-            Some(p) => Some(p),
-            // A buffer made here for this record.
-            None if !whole => Some(data.len()),
-            None => None,
-        };
         if data.is_empty() {
             return Some(Early {
                 extent: None,
