@@ -650,13 +650,13 @@ impl Drop for ReadGuard<'_> {
     }
 }
 
-/// Records the writes of `ops` cover whole (record size `rs`).
 /// A buffer made for one record, as `Bytes`, with the memory it keeps alive (its capacity).
 fn fresh(v: Vec<u8>) -> (Bytes, Option<usize>) {
     let cap = v.capacity();
     (Bytes::from(v), Some(cap))
 }
 
+/// Records the writes of `ops` cover whole (record size `rs`).
 fn whole_records(ops: &[Op], rs: u64) -> usize {
     ops.iter()
         .map(|op| match op {
