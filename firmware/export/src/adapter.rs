@@ -9,7 +9,6 @@
 //! mknod, mkdir, symlink, link, readdirplus) is one reference in the fs, given back by
 //! `forget`, so an unlinked inode stays usable until the kernel lets go of it.
 
-use bytes::Bytes;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
@@ -474,9 +473,11 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyWrite,
     ) {
         let (c, ino) = (ctx(req), fs_ino(ino));
-        let data = Bytes::copy_from_slice(data);
+        // fuser lends the bytes: copy them, cut at the store's record boundaries, so the
+        // store keeps each whole record's buffer without another copy.
+        let parts = self.fs.write_buffers(offset, data);
         self.spawn(move |fs| async move {
-            match fs.write(c, ino, fh.0, offset, data).await {
+            match fs.write_parts(c, ino, fh.0, offset, parts).await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno(&e)),
             }

@@ -16,6 +16,25 @@ pub const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
 /// `fallocate` mode: deallocate the range (needs `KEEP_SIZE`).
 pub const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
 
+/// The store ops writing `parts`, contiguous pieces of one write at `offset` (empty
+/// pieces skipped).
+fn write_ops(ino: u64, offset: u64, parts: Vec<Bytes>) -> Vec<Op> {
+    let mut ops = Vec::with_capacity(parts.len());
+    let mut pos = offset;
+    for data in parts {
+        let n = data.len() as u64;
+        if n > 0 {
+            ops.push(Op::Write {
+                id: ino,
+                offset: pos,
+                data,
+            });
+        }
+        pos += n;
+    }
+    ops
+}
+
 /// Read buffers kept for reuse ([`ReadBuf`]): a 1 MiB read then costs neither a fresh
 /// allocation (page-faulted and zeroed by the kernel) nor a zero fill.
 static READ_BUFS: parking_lot::Mutex<Vec<Vec<u8>>> = parking_lot::Mutex::new(Vec::new());
@@ -108,12 +127,49 @@ impl Fs {
         offset: u64,
         data: Bytes,
     ) -> FsResult<u32> {
+        self.write_parts(ctx, ino, fh, offset, vec![data]).await
+    }
+
+    /// Copies `data`, the bytes of a write at `offset`, into buffers of their own cut at
+    /// the store's record boundaries (one buffer when the store has no records), for
+    /// [`Fs::write_parts`]: the store keeps each whole record's buffer as it is (in its
+    /// record cache too) without a copy, and a record kept pins no other's bytes. For
+    /// callers that must copy a borrowed write anyway (the FUSE adapter).
+    pub fn write_buffers(&self, offset: u64, data: &[u8]) -> Vec<Bytes> {
+        let rs = match self.store.record_size() {
+            Some(rs) if rs > 0 && data.len() > rs as usize => u64::from(rs),
+            _ => return vec![Bytes::copy_from_slice(data)],
+        };
+        let mut parts = Vec::with_capacity(data.len() / rs as usize + 2);
+        let mut rest = data;
+        let mut pos = offset;
+        while !rest.is_empty() {
+            let n = ((rs - pos % rs) as usize).min(rest.len());
+            let (part, tail) = rest.split_at(n);
+            parts.push(Bytes::copy_from_slice(part));
+            rest = tail;
+            pos += n as u64;
+        }
+        parts
+    }
+
+    /// [`Fs::write`] of one write given in pieces: `parts` are contiguous, the first at
+    /// `offset` (as [`Fs::write_buffers`] cuts them); written in one store batch (one op
+    /// per piece), so atomically as a single buffer would be.
+    pub async fn write_parts(
+        &self,
+        ctx: Ctx,
+        ino: u64,
+        fh: Fh,
+        offset: u64,
+        parts: Vec<Bytes>,
+    ) -> FsResult<u32> {
         self.check_rw()?;
         let h = self.handle(fh)?;
         if h.ino != ino {
             return Err(FsError::BadHandle(fh));
         }
-        let len = data.len() as u64;
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
         let written =
             u32::try_from(len).map_err(|_| FsError::Invalid("write over 4 GiB".into()))?;
         let node = self.cache.get(ino);
@@ -134,13 +190,7 @@ impl Fs {
                 return Ok(0);
             }
             if end <= i.size && !setid {
-                self.store
-                    .apply(vec![Op::Write {
-                        id: ino,
-                        offset,
-                        data,
-                    }])
-                    .await?;
+                self.store.apply(write_ops(ino, offset, parts)).await?;
                 let now = Timestamp::now();
                 let mut st = node.state.lock();
                 if let Some(c) = st.inode.as_mut() {
@@ -180,11 +230,7 @@ impl Fs {
                 i.mode &= !libc::S_ISGID;
             }
         }
-        let mut ops = vec![Op::Write {
-            id: ino,
-            offset,
-            data,
-        }];
+        let mut ops = write_ops(ino, offset, parts);
         if i.flags & FL_HAS_CAPS != 0 {
             kill_caps(&mut i, &mut ops);
         }

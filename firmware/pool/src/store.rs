@@ -187,4 +187,11 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn sync(&self) -> Result<(), StoreError>;
     /// Space and activity figures.
     fn stats(&self) -> StoreStats;
+    /// The size of the records object data is stored in, if the store has records: a
+    /// write of exactly one whole record in a buffer of its own is kept without a copy
+    /// (by a cache too), so callers that copy a write's bytes anyway may cut them at
+    /// these boundaries.
+    fn record_size(&self) -> Option<u32> {
+        None
+    }
 }

@@ -10,9 +10,9 @@ use super::io::BlockIo;
 use super::pool::Pool;
 use super::recordcache::{RecordCache, RecordCacheStats};
 use super::writebehind::WriteBehind;
+use bytes::Bytes;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Data-path state (one per pool).
@@ -76,11 +76,11 @@ impl DataPath {
     }
 
     /// The decoded record `bp`, from the cache or read, verified and decoded (then cached).
-    pub async fn record(&self, io: &BlockIo, bp: &BlockPtr) -> Result<Arc<Vec<u8>>, PoolError> {
+    pub async fn record(&self, io: &BlockIo, bp: &BlockPtr) -> Result<Bytes, PoolError> {
         if let Some(d) = self.cache.get(bp.addr, bp.birth) {
             return Ok(d);
         }
-        let d = Arc::new(io.read_data(bp).await?);
+        let d = Bytes::from(io.read_data(bp).await?);
         self.cache.put(bp.addr, bp.birth, d.clone());
         Ok(d)
     }

@@ -85,6 +85,9 @@ pub struct DirtyRecord {
     /// The whole record's contents as one buffer, while the record is exactly what one
     /// whole-record write left ([`DirtyRecord::whole`]; dropped by any later change).
     whole: Option<Bytes>,
+    /// Whether `whole` is a buffer of its own, not a slice of a larger one: the record
+    /// cache may then keep it as it is (see [`DirtyRecord::whole`]).
+    whole_own: bool,
 }
 
 /// The length of `data` without its trailing zero bytes, found 64 bytes at a time.
@@ -122,15 +125,18 @@ impl DirtyRecord {
             pages: vec![fill; n],
             written: vec![(0, 0); n],
             whole: None,
+            whole_own: false,
         }
     }
 
     /// A record written whole by one write: `data` (the record size, a multiple of
-    /// [`PAGE`]) is held as it is, its pages slices of it (no copy).
+    /// [`PAGE`]) is held as it is, its pages slices of it (no copy). `own`: `data` is a
+    /// buffer of its own (the write's whole buffer), not a slice of a larger one, so
+    /// keeping it (in the record cache) pins no more memory than its length.
     ///
     /// # Panics
     /// If `data` is not a whole number of pages (callers pass whole records).
-    pub fn whole(data: Bytes) -> Self {
+    pub fn whole(data: Bytes, own: bool) -> Self {
         assert!(
             data.len().is_multiple_of(PAGE),
             "a whole record is whole pages"
@@ -143,6 +149,7 @@ impl DirtyRecord {
                 .collect(),
             written: vec![(0, PAGE as u16); n],
             whole: Some(data),
+            whole_own: own,
         }
     }
 
@@ -150,6 +157,12 @@ impl DirtyRecord {
     /// left (see [`DirtyRecord::whole`]).
     pub fn whole_data(&self) -> Option<&Bytes> {
         self.whole.as_ref()
+    }
+
+    /// Whether [`DirtyRecord::whole_data`] is a buffer of its own (see
+    /// [`DirtyRecord::whole`]).
+    pub fn whole_is_own(&self) -> bool {
+        self.whole.is_some() && self.whole_own
     }
 
     /// The extent the record had when it became dirty.

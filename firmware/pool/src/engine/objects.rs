@@ -147,12 +147,7 @@ impl Batch<'_> {
     }
 
     /// The decoded bytes of extent `bp` of record `rec` (through the record cache).
-    async fn decoded(
-        &self,
-        id: ObjectId,
-        rec: u64,
-        bp: &BlockPtr,
-    ) -> Result<Arc<Vec<u8>>, StoreError> {
+    async fn decoded(&self, id: ObjectId, rec: u64, bp: &BlockPtr) -> Result<Bytes, StoreError> {
         self.dp
             .record(self.io, bp)
             .await
@@ -215,11 +210,18 @@ impl Batch<'_> {
 
     /// Write-behind of a whole record: it becomes a dirty record holding `src` (no copy),
     /// written by a background task once the batch is published ([`super::writebehind`]).
-    fn write_whole(&mut self, id: ObjectId, rec: u64, src: Bytes) -> Result<(), StoreError> {
+    /// `own`: `src` is its write's whole buffer (see [`DirtyRecord::whole`]).
+    fn write_whole(
+        &mut self,
+        id: ObjectId,
+        rec: u64,
+        src: Bytes,
+        own: bool,
+    ) -> Result<(), StoreError> {
         if !self.is_dirty(id, rec) {
             self.check_dirty_space()?;
         }
-        self.staged.insert((id, rec), DirtyRecord::whole(src));
+        self.staged.insert((id, rec), DirtyRecord::whole(src, own));
         self.early_keys.push((id, rec));
         Ok(())
     }
@@ -231,7 +233,7 @@ impl Batch<'_> {
         rec: u64,
         off: usize,
         len: usize,
-    ) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
+    ) -> Result<Option<Bytes>, StoreError> {
         let bp = {
             let v = self.dp.view.read();
             match self.staged.get(&v, &(id, rec)) {
@@ -264,7 +266,7 @@ impl Batch<'_> {
                 .ok_or_else(|| StoreError::Io {
                     detail: format!("dirty record {rec} of object {id} vanished"),
                 })?;
-            r.write(in_off, src, base.as_deref().map(Vec::as_slice));
+            r.write(in_off, src, base.as_deref());
             match r.fully_written() {
                 // Write-behind takes the record's contents in its task.
                 true if self.write_behind => Some(Vec::new()),
@@ -298,7 +300,7 @@ impl Batch<'_> {
         let base = self.base_for(id, rec, a, b - a).await?;
         let v = self.dp.view.read();
         if let Some(r) = self.staged.get_mut(&v, (id, rec)) {
-            r.zero(a, b - a, base.as_deref().map(Vec::as_slice));
+            r.zero(a, b - a, base.as_deref());
         }
         Ok(())
     }
@@ -321,7 +323,7 @@ impl Batch<'_> {
     /// Copies `data` only when it fits; [`Batch::cache_owned`] when the caller owns it.
     fn cache_written(&mut self, bp: &BlockPtr, data: &[u8]) {
         if self.dp.cache.fits(data.len()) {
-            self.cache_owned(bp, data.to_vec());
+            self.cache_owned(bp, Bytes::copy_from_slice(data));
         }
     }
 
@@ -410,10 +412,21 @@ impl Batch<'_> {
 
     /// Put `data`, the decoded contents of extent `bp` just stored by this batch, into the
     /// record cache without copying it (dropped again by [`Batch::undo`] if the batch fails).
-    fn cache_owned(&mut self, bp: &BlockPtr, mut data: Vec<u8>) {
+    /// `data` keeps no more than its length alive (a buffer of its own).
+    fn cache_owned(&mut self, bp: &BlockPtr, data: Bytes) {
+        let pinned = data.len();
+        self.cache_pinning(bp, data, pinned);
+    }
+
+    /// [`Batch::cache_owned`] of `data`, a slice of a buffer of `pinned` bytes that holds
+    /// no other record: charged `pinned` bytes.
+    fn cache_pinning(&mut self, bp: &BlockPtr, mut data: Bytes, pinned: usize) {
         data.truncate(bp.lsize as usize);
-        if self.dp.cache.fits(data.len()) {
-            self.dp.cache.put_written(bp.addr, bp.birth, Arc::new(data));
+        let pinned = pinned.max(data.len());
+        if self.dp.cache.fits(pinned) {
+            self.dp
+                .cache
+                .put_written_pinning(bp.addr, bp.birth, data, pinned);
             self.cached.push((bp.addr, bp.birth));
         }
     }
@@ -538,7 +551,9 @@ impl Batch<'_> {
                     let in_off = (pos - rstart) as usize;
                     if in_off == 0 && n == rs && self.write_behind {
                         let a = (pos - offset) as usize;
-                        self.write_whole(id, rec, data.slice(a..a + n as usize))?;
+                        // A write of exactly this record: its buffer holds nothing else.
+                        let own = data.len() as u64 == n;
+                        self.write_whole(id, rec, data.slice(a..a + n as usize), own)?;
                     } else if in_off == 0 && n == rs {
                         match self.pre.remove(&(self.op_index, rec)) {
                             Some(p) => {
@@ -633,6 +648,12 @@ impl Drop for ReadGuard<'_> {
             }
         }
     }
+}
+
+/// A buffer made for one record, as `Bytes`, with the memory it keeps alive (its capacity).
+fn fresh(v: Vec<u8>) -> (Bytes, Option<usize>) {
+    let cap = v.capacity();
+    (Bytes::from(v), Some(cap))
 }
 
 /// Records the writes of `ops` cover whole (record size `rs`).
@@ -769,8 +790,8 @@ impl Inner {
                 .set_record_pre(id, rec, e.extent.map(Detached::take))
                 .await
                 .map_err(|err| (id, rec, err))?;
-            if let (Some(bp), Some(d)) = (stored, e.decoded) {
-                b.cache_owned(&bp, d);
+            if let (Some(bp), Some((d, pinned))) = (stored, e.decoded) {
+                b.cache_pinning(&bp, d, pinned);
             }
             self.datapath
                 .write_behind
@@ -788,11 +809,14 @@ impl Inner {
             };
             datas.push((*id, *rec, data));
         }
-        let datas: Vec<(ObjectId, u64, Bytes)> = datas
+        let datas: Vec<(ObjectId, u64, Bytes, usize)> = datas
             .into_iter()
-            .map(|(id, rec, d)| (id, rec, Bytes::from(d)))
+            .map(|(id, rec, d)| {
+                let cap = d.capacity();
+                (id, rec, Bytes::from(d), cap)
+            })
             .collect();
-        let writes = datas.iter().map(|(_, _, d)| async move {
+        let writes = datas.iter().map(|(_, _, d, _)| async move {
             // `contents` has no trailing zeroes: empty means all zero (a hole).
             if d.is_empty() {
                 Ok(None)
@@ -802,9 +826,7 @@ impl Inner {
         });
         let written = futures::future::join_all(writes).await;
         let mut failed = None;
-        for ((id, rec, data), w) in datas.into_iter().zip(written) {
-            // The sealing task has dropped its handle: this gets the buffer back, no copy.
-            let data = Vec::from(data);
+        for ((id, rec, data, cap), w) in datas.into_iter().zip(written) {
             let r = match w {
                 _ if failed.is_some() => {
                     if let Ok(Some(bp)) = w {
@@ -814,10 +836,10 @@ impl Inner {
                 }
                 Ok(pre) => b.set_record_pre(id, rec, pre).await.map(|stored| {
                     if let Some(bp) = stored {
-                        b.cache_owned(&bp, data);
+                        b.cache_pinning(&bp, data, cap);
                     }
                 }),
-                Err(PoolError::NoSpace) => b.set_record_cached(id, rec, data).await,
+                Err(PoolError::NoSpace) => b.set_record(id, rec, &data).await.map(|_| ()),
                 Err(e) => Err(e.into()),
             };
             if let Err(e) = r {
@@ -954,18 +976,23 @@ impl Inner {
     /// Seal and write dirty record `rec` to a detached allocation (write-behind). `None`
     /// if that failed: the commit then writes the record (and reports the error).
     async fn early_write(self: Arc<Self>, rec: Arc<DirtyRecord>) -> Option<Early> {
-        let data = match (rec.whole_data(), rec.base()) {
-            (Some(b), _) => b.slice(..super::dirty::trimmed_len(b)),
+        // The bytes to write and what they keep alive (`None`: a slice of a buffer that
+        // holds other records too, copied for the record cache).
+        let (data, pinned) = match (rec.whole_data(), rec.base()) {
+            (Some(b), _) => (
+                b.slice(..super::dirty::trimmed_len(b)),
+                rec.whole_is_own().then_some(b.len()),
+            ),
             // A record written in part over an extent: merged with the extent it
             // replaces, as the commit's flush would (`flush_window`).
             (None, Some(bp)) if rec.uses_base() => match self.datapath.record(&self.io, bp).await {
-                Ok(base) => Bytes::from(rec.contents(Some(&base))),
+                Ok(base) => fresh(rec.contents(Some(&base))),
                 Err(e) => {
                     tracing::debug!(error = %e, "early write: base unreadable, the commit writes the record");
                     return None;
                 }
             },
-            (None, _) => Bytes::from(rec.contents(None)),
+            (None, _) => fresh(rec.contents(None)),
         };
         drop(rec);
         if data.is_empty() {
@@ -980,13 +1007,18 @@ impl Inner {
                     .write_behind
                     .held_sectors
                     .fetch_add(u64::from(bp.asize), Ordering::AcqRel);
-                // The record cache gets the decoded bytes at commit (copied here, outside
-                // every lock, unless this is the only handle on them).
-                let decoded = self
-                    .datapath
-                    .cache
-                    .fits(data.len())
-                    .then(|| Vec::from(data));
+                // The record cache gets the decoded bytes at commit: the written buffer
+                // itself when it holds this record only, else a copy made here, outside
+                // every lock (a slice of a larger buffer would keep all of it alive).
+                let decoded = match pinned {
+                    Some(p) if self.datapath.cache.fits(p) => Some((data, p)),
+                    Some(_) => None,
+                    None => self
+                        .datapath
+                        .cache
+                        .fits(data.len())
+                        .then(|| (Bytes::copy_from_slice(&data), data.len())),
+                };
                 Some(Early {
                     extent: Some(Detached {
                         inner: self,
@@ -1253,7 +1285,7 @@ impl Pool {
             }
             _ => None,
         };
-        r.read(ra, dst, base.as_deref().map(Vec::as_slice));
+        r.read(ra, dst, base.as_deref());
         Ok(())
     }
 
@@ -1302,7 +1334,7 @@ impl Pool {
             None => super::heal::reading(id, rstart, i.io.read_data(bp))
                 .await
                 .map(|d| {
-                    let d = Arc::new(d);
+                    let d = Bytes::from(d);
                     // Streaming reads churn only the cache's recent list (ARC).
                     if cache_it {
                         i.datapath.cache.put(bp.addr, bp.birth, d.clone());
@@ -1549,6 +1581,10 @@ impl ObjectStore for Pool {
             compression_ratio: if p == 0 { 1.0 } else { l as f64 / p as f64 },
             txg: i.durable_txg.load(Ordering::Acquire),
         }
+    }
+
+    fn record_size(&self) -> Option<u32> {
+        Some(self.inner.id.record_size)
     }
 }
 

@@ -572,6 +572,70 @@ async fn written_records_are_served_from_the_cache_and_never_stale() {
 }
 
 #[tokio::test]
+async fn a_write_of_one_record_is_cached_without_a_copy_and_charged_what_it_pins() {
+    use super::super::recordcache::ENTRY_OVERHEAD;
+    let (p, _devs) = pool(1 << 20).await;
+    p.apply(vec![Op::Create { id: 64 }]).await.unwrap();
+    // One op per record, each in a buffer of its own (as the FUSE adapter cuts them);
+    // the second ends in zeroes (stored trimmed, its buffer still pinned whole).
+    let one = Bytes::from(pattern(RS as usize, 21));
+    let mut v = pattern(RS as usize, 22);
+    v[RS as usize - 5000..].fill(0);
+    let trimmed = Bytes::from(v);
+    p.apply(vec![
+        Op::Write {
+            id: 64,
+            offset: 0,
+            data: one.clone(),
+        },
+        Op::Write {
+            id: 64,
+            offset: RS,
+            data: trimmed.clone(),
+        },
+    ])
+    .await
+    .unwrap();
+    p.sync().await.unwrap();
+    // The cache holds the written buffers themselves (no copy), charged whole.
+    assert!(!one.is_unique() && !trimmed.is_unique());
+    let s = p.datapath_stats().record_cache;
+    assert_eq!((s.inserted_by_writes, s.records), (2, 2), "{s:?}");
+    assert_eq!(s.bytes, 2 * (RS + ENTRY_OVERHEAD as u64), "{s:?}");
+    // Two records in one buffer: each cached as a copy, so neither pins the other.
+    let two = Bytes::from(pattern(2 * RS as usize, 23));
+    write_bytes(&p, 64, 2 * RS, two.clone()).await;
+    p.sync().await.unwrap();
+    assert!(
+        two.is_unique(),
+        "the cache copied the records of a shared buffer"
+    );
+    let s = p.datapath_stats().record_cache;
+    assert_eq!((s.inserted_by_writes, s.records), (4, 4), "{s:?}");
+    assert_eq!(s.bytes, 4 * (RS + ENTRY_OVERHEAD as u64), "{s:?}");
+    let mut want = one.to_vec();
+    want.extend_from_slice(&trimmed);
+    want.extend_from_slice(&two);
+    let before = p.datapath_stats().record_cache.hits;
+    assert_eq!(read_all(&p, 64).await, want);
+    assert_eq!(p.datapath_stats().record_cache.hits, before + 4);
+    // Overwritten: the old extents are freed and their buffers given back.
+    write(&p, 64, 0, &pattern(2 * RS as usize, 24)).await;
+    p.sync().await.unwrap();
+    assert!(one.is_unique() && trimmed.is_unique());
+}
+
+async fn write_bytes(p: &Pool, id: u64, off: u64, data: Bytes) {
+    p.apply(vec![Op::Write {
+        id,
+        offset: off,
+        data,
+    }])
+    .await
+    .expect("write");
+}
+
+#[tokio::test]
 async fn the_record_cache_stays_within_its_configured_size() {
     // 256 KiB: room for about one 16 KiB record per shard, while 2 MiB of data go through.
     let limit = 256usize << 10;

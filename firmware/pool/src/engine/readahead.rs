@@ -21,6 +21,7 @@
 use super::bptr::BlockPtr;
 use super::pool::Inner;
 use crate::store::ObjectId;
+use bytes::Bytes;
 use futures::FutureExt;
 use futures::channel::oneshot;
 use futures::future::Shared;
@@ -159,7 +160,7 @@ impl Streams {
 }
 
 /// The decoded record a prefetch hands to readers waiting for it (`Err`: it failed).
-pub type Pending = Shared<oneshot::Receiver<Arc<Vec<u8>>>>;
+pub type Pending = Shared<oneshot::Receiver<Bytes>>;
 
 /// Records being prefetched and the bytes they hold (shared with the prefetch tasks).
 #[derive(Debug, Default)]
@@ -227,12 +228,12 @@ pub struct Ticket {
     inflight: Arc<InFlight>,
     key: (u64, u64),
     bytes: usize,
-    tx: Option<oneshot::Sender<Arc<Vec<u8>>>>,
+    tx: Option<oneshot::Sender<Bytes>>,
 }
 
 impl Ticket {
     /// Hand the decoded record to waiting readers.
-    pub fn complete(mut self, data: Arc<Vec<u8>>) {
+    pub fn complete(mut self, data: Bytes) {
         if let Some(tx) = self.tx.take() {
             let _ = tx.send(data);
         }
@@ -332,7 +333,7 @@ pub(crate) fn spawn_prefetch(
         }
         match super::heal::reading(id, rstart, inner.io.read_data(&bp)).await {
             Ok(d) => {
-                let d = Arc::new(d);
+                let d = Bytes::from(d);
                 inner
                     .datapath
                     .cache
@@ -496,13 +497,9 @@ mod tests {
         assert_eq!(ra.inflight_bytes(), rs, "the ticket keeps its room");
         let mut waiter = ra.pending(10, 3).expect("pending");
         assert!((&mut waiter).now_or_never().is_none());
-        t.complete(Arc::new(vec![5; 4]));
+        t.complete(Bytes::from(vec![5; 4]));
         assert_eq!(
-            waiter
-                .now_or_never()
-                .expect("done")
-                .expect("sent")
-                .as_slice(),
+            waiter.now_or_never().expect("done").expect("sent").as_ref(),
             &[5; 4]
         );
         assert!(ra.pending(10, 3).is_none());

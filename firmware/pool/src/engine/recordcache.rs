@@ -21,15 +21,22 @@
 //! by the configured byte count (`Tunables::record_cache_bytes`, 0 disables the cache).
 //! The default size is a fraction of physical memory, as ZFS sizes its ARC
 //! ([`default_cache_bytes`]).
+//!
+//! Records are held as [`Bytes`], so a record just written can be cached without a copy:
+//! the cache keeps the written buffer itself. A record is charged the memory it keeps
+//! alive: its length, or more when it is a slice of a larger buffer of its own
+//! ([`RecordCache::put_written_pinning`]: a write's buffer trimmed of trailing zeroes).
+//! Callers never put a small slice of a buffer shared with other records, which would
+//! keep all of it alive uncharged: they copy it first (`Bytes::copy_from_slice`).
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Number of shards (a power of two).
 const SHARDS: usize = 8;
-/// Memory charged per resident entry besides its bytes (map and list slots, the `Arc`).
+/// Memory charged per resident entry besides its bytes (map and list slots, the `Bytes` handle).
 pub const ENTRY_OVERHEAD: usize = 128;
 /// Memory charged per ghost entry (map and list slots).
 pub const GHOST_COST: usize = 96;
@@ -90,8 +97,9 @@ enum List {
 struct Entry {
     list: List,
     tick: u64,
+    /// Bytes charged: the record's length, or what its buffer pins if more.
     size: usize,
-    data: Option<Arc<Vec<u8>>>,
+    data: Option<Bytes>,
     /// Put by readahead and not used since (see [`RecordCache::put_prefetched`]).
     prefetched: bool,
 }
@@ -308,7 +316,7 @@ impl RecordCache {
     }
 
     /// The decoded record of extent (`addr`, `birth`), if cached. Counts a hit or a miss.
-    pub fn get(&self, addr: u64, birth: u64) -> Option<Arc<Vec<u8>>> {
+    pub fn get(&self, addr: u64, birth: u64) -> Option<Bytes> {
         if !self.enabled() {
             return None;
         }
@@ -345,7 +353,7 @@ impl RecordCache {
     }
 
     /// Insert the decoded record of extent (`addr`, `birth`), read after a miss.
-    pub fn put(&self, addr: u64, birth: u64, data: Arc<Vec<u8>>) {
+    pub fn put(&self, addr: u64, birth: u64, data: Bytes) {
         self.insert(addr, birth, data);
     }
 
@@ -363,11 +371,12 @@ impl RecordCache {
     /// Insert a record read ahead of demand (sequential readahead): it enters the recent
     /// list marked prefetched, and its first use leaves it there. Nothing happens if the
     /// record is already resident.
-    pub fn put_prefetched(&self, addr: u64, birth: u64, data: Arc<Vec<u8>>) {
+    pub fn put_prefetched(&self, addr: u64, birth: u64, data: Bytes) {
         if self.contains(addr, birth) {
             return;
         }
-        if self.insert_as(addr, birth, data, true) {
+        let pinned = data.len();
+        if self.insert_as(addr, birth, data, pinned, true) {
             self.prefetched.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -390,18 +399,34 @@ impl RecordCache {
 
     /// Insert the decoded record of an extent just written (so reads of recently written
     /// data are served from memory).
-    pub fn put_written(&self, addr: u64, birth: u64, data: Arc<Vec<u8>>) {
-        if self.insert(addr, birth, data) {
+    pub fn put_written(&self, addr: u64, birth: u64, data: Bytes) {
+        let pinned = data.len();
+        self.put_written_pinning(addr, birth, data, pinned);
+    }
+
+    /// [`RecordCache::put_written`] of `data`, a slice of a buffer of `pinned` bytes that
+    /// holds nothing else the cache keeps (a write's buffer of this record, trimmed of its
+    /// trailing zeroes): the entry is charged `pinned` bytes, what it keeps alive.
+    pub fn put_written_pinning(&self, addr: u64, birth: u64, data: Bytes, pinned: usize) {
+        if self.insert_as(addr, birth, data, pinned, false) {
             self.written.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    fn insert(&self, addr: u64, birth: u64, data: Arc<Vec<u8>>) -> bool {
-        self.insert_as(addr, birth, data, false)
+    fn insert(&self, addr: u64, birth: u64, data: Bytes) -> bool {
+        let pinned = data.len();
+        self.insert_as(addr, birth, data, pinned, false)
     }
 
-    fn insert_as(&self, addr: u64, birth: u64, data: Arc<Vec<u8>>, prefetched: bool) -> bool {
-        let size = data.len();
+    fn insert_as(
+        &self,
+        addr: u64,
+        birth: u64,
+        data: Bytes,
+        pinned: usize,
+        prefetched: bool,
+    ) -> bool {
+        let size = data.len().max(pinned);
         if !self.fits(size) {
             return false;
         }
@@ -507,8 +532,8 @@ impl RecordCache {
 mod tests {
     use super::*;
 
-    fn rec(len: usize, fill: u8) -> Arc<Vec<u8>> {
-        Arc::new(vec![fill; len])
+    fn rec(len: usize, fill: u8) -> Bytes {
+        Bytes::from(vec![fill; len])
     }
 
     /// Memory a cache of `n` records of `len` bytes holds.
@@ -521,7 +546,7 @@ mod tests {
         let c = RecordCache::new(1 << 20);
         assert!(c.get(10, 1).is_none());
         c.put(10, 1, rec(100, 1));
-        assert_eq!(c.get(10, 1).as_deref(), Some(&vec![1u8; 100]));
+        assert_eq!(c.get(10, 1).as_deref(), Some(&[1u8; 100][..]));
         // Same address, other birth: a different extent.
         assert!(c.get(10, 2).is_none());
         let s = c.stats();
@@ -593,6 +618,52 @@ mod tests {
             c.remove(a, 1);
         }
         assert_eq!(c.bytes(), 0, "removal drops ghosts too");
+    }
+
+    #[test]
+    fn shared_buffers_are_kept_without_a_copy_and_charged_what_they_pin() {
+        let c = RecordCache::new(8 << 20);
+        // A written record's buffer, cached as it is: the entry is that buffer.
+        let buf = rec(64 << 10, 7);
+        c.put_written(1, 1, buf.clone());
+        let got = c.get(1, 1).expect("cached");
+        assert_eq!(
+            got.as_ptr(),
+            buf.as_ptr(),
+            "cached by reference, not copied"
+        );
+        drop(got);
+        assert_eq!(c.bytes() as u64, held(1, 64 << 10));
+        // Trimmed of trailing zeroes, it still pins the whole buffer: charged so.
+        let whole = rec(64 << 10, 8);
+        c.put_written_pinning(2, 1, whole.slice(..1000), whole.len());
+        assert_eq!(c.get(2, 1).as_deref(), Some(&[8u8; 1000][..]));
+        assert_eq!(c.bytes() as u64, held(2, 64 << 10));
+        // Removal hands the buffers back: nothing but the callers' handles is left.
+        c.remove(1, 1);
+        c.remove(2, 1);
+        assert!(buf.is_unique() && whole.is_unique());
+        assert_eq!(c.bytes(), 0);
+        // The bound holds with pinned charges: 8 shards of 64 KiB, slices of 1 KiB
+        // pinning 16 KiB each.
+        let limit = 8 * 64 * 1024;
+        let c = RecordCache::new(limit);
+        let mut held_back = Vec::new();
+        for a in 0..200u64 {
+            let b = rec(16 << 10, a as u8);
+            c.put_written_pinning(a, 1, b.slice(..1024), b.len());
+            held_back.push(b);
+            assert!(c.bytes() <= limit);
+        }
+        let s = c.stats();
+        assert!(s.evictions >= 200 - 32 && s.records <= 32, "{s:?}");
+        // The evicted buffers are not pinned by the cache any more.
+        let pinned = held_back.iter().filter(|b| !b.is_unique()).count();
+        assert_eq!(pinned as u64, s.records);
+        // Too large a pin for a shard: not cached.
+        let big = rec(65 << 10, 1);
+        c.put_written_pinning(1000, 1, big.slice(..10), big.len());
+        assert!(c.get(1000, 1).is_none());
     }
 
     #[test]

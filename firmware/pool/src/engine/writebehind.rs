@@ -9,8 +9,8 @@
 //! at a crash, it is free again) and keeps the extent with the exact version of the dirty
 //! record it wrote. The commit's flush (`Inner::flush_dirty`, under the open txg's lock)
 //! waits for the early writes, links each one whose record is still that version into the
-//! tree (attaching its allocation to the txg) and hands its decoded copy to the record
-//! cache; a record changed, dropped or rewritten after its early write is sealed again by
+//! tree (attaching its allocation to the txg) and hands its decoded bytes to the record
+//! cache (the written buffer itself when it holds that record only, else a copy); a record changed, dropped or rewritten after its early write is sealed again by
 //! the flush, and the early extent is given back at once (no durable tree ever
 //! referenced it). Durability does not change: `sync` and `fsync` return after the commit
 //! that links the extents, writes the tree and the labels.
@@ -77,10 +77,12 @@ impl Drop for Detached {
 }
 
 /// What an early write left: the extent (`None`: the record is all zeroes, a hole) and
-/// the record's decoded bytes for the record cache (when they fit in it).
+/// the record's decoded bytes for the record cache (when they fit in it) with the bytes
+/// they keep alive (more than their length when they are the written buffer trimmed of
+/// its trailing zeroes).
 pub(crate) struct Early {
     pub(crate) extent: Option<Detached>,
-    pub(crate) decoded: Option<Vec<u8>>,
+    pub(crate) decoded: Option<(bytes::Bytes, usize)>,
 }
 
 /// One early write in flight or done, not yet taken by a commit.
