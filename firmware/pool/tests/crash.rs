@@ -42,6 +42,7 @@ async fn one_crash(seed: u64) {
     let mut cfg = PoolConfig::new("crash", layout);
     cfg.record_size = 16 * 1024;
     cfg.tunables.txg_interval = Duration::from_secs(3600);
+    cfg.tunables.idle_commit = Duration::ZERO;
     // Small dirty limit: some commits happen inside apply, not only on sync.
     cfg.tunables.dirty_limit_bytes = if seed.is_multiple_of(3) {
         64 << 10
@@ -175,6 +176,7 @@ async fn one_crash_faulty(seed: u64) {
     let mut cfg = PoolConfig::new("faulty", layout);
     cfg.record_size = 16 * 1024;
     cfg.tunables.txg_interval = Duration::from_secs(3600);
+    cfg.tunables.idle_commit = Duration::ZERO;
     let pool = Pool::create(devs.clone(), cfg).await.expect("create");
     let mut m = Model::new();
     let mut hist = vec![model::digest(&m)];
@@ -320,6 +322,7 @@ async fn lost_and_misdirected_writes_are_caught() {
     let devs: Vec<Arc<dyn BlockDevice>> = vec![f.clone()];
     let mut cfg = PoolConfig::new("lost", PoolLayout::Stripe);
     cfg.tunables.txg_interval = Duration::from_secs(3600);
+    cfg.tunables.idle_commit = Duration::ZERO;
     let pool = Pool::create(devs.clone(), cfg).await.unwrap();
     pool.apply(vec![
         Op::Create { id: 64 },

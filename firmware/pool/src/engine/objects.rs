@@ -953,7 +953,7 @@ impl Inner {
 
     /// Seal and write dirty record `rec` to a detached allocation (write-behind). `None`
     /// if that failed: the commit then writes the record (and reports the error).
-    async fn early_write(self: Arc<Self>, rec: Arc<DirtyRecord>) -> Option<Early> {
+    pub(crate) async fn early_write(self: Arc<Self>, rec: Arc<DirtyRecord>) -> Option<Early> {
         let data = match (rec.whole_data(), rec.base()) {
             (Some(b), _) => b.slice(..super::dirty::trimmed_len(b)),
             // A record written in part over an extent: merged with the extent it
@@ -1207,6 +1207,8 @@ impl Inner {
             }
             (o.dirty_bytes, freed_data)
         };
+        // The idle committer's clock (`pool.rs`): a change arrived.
+        self.note_change();
         let limit = self.tunables.dirty_limit_bytes;
         if freeing && freed_data && self.alloc.lock().is_tight() {
             // A delete freed data while space is short: commit now so the space comes back
