@@ -6,9 +6,9 @@
 //! next, often reads. With [`Tunables::idle_commit`] = `q`:
 //!
 //! - **Idle commit.** Every batch that changes something ticks a change counter
-//!   ([`IdleClock::note_change`]). The background committer also wakes when changes not
-//!   yet in a commit exist and the counter has not moved for `q`
-//!   ([`IdleClock::wait_quiet`]). A steady stream of changes (gaps under `q`) never
+//!   ([`IdleClock::note_change`], which also notes the time). The background committer
+//!   also wakes when changes not yet in a commit exist and none has arrived for `q` since
+//!   the last one ([`IdleClock::wait_quiet`]). A steady stream of changes (gaps under `q`) never
 //!   wakes it, so it adds no commits there; the timer, the dirty limit and `sync` work
 //!   as before.
 //! - **Idle records.** Dirty records of new data (no extent under them: new files,
@@ -41,12 +41,15 @@ pub struct IdleClock {
     changes: AtomicU64,
     /// `changes` as of the last commit's freeze (or of a commit that found nothing to do).
     committed: AtomicU64,
+    /// When the last change was counted (tokio's clock).
+    last: parking_lot::Mutex<Option<tokio::time::Instant>>,
     changed: tokio::sync::Notify,
 }
 
 impl IdleClock {
     /// A batch changed something.
     pub fn note_change(&self) {
+        *self.last.lock() = Some(tokio::time::Instant::now());
         self.changes.fetch_add(1, Ordering::AcqRel);
         self.changed.notify_waiters();
     }
@@ -80,8 +83,8 @@ impl IdleClock {
         }
     }
 
-    /// Return once changes not yet committed exist and none has arrived for `q`
-    /// (between `q` and `2q` after the last one). Never returns when `q` is zero.
+    /// Return once changes not yet committed exist and none has arrived for `q` since
+    /// the last one. Never returns when `q` is zero.
     pub async fn wait_quiet(&self, q: Duration) {
         if q.is_zero() {
             return std::future::pending().await;
@@ -89,7 +92,12 @@ impl IdleClock {
         loop {
             self.wait_change().await;
             let seen = self.changes();
-            tokio::time::sleep(q).await;
+            let Some(last) = *self.last.lock() else {
+                // Pending changes always have a time; defensive only.
+                tokio::time::sleep(q).await;
+                continue;
+            };
+            tokio::time::sleep_until(last + q).await;
             if self.changes() == seen && self.pending() {
                 return;
             }
@@ -221,8 +229,10 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
             assert!(!waiter.is_finished());
         }
-        // Changes stop: quiet within 2q of the last one.
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Changes stop (the last one 100 ms ago): quiet q after it, not before.
+        tokio::time::sleep(Duration::from_millis(90)).await;
+        assert!(!waiter.is_finished());
+        tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(waiter.is_finished());
         // Committed: nothing pending, so the next wait waits for a change again.
         c.committed_through(c.changes());
@@ -234,7 +244,9 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(!again.is_finished());
         c.note_change();
-        tokio::time::sleep(Duration::from_millis(450)).await;
+        tokio::time::sleep(Duration::from_millis(190)).await;
+        assert!(!again.is_finished());
+        tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(again.is_finished());
     }
 
