@@ -14,7 +14,9 @@
 //! so a flush issued after the writes returned covers them; writes larger than
 //! [`AGG_PIECE_MAX`] bypass the queue (copying them would cost more than it saves); only
 //! writes queued at the same time to the same device are merged, never across a gap (the
-//! gap may be another writer's allocation). A merged command that fails fails each of
+//! gap may be another writer's allocation); a write to another device than the one the
+//! slot's queued and in-flight writes are for (a replace or a spare took the slot) goes
+//! straight to it, never waiting behind the old device. A merged command that fails fails each of
 //! its writes with the same error. A waiting write whose caller goes away is taken out
 //! of the queue, unless it was already issued (as a command already submitted to the
 //! device, it lands).
@@ -41,6 +43,8 @@ struct Waiting {
 
 #[derive(Default)]
 struct State {
+    /// The device (its `Arc` address) the writes in flight and waiting are for.
+    dev: usize,
     /// Small writes in flight (direct or merged commands).
     active: usize,
     /// Sequence number of the next waiting write (arrival order).
@@ -183,11 +187,19 @@ impl WriteQueue {
             self.stats.commands.fetch_add(1, Ordering::Relaxed);
             return dev.write(offset, buf, WriteFlags::NONE).await;
         }
+        let id = Arc::as_ptr(dev) as *const () as usize;
         let waiting = {
             let mut st = self.state.lock();
-            if st.active < MAX_ACTIVE {
+            if st.active == 0 && st.by_seq.is_empty() {
+                st.dev = id;
+            }
+            if st.dev != id {
+                // Another device took the slot (replace, spare, reattach) while writes to
+                // the old one are in flight: never make the new device wait behind them.
+                Err(())
+            } else if st.active < MAX_ACTIVE {
                 st.active += 1;
-                None
+                Ok(None)
             } else {
                 let seq = st.next;
                 st.next += 1;
@@ -201,16 +213,20 @@ impl WriteQueue {
                     },
                 );
                 st.by_seq.insert(seq, offset);
-                Some((rx, seq))
+                Ok(Some((rx, seq)))
             }
         };
         match waiting {
-            None => {
+            Err(()) => {
+                self.stats.commands.fetch_add(1, Ordering::Relaxed);
+                dev.write(offset, buf, WriteFlags::NONE).await
+            }
+            Ok(None) => {
                 let _slot = ActiveSlot(self.clone());
                 self.stats.commands.fetch_add(1, Ordering::Relaxed);
                 dev.write(offset, buf, WriteFlags::NONE).await
             }
-            Some((rx, seq)) => {
+            Ok(Some((rx, seq))) => {
                 let mut guard = WaitGuard {
                     q: self,
                     key: (offset, seq),
@@ -562,6 +578,35 @@ mod tests {
         assert_eq!(failed[..2], [false, false]);
         assert!(failed[2..].iter().all(|&f| f), "{failed:?}");
         assert!(matches!(results[5], Err(BlockError::Injected { .. })));
+        assert_eq!(q.state.lock().active, 0);
+    }
+
+    #[tokio::test]
+    async fn a_new_device_in_the_slot_never_waits_behind_the_old_one() {
+        let (g, gate) = gated(None);
+        let old: Arc<dyn BlockDevice> = g.clone();
+        let q = Arc::new(WriteQueue::default());
+        // The old device's writes hang (gate closed) with both slots taken and one waiting.
+        let stuck: Vec<_> = (0..=MAX_ACTIVE as u64)
+            .map(|i| {
+                let (q, dev) = (q.clone(), old.clone());
+                tokio::spawn(async move { q.write(&dev, i * 4096, &[1u8; 4096]).await })
+            })
+            .collect();
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(q.state.lock().by_seq.len(), 1);
+        // A write to the device now in the slot completes at once.
+        let new: Arc<dyn BlockDevice> = Arc::new(MemBlockDevice::new("new", 4096, 1024));
+        q.write(&new, 0, &[9u8; 4096]).await.unwrap();
+        let mut b = [0u8; 4096];
+        new.read(0, &mut b).await.unwrap();
+        assert!(b.iter().all(|&x| x == 9));
+        gate.add_permits(1000);
+        for t in stuck {
+            t.await.unwrap().unwrap();
+        }
         assert_eq!(q.state.lock().active, 0);
     }
 
