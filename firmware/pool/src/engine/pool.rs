@@ -957,6 +957,12 @@ impl Pool {
         Ok(())
     }
 
+    /// Device writes that went out merged with others into one command by the vdev's
+    /// write queues (`raid/vdev/queue.rs`), since import.
+    pub fn merged_writes(&self) -> u64 {
+        self.inner.io.vdev.merged_writes()
+    }
+
     /// The interval of timer commits.
     pub fn txg_interval(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.inner.txg_interval_ms.load(Ordering::Relaxed))
