@@ -87,6 +87,12 @@ pub struct PoolSection {
     /// of physical memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<String>,
+    /// Idle commit, in milliseconds: once data changed and nothing has changed for this
+    /// long, the transaction group commits then instead of at the next txg-interval tick
+    /// (and new data left untouched that long is written in the background meanwhile).
+    /// `0` disables it. Default: 200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_commit_ms: Option<u64>,
 }
 
 impl PoolSection {
@@ -96,6 +102,9 @@ impl PoolSection {
         if let Some(c) = &self.cache {
             let b: crate::size::ByteSize = c.parse()?;
             t.record_cache_bytes = usize::try_from(b.0).unwrap_or(usize::MAX);
+        }
+        if let Some(ms) = self.idle_commit_ms {
+            t.idle_commit = std::time::Duration::from_millis(ms);
         }
         Ok(t)
     }
@@ -123,6 +132,7 @@ impl Default for PoolSection {
             encryption: default_encryption(),
             passphrase_file: None,
             cache: None,
+            idle_commit_ms: None,
         }
     }
 }
@@ -326,6 +336,25 @@ mod tests {
         let with_cache = text.replace("layout = \"mirror\"", "layout = \"mirror\"\ncache = \"3G\"");
         let c = Config::parse(&with_cache, Path::new("t.toml")).unwrap();
         assert_eq!(c.pool.tunables().unwrap().record_cache_bytes, 3 << 30);
+    }
+
+    #[test]
+    fn idle_commit_knob_sets_the_tunable() {
+        let base = "[[drive]]\nkind='file'\npath='x'";
+        let c = Config::parse(base, Path::new("t.toml")).unwrap();
+        assert_eq!(
+            c.pool.tunables().unwrap().idle_commit,
+            ingot_pool::DEFAULT_IDLE_COMMIT
+        );
+        for (ms, want) in [(0u64, 0u64), (750, 750)] {
+            let text = format!("[pool]\nidle_commit_ms = {ms}\n{base}");
+            let c = Config::parse(&text, Path::new("t.toml")).unwrap();
+            assert_eq!(
+                c.pool.tunables().unwrap().idle_commit,
+                std::time::Duration::from_millis(want)
+            );
+        }
+        assert!(Config::parse("[pool]\nidle_commit_ms = -1\n", Path::new("t.toml")).is_err());
     }
 
     #[test]

@@ -25,6 +25,7 @@ fn devs() -> Vec<Arc<dyn BlockDevice>> {
 fn cfg() -> PoolConfig {
     let mut c = PoolConfig::new("tank", PoolLayout::Mirror);
     c.tunables.txg_interval = Duration::from_secs(3600);
+    c.tunables.idle_commit = Duration::ZERO;
     c.kdf = ingot_pool::crypto::KdfParams::FAST_INSECURE;
     c
 }

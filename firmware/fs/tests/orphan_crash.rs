@@ -31,6 +31,7 @@ fn cfg(seed: u64) -> PoolConfig {
     let mut c = PoolConfig::new("orphans", PoolLayout::Mirror);
     c.record_size = 16 * 1024;
     c.tunables.txg_interval = Duration::from_secs(3600);
+    c.tunables.idle_commit = Duration::ZERO;
     // Some seeds commit inside apply too, not only at sync.
     c.tunables.dirty_limit_bytes = if seed.is_multiple_of(2) {
         64 << 10

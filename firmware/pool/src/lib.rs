@@ -14,9 +14,10 @@ pub mod raid;
 pub mod store;
 
 pub use engine::{
-    DeviceEvent, DeviceState, DeviceStatus, ImportOptions, Pool, PoolCompression, PoolConfig,
-    PoolError, PoolHealth, PoolLayout, PoolStatus, ResilverHandle, ResilverOptions,
-    ResilverProgress, ScrubHandle, ScrubOptions, ScrubProgress, SpareStatus, Tunables,
+    DEFAULT_IDLE_COMMIT, DeviceEvent, DeviceState, DeviceStatus, ImportOptions, Pool,
+    PoolCompression, PoolConfig, PoolError, PoolHealth, PoolLayout, PoolStatus, ResilverHandle,
+    ResilverOptions, ResilverProgress, ScrubHandle, ScrubOptions, ScrubProgress, SpareStatus,
+    Tunables,
 };
 #[cfg(test)]
 mod testutil;

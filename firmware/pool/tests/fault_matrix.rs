@@ -370,6 +370,7 @@ async fn power_cut_during_resilver_resumes_after_import() {
     let rig = rig(3);
     let mut cfg = config(PoolLayout::Raidz1);
     cfg.tunables.txg_interval = std::time::Duration::from_secs(3600);
+    cfg.tunables.idle_commit = std::time::Duration::ZERO;
     let pool = Pool::create(rig.devs.clone(), cfg.clone()).await.unwrap();
     let mut model = Model::default();
     fill(&pool, &mut model, 10, 7).await;
@@ -414,6 +415,7 @@ async fn power_cut_during_scrub_resumes_after_import() {
     let rig = rig(4);
     let mut cfg = config(PoolLayout::Raidz2);
     cfg.tunables.txg_interval = std::time::Duration::from_secs(3600);
+    cfg.tunables.idle_commit = std::time::Duration::ZERO;
     let pool = Pool::create(rig.devs.clone(), cfg.clone()).await.unwrap();
     let mut model = Model::default();
     fill(&pool, &mut model, 10, 9).await;

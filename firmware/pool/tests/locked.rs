@@ -38,6 +38,7 @@ fn config(layout: PoolLayout) -> PoolConfig {
     let mut c = common::rig::config("vault", layout);
     c.passphrase = Some(PASS.into());
     c.tunables.txg_interval = std::time::Duration::from_secs(3600);
+    c.tunables.idle_commit = std::time::Duration::ZERO;
     c
 }
 

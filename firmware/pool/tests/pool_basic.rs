@@ -16,6 +16,7 @@ fn cfg(layout: PoolLayout) -> PoolConfig {
     let mut c = PoolConfig::new("tank", layout);
     c.record_size = 16 * 1024;
     c.tunables.txg_interval = Duration::from_secs(3600);
+    c.tunables.idle_commit = Duration::ZERO;
     c.kdf = ingot_pool::crypto::KdfParams::FAST_INSECURE;
     c
 }
@@ -778,6 +779,7 @@ async fn space_freed_on_a_tight_pool_comes_back_without_waiting_for_the_txg_inte
     c.compression = PoolCompression::Off;
     // One hour: only a prompt commit can give the space back within the bounded wait.
     c.tunables.txg_interval = Duration::from_secs(3600);
+    c.tunables.idle_commit = Duration::ZERO;
     let pool = Pool::create(devs, c).await.unwrap();
     fill_to_zero(&pool, &mut rng(13)).await;
     pool.apply(vec![

@@ -29,7 +29,17 @@ pub struct Tunables {
     /// writer waits for a slot: the write throttle); the commit then only links their
     /// extents. 0: whole records are written inside the write, as before.
     pub write_behind_records: usize,
+    /// Idle commit: once the open txg has changes and no batch has changed anything for
+    /// this long, commit it then rather than at the next [`Tunables::txg_interval`] tick;
+    /// dirty records of new data (no extent under them) untouched that long are sealed
+    /// and written in the background meanwhile (early writes the commit links). A steady
+    /// stream of changes never triggers it. Zero disables both (commits on the timer, the
+    /// dirty limit and `sync` only). Default [`DEFAULT_IDLE_COMMIT`].
+    pub idle_commit: Duration,
 }
+
+/// Default of [`Tunables::idle_commit`].
+pub const DEFAULT_IDLE_COMMIT: Duration = Duration::from_millis(200);
 
 impl Default for Tunables {
     fn default() -> Self {
@@ -39,6 +49,7 @@ impl Default for Tunables {
             cache_bytes: 64 << 20,
             record_cache_bytes: super::recordcache::default_cache_bytes(),
             write_behind_records: super::writebehind::DEFAULT_SLOTS,
+            idle_commit: DEFAULT_IDLE_COMMIT,
         }
     }
 }

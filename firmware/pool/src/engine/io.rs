@@ -355,6 +355,19 @@ impl BlockIo {
         node: &Node,
         ctx: &mut AllocCtx<'_>,
     ) -> Result<BlockPtr, PoolError> {
+        let (bp, stored) = self.seal_node(node, ctx)?;
+        self.write_sealed(bp.addr, &stored).await?;
+        Ok(bp)
+    }
+
+    /// Encode, allocate and seal one tree node whose children all have block pointers:
+    /// its block pointer and the stored bytes to write at its address
+    /// ([`BlockIo::write_sealed`]). Nothing is written yet.
+    pub fn seal_node(
+        &self,
+        node: &Node,
+        ctx: &mut AllocCtx<'_>,
+    ) -> Result<(BlockPtr, Vec<u8>), PoolError> {
         let payload = node.encode_payload(ctx.txg())?;
         if payload.len() > super::node::MAX_PAYLOAD {
             return Err(PoolError::Internal(format!(
@@ -384,11 +397,7 @@ impl BlockIo {
         let mut stored = hdr.encode();
         stored.extend_from_slice(&c.buf);
         let crc = crc32c::crc32c(&stored);
-        self.vdev
-            .write(addr, &stored)
-            .await
-            .map_err(|e| io_err("node write", addr, e))?;
-        Ok(BlockPtr {
+        let bp = BlockPtr {
             addr,
             birth: ctx.txg(),
             lsize: payload.len() as u32,
@@ -397,7 +406,16 @@ impl BlockIo {
             crc,
             comp: c.kind.code(),
             kind: BlockKind::Node,
-        })
+        };
+        Ok((bp, stored))
+    }
+
+    /// Write the stored bytes of a sealed node ([`BlockIo::seal_node`]) at `addr`.
+    pub async fn write_sealed(&self, addr: u64, stored: &[u8]) -> Result<(), PoolError> {
+        self.vdev
+            .write(addr, stored)
+            .await
+            .map_err(|e| io_err("node write", addr, e))
     }
 
     /// Read a node's stored bytes and its clear header (keyless).

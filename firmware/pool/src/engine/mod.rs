@@ -20,6 +20,7 @@ pub mod devices;
 pub mod dirty;
 pub mod error;
 pub mod heal;
+pub mod idle;
 pub mod io;
 pub mod keys;
 pub mod label;
@@ -34,8 +35,8 @@ pub mod tree;
 pub mod writebehind;
 
 pub use config::{
-    DeviceErrors, DeviceEvent, DeviceState, DeviceStatus, ImportOptions, PoolConfig, PoolHealth,
-    PoolStatus, SpareStatus, Tunables, VerifyReport,
+    DEFAULT_IDLE_COMMIT, DeviceErrors, DeviceEvent, DeviceState, DeviceStatus, ImportOptions,
+    PoolConfig, PoolHealth, PoolStatus, SpareStatus, Tunables, VerifyReport,
 };
 pub use datapath::DataPathStats;
 pub use error::PoolError;

@@ -975,7 +975,7 @@ impl Inner {
 
     /// Seal and write dirty record `rec` to a detached allocation (write-behind). `None`
     /// if that failed: the commit then writes the record (and reports the error).
-    async fn early_write(self: Arc<Self>, rec: Arc<DirtyRecord>) -> Option<Early> {
+    pub(crate) async fn early_write(self: Arc<Self>, rec: Arc<DirtyRecord>) -> Option<Early> {
         // The bytes to write and what they keep alive (`None`: a slice of a buffer that
         // holds other records too, copied for the record cache).
         let (data, pinned) = match (rec.whole_data(), rec.base()) {
@@ -1239,6 +1239,8 @@ impl Inner {
             }
             (o.dirty_bytes, freed_data)
         };
+        // The idle committer's clock (`pool.rs`): a change arrived.
+        self.note_change();
         let limit = self.tunables.dirty_limit_bytes;
         if freeing && freed_data && self.alloc.lock().is_tight() {
             // A delete freed data while space is short: commit now so the space comes back

@@ -35,6 +35,7 @@ fn config(compression: PoolCompression, cache: usize, dirty_limit: u64) -> PoolC
     c.kdf = KdfParams::FAST_INSECURE;
     c.passphrase = Some(PASS.into());
     c.tunables.txg_interval = Duration::from_secs(3600);
+    c.tunables.idle_commit = Duration::ZERO;
     c.tunables.record_cache_bytes = cache;
     c.tunables.dirty_limit_bytes = dirty_limit;
     c
@@ -58,6 +59,7 @@ async fn reimport(p: Pool, devs: &[Arc<dyn BlockDevice>], cache: usize) -> Pool 
         ..ImportOptions::default()
     };
     o.tunables.txg_interval = Duration::from_secs(3600);
+    o.tunables.idle_commit = Duration::ZERO;
     o.tunables.record_cache_bytes = cache;
     Pool::import(devs.to_vec(), o).await.expect("import")
 }
@@ -123,6 +125,7 @@ fn import_options() -> ImportOptions {
         ..ImportOptions::default()
     };
     o.tunables.txg_interval = Duration::from_secs(3600);
+    o.tunables.idle_commit = Duration::ZERO;
     o
 }
 

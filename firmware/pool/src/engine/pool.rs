@@ -172,12 +172,19 @@ pub(crate) struct Inner {
     pub devices: super::devices::DeviceCtl,
     /// Dirty records and the decoded-record cache (see `datapath.rs`).
     pub datapath: super::datapath::DataPath,
+    /// Changes counted for the idle commit (`idle.rs`).
+    pub idle: super::idle::IdleClock,
     /// This very `Inner`, for tasks the data path spawns (record sealing on the runtime's
     /// worker threads needs an owned handle).
     pub me: std::sync::Weak<Inner>,
 }
 
 impl Inner {
+    /// A batch changed something (the idle commit's clock, `idle.rs`).
+    pub(crate) fn note_change(&self) {
+        self.idle.note_change();
+    }
+
     /// Bytes of file data that `sectors` of the vdev's raw address space hold: parity and
     /// padding taken out at the rate of a full record (ZFS's deflate ratio), so capacity,
     /// used and available speak of data, as `df` users expect.
@@ -194,6 +201,8 @@ impl Inner {
 pub struct Pool {
     pub(crate) inner: Arc<Inner>,
     committer: Option<tokio::task::JoinHandle<()>>,
+    /// The idle-record sealer (`idle.rs`).
+    sealer: Option<tokio::task::JoinHandle<()>>,
 }
 
 fn now() -> u64 {
@@ -366,7 +375,7 @@ impl Pool {
         tree.insert(&io, keys::inode(META_OID), counters.encode(), &mut frees)
             .await?;
         let mut ctx = AllocCtx::new(&alloc, 1, true);
-        let root = tree::write_tree(&io, &tree.root, &mut ctx).await?;
+        let (root, _) = tree::write_tree(&io, &tree.root, &mut ctx).await?;
         let sm = alloc.lock().space_map(1)?;
         let space_map = io
             .write_data(&sm.encode(), BlockKind::SpaceMap, &mut ctx)
@@ -472,6 +481,7 @@ impl Pool {
             compression: Mutex::new(id_compression),
             txg_interval_ms: AtomicU64::new(txg_interval_ms),
             devices: super::devices::DeviceCtl::default(),
+            idle: super::idle::IdleClock::default(),
         });
         // A keyless resilver position of this very tree is resumed by the next resilver.
         if let Some(p) = meta.scan_pos.filter(|p| p.txg == uber.txg) {
@@ -493,7 +503,15 @@ impl Pool {
                     }
                     let interval =
                         std::time::Duration::from_millis(i.txg_interval_ms.load(Ordering::Relaxed));
-                    let _ = tokio::time::timeout(interval, i.kick.notified()).await;
+                    // The timer, a kick (dirty limit, tight space, interval change), or
+                    // changes that stopped for `idle_commit` (`idle.rs`).
+                    let _ = tokio::time::timeout(interval, async {
+                        tokio::select! {
+                            _ = i.kick.notified() => {}
+                            _ = i.idle.wait_quiet(i.tunables.idle_commit) => {}
+                        }
+                    })
+                    .await;
                     if i.closed.load(Ordering::Acquire) {
                         return;
                     }
@@ -503,7 +521,12 @@ impl Pool {
                 }
             }))
         };
-        Pool { inner, committer }
+        let sealer = super::idle::start_sealer(&inner);
+        Pool {
+            inner,
+            committer,
+            sealer,
+        }
     }
 
     /// Import a pool from its devices (any order; missing devices allowed up to the
@@ -934,6 +957,12 @@ impl Pool {
         Ok(())
     }
 
+    /// Device writes that went out merged with others into one command by the vdev's
+    /// write queues (`raid/vdev/queue.rs`), since import.
+    pub fn merged_writes(&self) -> u64 {
+        self.inner.io.vdev.merged_writes()
+    }
+
     /// The interval of timer commits.
     pub fn txg_interval(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.inner.txg_interval_ms.load(Ordering::Relaxed))
@@ -986,7 +1015,10 @@ impl Pool {
         self.inner.closed.store(true, Ordering::Release);
         self.inner.devices.shutdown();
         self.inner.kick.notify_one();
-        if let Some(h) = self.committer.take() {
+        for h in [self.committer.take(), self.sealer.take()]
+            .into_iter()
+            .flatten()
+        {
             h.abort();
         }
         tracing::info!(pool = %self.inner.id.name, "pool exported");
@@ -1089,7 +1121,10 @@ impl Drop for Pool {
     fn drop(&mut self) {
         self.inner.closed.store(true, Ordering::Release);
         self.inner.devices.shutdown();
-        if let Some(h) = self.committer.take() {
+        for h in [self.committer.take(), self.sealer.take()]
+            .into_iter()
+            .flatten()
+        {
             h.abort();
         }
     }
@@ -1237,10 +1272,17 @@ impl Inner {
         if let Some(s) = self.suspension() {
             return Err(PoolError::ReadOnly(format!("suspended: {s}")));
         }
+        let t_start = std::time::Instant::now();
+        let cmds_start = self.io.vdev.write_commands();
+        let dirty_records0 = self.datapath.view.read().len();
         // Seal the txg's dirty records while writers go on; the flush below links them.
         self.pre_flush().await;
+        let t_pre = t_start.elapsed();
+        let cmds_pre = self.io.vdev.write_commands() - cmds_start;
         let (snap, txg, frees) = {
             let mut o = self.open.lock().await;
+            // Every change counted so far is in what this freezes (or there is none).
+            self.idle.committed_through(self.idle.changes());
             if !o.dirty && !cs.force && !self.alloc.lock().has_deferred_through(cs.release_through)
             {
                 return Ok(cs.uber.txg);
@@ -1271,8 +1313,24 @@ impl Inner {
         };
         cs.force = false;
         let freed_data = !frees.bps.is_empty();
+        let t_freeze = t_start.elapsed();
+        let cmds_freeze = self.io.vdev.write_commands() - cmds_start;
         match self.sync_txg(&mut cs, snap, txg, frees).await {
             Ok(()) => {
+                // What the commit cost: time to the end of the pre-flush, of the freeze
+                // and in all; device write commands in each part (merged ones count once).
+                tracing::debug!(
+                    pool = %self.id.name,
+                    txg,
+                    dirty_records = dirty_records0,
+                    pre_ms = t_pre.as_secs_f64() * 1e3,
+                    freeze_ms = t_freeze.as_secs_f64() * 1e3,
+                    total_ms = t_start.elapsed().as_secs_f64() * 1e3,
+                    cmds_pre,
+                    cmds_freeze,
+                    cmds_total = self.io.vdev.write_commands() - cmds_start,
+                    "txg commit cost"
+                );
                 if freed_data {
                     cs.release_through = txg;
                 }
@@ -1345,7 +1403,18 @@ impl Inner {
             a.free(old.addr, u64::from(old.asize), txg);
         }
         let mut ctx = AllocCtx::new(&self.alloc, txg, true);
-        let root = tree::write_tree(&self.io, &snap, &mut ctx).await?;
+        let t0 = std::time::Instant::now();
+        let c0 = self.io.vdev.write_commands();
+        let (root, nodes) = tree::write_tree(&self.io, &snap, &mut ctx).await?;
+        tracing::debug!(
+            pool = %self.id.name,
+            txg,
+            nodes,
+            sectors = ctx.taken.iter().map(|t| t.1).sum::<u64>(),
+            cmds = self.io.vdev.write_commands() - c0,
+            ms = t0.elapsed().as_secs_f64() * 1e3,
+            "tree written"
+        );
         let sm = self.alloc.lock().space_map(txg)?;
         let sm_bytes = sm.encode();
         if sm_bytes.len() > crate::compress::MAX_EXTENT_BYTES {
@@ -1411,38 +1480,36 @@ impl Inner {
         meta: &LabelMeta,
     ) -> Result<(), PoolError> {
         let copies = copies_for_txg(meta.generation);
-        let mut ok = 0usize;
-        let mut errs = Vec::new();
         let members = self.members.read().clone();
         let n = members.guids.len();
+        let compression = *self.compression.lock();
+        let mut jobs = Vec::new();
+        let mut written = Vec::new();
         for i in 0..n {
             let Some(d) = self.io.vdev.writable_device(i) else {
                 continue;
             };
-            let bytes = make_label(
-                &self.id,
-                *self.compression.lock(),
-                &members,
-                i,
-                uber,
-                key_slot,
-                meta,
-            )
-            .encode()?;
-            let cap = d.geometry().capacity();
-            let mut r = Ok(());
-            for c in copies {
-                if let Err(e) = d
-                    .write(label_offset(c, cap), &bytes, WriteFlags::NONE)
-                    .await
-                {
-                    r = Err(e);
-                    break;
+            written.push(i);
+            let bytes =
+                make_label(&self.id, compression, &members, i, uber, key_slot, meta).encode()?;
+            // Each device: its two copies of the pair, then a flush; the devices all at
+            // once (the pair alternation, not the order across devices, is what survives
+            // a torn label write).
+            jobs.push(async move {
+                let cap = d.geometry().capacity();
+                for c in copies {
+                    d.write(label_offset(c, cap), &bytes, WriteFlags::NONE)
+                        .await?;
                 }
-            }
-            if r.is_ok() {
-                r = d.flush().await;
-            }
+                d.flush().await
+            });
+        }
+        let mut ok = 0usize;
+        let mut errs = Vec::new();
+        for (i, r) in written
+            .into_iter()
+            .zip(futures::future::join_all(jobs).await)
+        {
             match r {
                 Ok(()) => {
                     ok += 1;

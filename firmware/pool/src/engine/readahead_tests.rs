@@ -37,6 +37,7 @@ async fn pool() -> (Pool, Vec<Arc<dyn BlockDevice>>) {
     c.kdf = KdfParams::FAST_INSECURE;
     c.passphrase = Some(PASS.into());
     c.tunables.txg_interval = Duration::from_secs(3600);
+    c.tunables.idle_commit = Duration::ZERO;
     c.tunables.record_cache_bytes = CACHE;
     let p = Pool::create(devs.clone(), c).await.expect("create");
     (p, devs)
@@ -50,6 +51,7 @@ async fn reimport(p: Pool, devs: &[Arc<dyn BlockDevice>]) -> Pool {
         ..ImportOptions::default()
     };
     o.tunables.txg_interval = Duration::from_secs(3600);
+    o.tunables.idle_commit = Duration::ZERO;
     o.tunables.record_cache_bytes = CACHE;
     Pool::import(devs.to_vec(), o).await.expect("import")
 }

@@ -381,11 +381,54 @@ fn remove_rec(
     Ok((old, empty))
 }
 
-/// Write every unwritten node under `child` (children first); returns its block pointer.
-pub fn write_tree<'a>(
+/// Nodes sealed before their writes are issued together (see [`write_tree`]).
+const WRITE_WINDOW: usize = 128;
+
+/// Sealed nodes waiting to be written.
+#[derive(Default)]
+struct Sealed {
+    nodes: Vec<(u64, Vec<u8>)>,
+    /// Nodes sealed so far.
+    count: usize,
+}
+
+impl Sealed {
+    /// Write every sealed node, concurrently: they were allocated one after another, so
+    /// the vdev's write queues merge their small column writes into few device commands.
+    async fn write_out(&mut self, io: &BlockIo) -> Result<(), PoolError> {
+        let nodes = std::mem::take(&mut self.nodes);
+        let writes = nodes
+            .iter()
+            .map(|(addr, stored)| io.write_sealed(*addr, stored));
+        for r in futures::future::join_all(writes).await {
+            r?;
+        }
+        Ok(())
+    }
+}
+
+/// Write every unwritten node under `child`; returns its block pointer and how many nodes
+/// were written. Nodes are sealed children first (a parent carries its children's block
+/// pointers, crc32c included) and written in windows of [`WRITE_WINDOW`], each window's
+/// writes issued at once. The order of the writes does not matter: nothing durable
+/// references them until the labels of the txg, written after every node write completed
+/// and the devices were flushed.
+pub async fn write_tree(
+    io: &BlockIo,
+    child: &Child,
+    ctx: &mut AllocCtx<'_>,
+) -> Result<(BlockPtr, usize), PoolError> {
+    let mut sealed = Sealed::default();
+    let bp = seal_rec(io, child, ctx, &mut sealed).await?;
+    sealed.write_out(io).await?;
+    Ok((bp, sealed.count))
+}
+
+fn seal_rec<'a>(
     io: &'a BlockIo,
     child: &'a Child,
     ctx: &'a mut AllocCtx<'_>,
+    sealed: &'a mut Sealed,
 ) -> BoxFut<'a, BlockPtr> {
     Box::pin(async move {
         let arc = match child {
@@ -397,12 +440,17 @@ pub fn write_tree<'a>(
         }
         if let Body::Internal(ch) = &arc.body {
             for c in ch {
-                write_tree(io, c, ctx).await?;
+                seal_rec(io, c, ctx, sealed).await?;
             }
         }
-        let bp = io.write_node(arc, ctx).await?;
+        let (bp, stored) = io.seal_node(arc, ctx)?;
         if arc.slot.set(bp).is_err() {
             return Err(internal("node written twice"));
+        }
+        sealed.nodes.push((bp.addr, stored));
+        sealed.count += 1;
+        if sealed.nodes.len() >= WRITE_WINDOW {
+            sealed.write_out(io).await?;
         }
         Ok(bp)
     })
@@ -544,7 +592,7 @@ mod tests {
                         }
                         TOp::Commit => {
                             let mut ctx = AllocCtx::new(&alloc, txg, true);
-                            let bp = write_tree(&io, &t.root, &mut ctx).await.unwrap();
+                            let (bp, _) = write_tree(&io, &t.root, &mut ctx).await.unwrap();
                             alloc.lock().finish(txg).unwrap();
                             txg += 1;
                             demote(&io, &mut t.root);

@@ -26,6 +26,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub mod queue;
 pub mod state;
 pub use state::{DeviceEvent, DeviceState, VdevHealth};
 
@@ -212,6 +213,8 @@ pub struct Vdev {
     rows: u64,
     counters: Vec<Counters>,
     events: tokio::sync::broadcast::Sender<DeviceEvent>,
+    /// Per slot: the write queue that merges small contiguous writes (`queue.rs`).
+    queues: Vec<Arc<queue::WriteQueue>>,
 }
 
 impl fmt::Debug for Vdev {
@@ -291,7 +294,26 @@ impl Vdev {
             data_offset: data_offset_bytes,
             rows: data_len_bytes / SECTOR,
             events: tokio::sync::broadcast::channel(256).0,
+            queues: (0..n).map(|_| Arc::default()).collect(),
         })
+    }
+
+    /// Device write commands issued so far for extents (every column and copy, repairs
+    /// and rebuilds included; writes merged by the write queue count once; label writes
+    /// and writes to the outgoing device of a replace are not counted).
+    pub fn write_commands(&self) -> u64 {
+        self.queues
+            .iter()
+            .map(|q| q.stats.commands.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Column writes that went to a device as part of a merged command.
+    pub fn merged_writes(&self) -> u64 {
+        self.queues
+            .iter()
+            .map(|q| q.stats.merged.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Check that `dev` can hold this vdev's data area (block size, capacity).
@@ -663,7 +685,8 @@ impl Vdev {
             return Err(IoFail::Missing);
         };
         let offset = self.byte_offset(loc);
-        dev.write(offset, buf, WriteFlags::NONE).await.map_err(|e| {
+        let q = &self.queues[loc.device];
+        q.write(&dev, offset, buf).await.map_err(|e| {
             self.counters[loc.device].write.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(device = loc.device, offset, len = buf.len(), error = %e, "vdev write failed");
             self.note_error(loc.device, &e, true);
