@@ -26,7 +26,7 @@ use ingot_hal::blockdev::{
 use ingot_pool::checksum::{Crc32c, crc32c};
 use ingot_pool::codec::{Codec, FUSE_BYTES};
 use ingot_pool::compress::Compression;
-use ingot_pool::compress::looks_incompressible;
+use ingot_pool::compress::{literals_look_random, looks_incompressible};
 use ingot_pool::crypto::{KdfParams, KeySlot, MasterKey, Passphrase, XtsCipher, XtsPath};
 use ingot_pool::raid::parity;
 use ingot_pool::raid::{Layout, Vdev};
@@ -65,6 +65,16 @@ fn fio_like(len: usize) -> Vec<u8> {
             chunk[56..60].copy_from_slice(&[0x49, 0x5d, 0x1f, 0x2f]);
             chunk[60..72].fill(0);
         }
+    }
+    v
+}
+
+/// fio's `--buffer_compress_percentage=50` buffers: 256 random bytes, 256 zeros.
+fn fio_50(len: usize) -> Vec<u8> {
+    let mut v = random(len, 5);
+    for c in v.chunks_mut(512) {
+        let half = 256.min(c.len());
+        c[half..].fill(0);
     }
     v
 }
@@ -531,6 +541,60 @@ fn main() {
             .collect();
         compare(RECORD, &mut refs)
     };
+    // zstd literals: zstd-1 with its literal (Huffman) stage and without, the
+    // engine's write pipeline (which picks per record), and the literal test alone.
+    println!();
+    println!(
+        "| zstd literals: data | zstd-1 GB/s | zstd-1 raw literals GB/s | raw / zstd-1 | write pipeline GB/s | literal test us per 128 KiB | picks raw |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (name, record) in [
+        ("fio 50%", fio_50(RECORD)),
+        ("text-like", text_like(RECORD)),
+    ] {
+        let mut za = zstd::bulk::Compressor::new(1).expect("zstd context");
+        let mut zr = zstd::bulk::Compressor::new(1).expect("zstd context");
+        zr.set_parameter(zstd::zstd_safe::CParameter::LiteralCompressionMode(
+            zstd::zstd_safe::ParamSwitch::Disable,
+        ))
+        .expect("literal mode");
+        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(RECORD));
+        let mut out2 = Vec::with_capacity(zstd::zstd_safe::compress_bound(RECORD));
+        let mut engine = EngineWrite {
+            codec: &codec,
+            vdev: &vdev,
+            next: 0,
+        };
+        let l = compare(
+            RECORD,
+            &mut [
+                &mut || {
+                    out.clear();
+                    black_box(za.compress_to_buffer(black_box(&record), &mut out).ok());
+                },
+                &mut || {
+                    out2.clear();
+                    black_box(zr.compress_to_buffer(black_box(&record), &mut out2).ok());
+                },
+                &mut || {
+                    black_box(engine.write(black_box(&record)));
+                },
+                &mut || {
+                    black_box(literals_look_random(black_box(&record)));
+                },
+            ],
+        );
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            l.median(0),
+            l.median(1),
+            l.ratio(1, 0),
+            l.median(2),
+            RECORD as f64 / l.median(3) / 1e3,
+            literals_look_random(&record),
+        );
+    }
+
     // The incompressibility test alone, on random and on text.
     let rnd = random(RECORD, 12);
     let txt = text_like(RECORD);
