@@ -25,7 +25,6 @@
 
 use super::dirty::RecKey;
 use super::pool::Inner;
-use super::writebehind::EarlyWrite;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -160,12 +159,7 @@ impl Inner {
             if self.closed.load(Ordering::Acquire) {
                 break;
             }
-            let (i, r) = (self.clone(), rec.clone());
-            let task = rt.spawn(async move {
-                let _permit = permit;
-                i.early_write(r).await
-            });
-            wb.push(EarlyWrite { key, rec, task });
+            self.spawn_early_write(&rt, key, rec, permit);
             st.sealed.insert(key);
         }
         if n > 0 {

@@ -651,9 +651,14 @@ impl Drop for ReadGuard<'_> {
 }
 
 /// A buffer made for one record, as `Bytes`, with the memory it keeps alive (its capacity).
-fn fresh(v: Vec<u8>) -> (Bytes, Option<usize>) {
+fn fresh(v: Vec<u8>) -> (Bytes, usize) {
     let cap = v.capacity();
-    (Bytes::from(v), Some(cap))
+    (Bytes::from(v), cap)
+}
+
+/// [`fresh`] as [`Inner::early_write`] records it: the buffer pins only itself.
+fn own((data, cap): (Bytes, usize)) -> (Bytes, Option<usize>) {
+    (data, Some(cap))
 }
 
 /// Records the writes of `ops` cover whole (record size `rs`).
@@ -812,8 +817,8 @@ impl Inner {
         let datas: Vec<(ObjectId, u64, Bytes, usize)> = datas
             .into_iter()
             .map(|(id, rec, d)| {
-                let cap = d.capacity();
-                (id, rec, Bytes::from(d), cap)
+                let (d, cap) = fresh(d);
+                (id, rec, d, cap)
             })
             .collect();
         let writes = datas.iter().map(|(_, _, d, _)| async move {
@@ -919,17 +924,28 @@ impl Inner {
             let Some(slot) = slots.pop().or_else(|| wb.try_slot()) else {
                 continue;
             };
-            let (i, r) = (inner.clone(), rec.clone());
-            let task = rt.spawn(async move {
-                let _slot = slot;
-                i.early_write(r).await
-            });
-            wb.push(EarlyWrite {
-                key,
-                rec: rec.clone(),
-                task,
-            });
+            inner.spawn_early_write(&rt, key, rec.clone(), slot);
         }
+    }
+
+    /// Spawn the early write of dirty record `key` at version `rec` on `rt`, holding
+    /// `permit` (a write-behind slot or a gate's permit) until it finishes, and hand it to
+    /// write-behind, where the next commit collects it.
+    pub(crate) fn spawn_early_write(
+        self: &Arc<Self>,
+        rt: &tokio::runtime::Handle,
+        key: RecKey,
+        rec: Arc<DirtyRecord>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let (i, r) = (self.clone(), rec.clone());
+        let task = rt.spawn(async move {
+            let _permit = permit;
+            i.early_write(r).await
+        });
+        self.datapath
+            .write_behind
+            .push(EarlyWrite { key, rec, task });
     }
 
     /// Commit prologue, before the open txg's lock: seal and write, as early writes, every
@@ -961,12 +977,7 @@ impl Inner {
             let Ok(permit) = gate.clone().acquire_owned().await else {
                 return;
             };
-            let (i, r) = (inner.clone(), rec.clone());
-            let task = rt.spawn(async move {
-                let _permit = permit;
-                i.early_write(r).await
-            });
-            wb.push(EarlyWrite { key, rec, task });
+            inner.spawn_early_write(&rt, key, rec, permit);
         }
         // Every permit back: every task spawned above has finished.
         let n = u32::try_from(PRE_FLUSH_TASKS).unwrap_or(u32::MAX);
@@ -986,13 +997,13 @@ impl Inner {
             // A record written in part over an extent: merged with the extent it
             // replaces, as the commit's flush would (`flush_window`).
             (None, Some(bp)) if rec.uses_base() => match self.datapath.record(&self.io, bp).await {
-                Ok(base) => fresh(rec.contents(Some(&base))),
+                Ok(base) => own(fresh(rec.contents(Some(&base)))),
                 Err(e) => {
                     tracing::debug!(error = %e, "early write: base unreadable, the commit writes the record");
                     return None;
                 }
             },
-            (None, _) => fresh(rec.contents(None)),
+            (None, _) => own(fresh(rec.contents(None))),
         };
         drop(rec);
         if data.is_empty() {
