@@ -166,6 +166,11 @@ async fn use_spare(inner: &Arc<Inner>, column: usize) {
     tracing::warn!(pool = %inner.id.name, column, spare = %spare.identity().location, "hot spare takes over");
     if let Err(e) = replace(inner, column, spare.clone(), ResilverOptions::default()).await {
         tracing::error!(pool = %inner.id.name, column, error = %e, "hot spare could not take over");
+        // A spare the slot already holds stays in use (its resilver resumes on the next
+        // retry or import); only one that never got in is free again.
+        if is_member(inner, &spare) {
+            return;
+        }
         let mut spares = inner.devices.spares.lock();
         if let Some(s) = spares.iter_mut().find(|s| Arc::ptr_eq(&s.dev, &spare)) {
             s.in_use_for = None;

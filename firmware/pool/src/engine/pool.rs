@@ -1497,11 +1497,15 @@ impl Inner {
             // a torn label write).
             jobs.push(async move {
                 let cap = d.geometry().capacity();
-                for c in copies {
-                    d.write(label_offset(c, cap), &bytes, WriteFlags::NONE)
-                        .await?;
+                let r = async {
+                    for c in copies {
+                        d.write(label_offset(c, cap), &bytes, WriteFlags::NONE)
+                            .await?;
+                    }
+                    d.flush().await
                 }
-                d.flush().await
+                .await;
+                (d, r)
             });
         }
         let mut ok = 0usize;
@@ -1511,12 +1515,12 @@ impl Inner {
             .zip(futures::future::join_all(jobs).await)
         {
             match r {
-                Ok(()) => {
+                (_, Ok(())) => {
                     ok += 1;
                     self.members.write().label_txg[i] = uber.txg;
                 }
-                Err(e) => {
-                    self.io.vdev.note_error(i, &e, true);
+                (d, Err(e)) => {
+                    self.io.vdev.note_error(i, &d, &e, true);
                     errs.push(format!("column {i}: {e}"));
                 }
             }

@@ -415,14 +415,22 @@ impl Vdev {
         Some(from)
     }
 
-    /// Move column `i` from `from` to `to` only if it is in `from` now.
-    fn transition(&self, i: usize, from: &[DeviceState], to: DeviceState, reason: &str) -> bool {
+    /// Move column `i` from `from` to `to` only if it is in `from` now and `dev` is still
+    /// its device.
+    fn transition(
+        &self,
+        i: usize,
+        dev: &Arc<dyn BlockDevice>,
+        from: &[DeviceState],
+        to: DeviceState,
+        reason: &str,
+    ) -> bool {
         let Some(slot) = self.slots.get(i) else {
             return false;
         };
         let (was, location) = {
             let mut s = slot.write();
-            if !from.contains(&s.state) {
+            if !from.contains(&s.state) || !s.dev.as_ref().is_some_and(|d| Arc::ptr_eq(d, dev)) {
                 return false;
             }
             let was = s.state;
@@ -466,37 +474,62 @@ impl Vdev {
         });
     }
 
-    /// Account a failed I/O of column `i`: a lost device is REMOVED, a failed write or
-    /// flush FAULTS it at once (it missed data), reads fault it after
-    /// [`state::READ_FAULT_THRESHOLD`] errors.
-    pub fn note_error(&self, i: usize, e: &BlockError, write: bool) {
+    /// Account a failed I/O of `dev`, column `i`'s device when the I/O was issued: count
+    /// it, and a lost device is REMOVED, a failed write or flush FAULTS it at once (it
+    /// missed data), reads fault it after [`state::READ_FAULT_THRESHOLD`] errors.
+    ///
+    /// A device that is no longer column `i`'s (a replace or a hot spare took the column
+    /// while the I/O was in flight) changes nothing: the column's new device is not to
+    /// blame for the old one's errors.
+    pub fn note_error(&self, i: usize, dev: &Arc<dyn BlockDevice>, e: &BlockError, write: bool) {
+        if !self.is_device(i, dev) {
+            tracing::debug!(column = i, device = %dev.identity().location, error = %e, "error of a device no longer in the column; ignored");
+            return;
+        }
+        let Some(counters) = self.counters.get(i) else {
+            return;
+        };
+        if write {
+            counters.write.fetch_add(1, Ordering::Relaxed);
+        } else {
+            counters.read.fetch_add(1, Ordering::Relaxed);
+        }
         let live = [
             DeviceState::Online,
             DeviceState::Stale,
             DeviceState::Resilvering,
         ];
         if matches!(e, BlockError::DeviceLost { .. }) {
-            self.transition(i, &live, DeviceState::Removed, &e.to_string());
+            self.transition(i, dev, &live, DeviceState::Removed, &e.to_string());
             return;
         }
         if write {
             self.transition(
                 i,
+                dev,
                 &live,
                 DeviceState::Faulted,
                 &format!("write failed: {e}"),
             );
             return;
         }
-        let strikes = self.counters[i].strikes.fetch_add(1, Ordering::Relaxed) + 1;
+        let strikes = counters.strikes.fetch_add(1, Ordering::Relaxed) + 1;
         if strikes >= state::READ_FAULT_THRESHOLD {
             self.transition(
                 i,
+                dev,
                 &live,
                 DeviceState::Faulted,
                 &format!("{strikes} read errors, last: {e}"),
             );
         }
+    }
+
+    /// Whether `dev` is column `i`'s device now.
+    fn is_device(&self, i: usize, dev: &Arc<dyn BlockDevice>) -> bool {
+        self.slots
+            .get(i)
+            .is_some_and(|s| s.read().dev.as_ref().is_some_and(|d| Arc::ptr_eq(d, dev)))
     }
 
     /// Whether the readable devices still cover the layout.
@@ -609,9 +642,8 @@ impl Vdev {
             });
         }
         dev.read(offset, buf).await.map_err(|e| {
-            self.counters[loc.device].read.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(device = loc.device, offset, len = buf.len(), error = %e, "vdev read failed");
-            self.note_error(loc.device, &e, false);
+            self.note_error(loc.device, &dev, &e, false);
             IoFail::Error(e)
         })
     }
@@ -687,9 +719,8 @@ impl Vdev {
         let offset = self.byte_offset(loc);
         let q = &self.queues[loc.device];
         q.write(&dev, offset, buf).await.map_err(|e| {
-            self.counters[loc.device].write.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(device = loc.device, offset, len = buf.len(), error = %e, "vdev write failed");
-            self.note_error(loc.device, &e, true);
+            self.note_error(loc.device, &dev, &e, true);
             IoFail::Error(e)
         })
     }
@@ -1062,15 +1093,16 @@ impl Vdev {
     /// counted, logged, and fault the device).
     pub async fn flush(&self) -> Result<(), RaidError> {
         let jobs = (0..self.slots.len()).filter_map(|i| {
-            self.writable_device(i)
-                .map(|d| async move { (i, d.flush().await) })
+            self.writable_device(i).map(|d| async move {
+                let r = d.flush().await;
+                (i, d, r)
+            })
         });
         let mut failed = Vec::new();
-        for (i, r) in join_all(jobs).await {
+        for (i, d, r) in join_all(jobs).await {
             if let Err(e) = r {
-                self.counters[i].write.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(device = i, error = %e, "vdev flush failed");
-                self.note_error(i, &e, true);
+                self.note_error(i, &d, &e, true);
                 failed.push((i, e.to_string()));
             }
         }

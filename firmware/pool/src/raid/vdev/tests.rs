@@ -504,12 +504,14 @@ fn vdev_futures_are_send() {
     assert_send(&vdev.repair(0, &outcome));
 }
 
-/// A device whose writes wait at a gate until the test opens it.
+/// A device whose writes wait at a gate until the test opens it (and then fail as a
+/// pulled device's would, with `lost`).
 #[derive(Debug)]
 struct Gated {
     inner: Arc<MemBlockDevice>,
     arrived: tokio::sync::Notify,
     open: tokio::sync::Semaphore,
+    lost: bool,
 }
 
 #[async_trait]
@@ -527,6 +529,12 @@ impl BlockDevice for Gated {
         self.arrived.notify_one();
         let permit = self.open.acquire().await;
         drop(permit);
+        if self.lost {
+            return Err(BlockError::DeviceLost {
+                device: "gated".into(),
+                reason: "pulled".into(),
+            });
+        }
         self.inner.write(offset, buf, flags).await
     }
     async fn flush(&self) -> Result<(), BlockError> {
@@ -550,6 +558,7 @@ async fn a_write_in_flight_when_the_slot_changes_reaches_the_new_device() {
         inner: devs[1].clone(),
         arrived: tokio::sync::Notify::new(),
         open: tokio::sync::Semaphore::new(0),
+        lost: false,
     });
     let list: Vec<Option<Arc<dyn BlockDevice>>> = devs
         .iter()
@@ -593,6 +602,68 @@ async fn a_write_in_flight_when_the_slot_changes_reaches_the_new_device() {
         .unwrap();
     assert_eq!(o.data, data);
     assert!(o.bad_columns.is_empty(), "{:?}", o.bad_columns);
+}
+
+/// A pulled device's in-flight write fails after a spare took its column: the error is
+/// the old device's, so the column keeps resilvering onto the spare (the CI failure of
+/// 2026-11-25: the late error put the spare's column back to REMOVED).
+#[tokio::test]
+async fn a_late_error_of_a_replaced_device_does_not_blame_its_successor() {
+    let devs = mem_devices(4);
+    let gated = Arc::new(Gated {
+        inner: devs[1].clone(),
+        arrived: tokio::sync::Notify::new(),
+        open: tokio::sync::Semaphore::new(0),
+        lost: true,
+    });
+    let list: Vec<Option<Arc<dyn BlockDevice>>> = devs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            Some(if i == 1 {
+                gated.clone() as Arc<dyn BlockDevice>
+            } else {
+                d.clone() as Arc<dyn BlockDevice>
+            })
+        })
+        .collect();
+    let vdev = Arc::new(Vdev::new(Layout::Raidz1, list, OFFSET, ROWS * SECTOR).unwrap());
+    let mut events = vdev.subscribe();
+    let mut data = vec![0u8; 12 * SECTOR_SIZE];
+    ChaCha8Rng::seed_from_u64(78).fill_bytes(&mut data);
+    let w = {
+        let vdev = vdev.clone();
+        let data = data.clone();
+        tokio::spawn(async move { vdev.write(0, &data).await })
+    };
+    gated.arrived.notified().await;
+    let spare = mem_devices(4).remove(1);
+    vdev.set_state(
+        1,
+        DeviceState::Resilvering,
+        Some(Some(spare.clone() as Arc<dyn BlockDevice>)),
+        "hot spare",
+    );
+    gated.open.add_permits(1);
+    w.await.unwrap().unwrap();
+    let (state, reason) = vdev.state(1).unwrap();
+    assert_eq!(state, DeviceState::Resilvering, "{reason:?}");
+    assert_eq!(vdev.error_counts()[1].write, 0);
+    let ev = events.try_recv().unwrap();
+    assert_eq!(ev.to, DeviceState::Resilvering);
+    assert!(events.try_recv().is_err(), "no further state change");
+    // The same error from the column's own device still removes it.
+    vdev.note_error(
+        1,
+        &(spare.clone() as Arc<dyn BlockDevice>),
+        &BlockError::DeviceLost {
+            device: "mem1".into(),
+            reason: "pulled".into(),
+        },
+        true,
+    );
+    assert_eq!(vdev.state(1).unwrap().0, DeviceState::Removed);
+    assert_eq!(vdev.error_counts()[1].write, 1);
 }
 
 #[tokio::test]
