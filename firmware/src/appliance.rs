@@ -35,6 +35,7 @@ use ingot_pool::engine::{DeviceState as PoolDeviceState, PoolError};
 use ingot_pool::engine::{
     JobProgress, PoolHealth, ResilverHandle, ResilverOptions, ResilverProgress,
 };
+use ingot_pool::raid::VdevHealth;
 use ingot_pool::store::ObjectStore;
 use ingot_pool::{ImportOptions, Pool, Tunables};
 use std::collections::HashMap;
@@ -261,6 +262,20 @@ fn resilver_key(pool: &Pool, p: &ResilverProgress) -> String {
         p.from_txg,
         p.columns
     )
+}
+
+/// The pool's state right after a device event, as the console shows it (DEGRADED while
+/// any member is not ONLINE); `None` when the layout no longer holds every block: whether
+/// the pool is then suspended is for its status to say.
+fn event_pool_state(ev: &DeviceEvent) -> Option<PoolState> {
+    if ev.health == VdevHealth::Failed {
+        return None;
+    }
+    Some(if ev.states.iter().all(|s| *s == PoolDeviceState::Online) {
+        PoolState::Online
+    } else {
+        PoolState::Degraded
+    })
 }
 
 /// Push a job's progress to the console while it runs (at most twice a second), mark its
@@ -862,42 +877,66 @@ impl Live {
             let mut last: Option<PoolStatus> = None;
             // The pool's own device events (of the pool instance they came from) and the
             // device states already announced, so both sources never say a thing twice.
-            let mut sub: Option<(usize, broadcast::Receiver<DeviceEvent>)> = None;
+            let mut sub: Option<(usize, String, broadcast::Receiver<DeviceEvent>)> = None;
             let mut said: HashMap<String, DeviceState> = HashMap::new();
+            // The pool state last announced (from either source, like `said`).
+            let mut said_pool: Option<PoolState> = None;
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
-                tick.tick().await;
+                // A device event is announced as it comes (so the log keeps the order of
+                // what happened, and a degradation shorter than a tick is not missed);
+                // the rest is polled at each tick.
+                let event = {
+                    let next = async {
+                        match &mut sub {
+                            Some((_, _, rx)) => Some(rx.recv().await),
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        _ = tick.tick() => None,
+                        r = next => r,
+                    }
+                };
                 let Some(live) = weak.upgrade() else { break };
                 if live.closing.load(Ordering::Acquire) {
                     break;
+                }
+                if let Some(r) = event {
+                    match r {
+                        Ok(ev) => {
+                            if let Some((_, name, _)) = &sub {
+                                live.pool_device_event(&mut said, &ev);
+                                if let Some(state) = event_pool_state(&ev) {
+                                    live.pool_state_event(&mut said_pool, name, state, None);
+                                }
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "device events missed");
+                        }
+                        // That pool instance is gone: the next tick subscribes to the new one.
+                        Err(broadcast::error::RecvError::Closed) => sub = None,
+                    }
+                    continue;
                 }
                 let Ok(pool) = live.pool_handle().await else {
                     continue;
                 };
                 let key = Arc::as_ptr(&pool) as usize;
-                if sub.as_ref().is_none_or(|(k, _)| *k != key) {
-                    sub = Some((key, pool.subscribe_device_events()));
-                }
-                if let Some((_, rx)) = &mut sub {
-                    loop {
-                        match rx.try_recv() {
-                            Ok(ev) => live.pool_device_event(&mut said, &ev),
-                            Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                                tracing::warn!(missed = n, "device events missed");
-                            }
-                            Err(_) => break,
-                        }
-                    }
+                if sub.as_ref().is_none_or(|(k, _, _)| *k != key) {
+                    sub = Some((key, pool.status().name, pool.subscribe_device_events()));
                 }
                 live.adopt_resilver(&pool);
                 let view = live.pool_view(&pool.status());
                 drop(pool);
                 match &last {
-                    Some(prev) => live.state_events(prev, &view, &mut said),
+                    Some(prev) => live.state_events(prev, &view, &mut said, &mut said_pool),
                     None => {
                         for m in &view.members {
                             said.insert(m.device.clone(), m.state);
                         }
+                        said_pool = Some(view.state);
                     }
                 }
                 live.scheduled_scrub(&view).await;
@@ -981,6 +1020,7 @@ impl Live {
         prev: &PoolStatus,
         now: &PoolStatus,
         said: &mut HashMap<String, DeviceState>,
+        said_pool: &mut Option<PoolState>,
     ) {
         for m in &now.members {
             let Some(p) = prev.members.iter().find(|p| p.slot == m.slot) else {
@@ -1004,30 +1044,41 @@ impl Live {
                 self.device_event(said, &m.device, m.state, m.fault_reason.as_deref());
             }
         }
-        if prev.state != now.state {
-            let (sev, what) = match now.state {
-                PoolState::Online => (Severity::Info, "all devices online".to_string()),
-                PoolState::Degraded => (
-                    Severity::Critical,
-                    "redundancy is reduced: replace or reinsert the device".to_string(),
-                ),
-                PoolState::Faulted => (
-                    Severity::Critical,
-                    now.suspended
-                        .clone()
-                        .unwrap_or_else(|| "I/O suspended".into()),
-                ),
-            };
-            self.events.emit(
-                sev,
-                format!("pool {} is {}: {what}", now.name, now.state.as_str()),
-                EventData::StateChange {
-                    subject: "pool".into(),
-                    device: None,
-                    state: now.state.as_str().into(),
-                },
-            );
+        self.pool_state_event(said_pool, &now.name, now.state, now.suspended.as_deref());
+    }
+
+    /// Announce that pool `name` is `state` (unless that was the last thing said of it).
+    fn pool_state_event(
+        &self,
+        said: &mut Option<PoolState>,
+        name: &str,
+        state: PoolState,
+        suspended: Option<&str>,
+    ) {
+        if *said == Some(state) {
+            return;
         }
+        *said = Some(state);
+        let (sev, what) = match state {
+            PoolState::Online => (Severity::Info, "all devices online".to_string()),
+            PoolState::Degraded => (
+                Severity::Critical,
+                "redundancy is reduced: replace or reinsert the device".to_string(),
+            ),
+            PoolState::Faulted => (
+                Severity::Critical,
+                suspended.unwrap_or("I/O suspended").to_string(),
+            ),
+        };
+        self.events.emit(
+            sev,
+            format!("pool {name} is {}: {what}", state.as_str()),
+            EventData::StateChange {
+                subject: "pool".into(),
+                device: None,
+                state: state.as_str().into(),
+            },
+        );
     }
 
     /// The simulated drive `name` (device id or drive name).

@@ -471,6 +471,8 @@ impl Vdev {
             from,
             to,
             reason: reason.to_string(),
+            states: self.states(),
+            health: self.health(),
         });
     }
 

@@ -69,6 +69,11 @@ pub struct DeviceEvent {
     pub to: DeviceState,
     /// Why (the error that faulted it, "replaced", "resilver complete", ...).
     pub reason: String,
+    /// Every column's state right after this change (by column), so that a listener
+    /// knows the pool's state at each change however quickly the next one follows.
+    pub states: Vec<DeviceState>,
+    /// The vdev's health right after this change.
+    pub health: VdevHealth,
 }
 
 /// Whether the vdev's readable devices still cover its layout.
