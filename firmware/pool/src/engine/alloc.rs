@@ -108,6 +108,15 @@ impl RangeSet {
         Ok(())
     }
 
+    /// Start of the range that holds `sector`, if it is free.
+    fn containing(&self, sector: u64) -> Option<u64> {
+        self.map
+            .range(..=sector)
+            .next_back()
+            .filter(|(s, l)| sector < *s + *l)
+            .map(|(s, _)| *s)
+    }
+
     /// Take `len` sectors from the first range at or after `hint` that fits, wrapping around.
     fn take_fit(&mut self, len: u64, hint: u64) -> Option<u64> {
         let found = self
@@ -394,8 +403,14 @@ impl Allocator {
         self.release(txg, hold_from)
     }
 
+    /// Make the frees old enough (see the module doc) free again, and move the next-fit
+    /// hint back to the lowest of them: space that was written before is reused before
+    /// space never written. A thin-provisioned or sparse-file drive then grows only with
+    /// the pool's peak use instead of with everything ever written, and the backing
+    /// pages (tmpfs, a host's page cache) stay the ones already in memory.
     fn release(&mut self, durable: u64, hold_from: u64) -> Result<(), PoolError> {
         let mut keep = Vec::with_capacity(self.deferred.len());
+        let mut lowest: Option<u64> = None;
         for (t, s, l) in std::mem::take(&mut self.deferred) {
             if t + DEFER_TXGS - 1 <= durable && t < hold_from {
                 self.committed
@@ -405,11 +420,17 @@ impl Allocator {
                         detail: format!("freeing a range that is not allocated: {e}"),
                     })?;
                 self.free.insert(s, l).map_err(PoolError::Internal)?;
+                lowest = Some(lowest.map_or(s, |x| x.min(s)));
             } else {
                 keep.push((t, s, l));
             }
         }
         self.deferred = keep;
+        if let Some(low) = lowest {
+            // The free range holding it may start lower (coalesced with older free space).
+            let start = self.free.containing(low).unwrap_or(low);
+            self.hint = self.hint.min(start);
+        }
         Ok(())
     }
 }
@@ -443,6 +464,40 @@ mod tests {
         assert_eq!(a.used(), 10);
         a.finish(3).unwrap();
         assert_eq!(a.used(), 0);
+    }
+
+    #[test]
+    fn released_space_is_reused_before_space_never_written() {
+        let mut a = Allocator::new(1000);
+        let x = a.alloc(100, 1, false).unwrap();
+        let y = a.alloc(100, 1, false).unwrap();
+        a.finish(1).unwrap();
+        // Next fit: while x is deferred, allocations go on past y.
+        a.free(x, 100, 2);
+        let z = a.alloc(10, 2, false).unwrap();
+        assert_eq!(z, y + 100);
+        a.finish(2).unwrap();
+        a.finish(3).unwrap();
+        // x is free again: the next allocations fill it, from its start, before the
+        // space after z that was never written.
+        assert_eq!(a.alloc(60, 4, false).unwrap(), x);
+        assert_eq!(a.alloc(40, 4, false).unwrap(), x + 60);
+        assert_eq!(a.alloc(10, 4, false).unwrap(), z + 10);
+        // A released range that coalesces with older free space below it: the hint
+        // goes to the start of the whole free range.
+        let mut b = Allocator::new(1000);
+        let p = b.alloc(50, 1, false).unwrap();
+        let q = b.alloc(50, 1, false).unwrap();
+        let _r = b.alloc(50, 1, false).unwrap();
+        b.finish(1).unwrap();
+        b.free(p, 50, 2);
+        b.finish(2).unwrap();
+        b.finish(3).unwrap();
+        assert_eq!(b.alloc(20, 4, false).unwrap(), p);
+        b.free(q, 50, 4);
+        b.finish(4).unwrap();
+        b.finish(5).unwrap();
+        assert_eq!(b.alloc(70, 6, false).unwrap(), p + 20);
     }
 
     #[test]
