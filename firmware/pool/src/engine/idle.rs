@@ -159,8 +159,9 @@ impl Inner {
             if self.closed.load(Ordering::Acquire) {
                 break;
             }
-            self.spawn_early_write(&rt, key, rec, permit);
-            st.sealed.insert(key);
+            if self.spawn_early_write(&rt, key, rec, permit) {
+                st.sealed.insert(key);
+            }
         }
         if n > 0 {
             tracing::trace!(pool = %self.id.name, txg, records = n, "idle records sealed");

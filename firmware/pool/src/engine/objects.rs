@@ -737,7 +737,14 @@ impl Inner {
     /// its tree, under the open txg's lock, and publish the result to readers. Allocates
     /// from the reserve: space for dirty records was checked when they became dirty.
     pub(crate) async fn flush_dirty(&self, o: &mut OpenTxg) -> Result<(), PoolError> {
-        let pending = self.datapath.write_behind.take_pending();
+        let r = self.flush_dirty_frozen(o).await;
+        self.datapath.write_behind.thaw();
+        r
+    }
+
+    /// [`Inner::flush_dirty`] with early writes frozen from the start.
+    async fn flush_dirty_frozen(&self, o: &mut OpenTxg) -> Result<(), PoolError> {
+        let pending = self.datapath.write_behind.freeze();
         let recs = self.datapath.view.read().all();
         let mut early = self.collect_early(pending, &recs).await;
         if recs.is_empty() {
@@ -930,22 +937,23 @@ impl Inner {
 
     /// Spawn the early write of dirty record `key` at version `rec` on `rt`, holding
     /// `permit` (a write-behind slot or a gate's permit) until it finishes, and hand it to
-    /// write-behind, where the next commit collects it.
+    /// write-behind, where the next commit collects it. Nothing starts (and `false` is
+    /// returned) when that version has an early write already or a commit's flush is
+    /// running ([`super::writebehind::WriteBehind::start`]).
     pub(crate) fn spawn_early_write(
         self: &Arc<Self>,
         rt: &tokio::runtime::Handle,
         key: RecKey,
         rec: Arc<DirtyRecord>,
         permit: tokio::sync::OwnedSemaphorePermit,
-    ) {
+    ) -> bool {
         let (i, r) = (self.clone(), rec.clone());
-        let task = rt.spawn(async move {
-            let _permit = permit;
-            i.early_write(r).await
-        });
-        self.datapath
-            .write_behind
-            .push(EarlyWrite { key, rec, task });
+        self.datapath.write_behind.start(key, rec, || {
+            rt.spawn(async move {
+                let _permit = permit;
+                i.early_write(r).await
+            })
+        })
     }
 
     /// Commit prologue, before the open txg's lock: seal and write, as early writes, every

@@ -15,6 +15,12 @@
 //! referenced it). Durability does not change: `sync` and `fsync` return after the commit
 //! that links the extents, writes the tree and the labels.
 //!
+//! Three paths start early writes: write-behind after a batch, the commit's pre-flush
+//! and the idle-record sealer. At most one runs per version of a record, and none starts
+//! while a commit's flush runs ([`WriteBehind::freeze`]): the flush took the early
+//! writes already started and writes every other record itself, so one started then
+//! would seal and write a record twice and outlive the commit (even the pool's export).
+//!
 //! Writers are throttled by slots ([`crate::engine::config::Tunables::write_behind_records`]):
 //! a batch takes one per whole record before the writer lock and the task gives it back
 //! when its write is done, so writers run at most that many records ahead of the devices
@@ -28,6 +34,7 @@ use super::bptr::BlockPtr;
 use super::dirty::{DirtyRecord, RecKey};
 use super::pool::Inner;
 use parking_lot::Mutex;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -94,10 +101,23 @@ pub(crate) struct EarlyWrite {
     pub(crate) task: JoinHandle<Option<Early>>,
 }
 
+/// The early writes not yet taken by a commit.
+#[derive(Debug, Default)]
+struct Pending {
+    writes: Vec<EarlyWrite>,
+    /// The (record, version) pairs of `writes`: the version is the address of the dirty
+    /// record's `Arc`, alive as long as the entry holds it.
+    versions: HashSet<(RecKey, usize)>,
+    /// A commit's flush took the early writes and writes the rest of its records itself:
+    /// no early write may start until it is done (it would write a record the flush
+    /// writes too, and nothing would take it).
+    frozen: bool,
+}
+
 /// Write-behind state (one per pool).
 #[derive(Debug)]
 pub struct WriteBehind {
-    pending: Mutex<Vec<EarlyWrite>>,
+    pending: Mutex<Pending>,
     slots: Arc<Semaphore>,
     total: usize,
     enabled: bool,
@@ -123,7 +143,7 @@ impl WriteBehind {
     /// Write-behind with `slots` records in flight at most (0: off).
     pub fn new(slots: usize) -> Self {
         WriteBehind {
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(Pending::default()),
             slots: Arc::new(Semaphore::new(slots.max(1))),
             total: slots.max(1),
             enabled: slots > 0,
@@ -173,25 +193,48 @@ impl WriteBehind {
         self.slots.clone().try_acquire_owned().ok()
     }
 
-    /// Register an early write (under the open txg's lock, so the next flush sees it).
-    pub(crate) fn push(&self, w: EarlyWrite) {
+    /// Start an early write of version `rec` of record `key` (`spawn` starts its task) and
+    /// register it, unless that version already has one or a commit's flush is running
+    /// (see [`WriteBehind::freeze`]): at most one early write per version, and none the
+    /// flush would not take. Returns whether it started.
+    pub(crate) fn start(
+        &self,
+        key: RecKey,
+        rec: Arc<DirtyRecord>,
+        spawn: impl FnOnce() -> JoinHandle<Option<Early>>,
+    ) -> bool {
+        let mut p = self.pending.lock();
+        let version = (key, Arc::as_ptr(&rec) as usize);
+        if p.frozen || p.versions.contains(&version) {
+            return false;
+        }
+        p.versions.insert(version);
+        p.writes.push(EarlyWrite {
+            key,
+            rec,
+            task: spawn(),
+        });
         self.started.fetch_add(1, Ordering::Relaxed);
-        self.pending.lock().push(w);
+        true
     }
 
-    /// Every early write not yet taken.
-    pub(crate) fn take_pending(&self) -> Vec<EarlyWrite> {
-        std::mem::take(&mut *self.pending.lock())
+    /// Every early write not yet taken, for a commit's flush, which writes the other
+    /// dirty records itself: no early write starts from now until [`WriteBehind::thaw`].
+    pub(crate) fn freeze(&self) -> Vec<EarlyWrite> {
+        let mut p = self.pending.lock();
+        p.frozen = true;
+        p.versions.clear();
+        std::mem::take(&mut p.writes)
     }
 
-    /// The (record, version) pairs of the early writes not yet taken: the version is the
-    /// address of the dirty record's `Arc`, alive as long as the entry holds it.
-    pub(crate) fn pending_versions(&self) -> std::collections::HashSet<(RecKey, usize)> {
-        self.pending
-            .lock()
-            .iter()
-            .map(|w| (w.key, Arc::as_ptr(&w.rec) as usize))
-            .collect()
+    /// The flush is done (its records are no longer dirty): early writes may start again.
+    pub(crate) fn thaw(&self) {
+        self.pending.lock().frozen = false;
+    }
+
+    /// The (record, version) pairs of the early writes not yet taken.
+    pub(crate) fn pending_versions(&self) -> HashSet<(RecKey, usize)> {
+        self.pending.lock().versions.clone()
     }
 
     /// Wait until no early write is in flight (every slot is free).
@@ -202,6 +245,45 @@ impl WriteBehind {
 
     /// Early writes not yet taken by a commit.
     pub fn pending_len(&self) -> usize {
-        self.pending.lock().len()
+        self.pending.lock().writes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done() -> JoinHandle<Option<Early>> {
+        tokio::spawn(async { None })
+    }
+
+    #[tokio::test]
+    async fn one_early_write_per_version_and_none_while_a_flush_runs() {
+        let wb = WriteBehind::new(4);
+        let v1 = Arc::new(DirtyRecord::new(4096, None));
+        let v2 = Arc::new(DirtyRecord::new(4096, None));
+        let key = (7, 0);
+        assert!(wb.start(key, v1.clone(), done));
+        // The same version again (the idle sealer or a pre-flush racing write-behind).
+        let mut spawned = false;
+        assert!(!wb.start(key, v1.clone(), || {
+            spawned = true;
+            done()
+        }));
+        assert!(!spawned, "a refused early write must not be spawned");
+        // A new version of the record is another write.
+        assert!(wb.start(key, v2.clone(), done));
+        assert_eq!(wb.pending_len(), 2);
+        assert_eq!(wb.started.load(Ordering::Relaxed), 2);
+        // A flush takes both; until it is done nothing starts, not even a new version.
+        let taken = wb.freeze();
+        assert_eq!(taken.len(), 2);
+        assert!(wb.pending_versions().is_empty());
+        let v3 = Arc::new(DirtyRecord::new(4096, None));
+        assert!(!wb.start(key, v3.clone(), done));
+        assert!(!wb.start((8, 1), v1.clone(), done));
+        wb.thaw();
+        assert!(wb.start(key, v3, done));
+        assert_eq!(wb.pending_len(), 1);
     }
 }
