@@ -551,14 +551,15 @@ impl BlockDevice for Gated {
     }
 }
 
-#[tokio::test]
-async fn a_write_in_flight_when_the_slot_changes_reaches_the_new_device() {
+/// A RAID-Z1 vdev over 4 RAM devices whose column 1 is [`Gated`] (failing as a pulled
+/// device once opened, with `lost`).
+fn gated_raidz1(lost: bool) -> (Arc<Gated>, Arc<Vdev>) {
     let devs = mem_devices(4);
     let gated = Arc::new(Gated {
         inner: devs[1].clone(),
         arrived: tokio::sync::Notify::new(),
         open: tokio::sync::Semaphore::new(0),
-        lost: false,
+        lost,
     });
     let list: Vec<Option<Arc<dyn BlockDevice>>> = devs
         .iter()
@@ -572,6 +573,12 @@ async fn a_write_in_flight_when_the_slot_changes_reaches_the_new_device() {
         })
         .collect();
     let vdev = Arc::new(Vdev::new(Layout::Raidz1, list, OFFSET, ROWS * SECTOR).unwrap());
+    (gated, vdev)
+}
+
+#[tokio::test]
+async fn a_write_in_flight_when_the_slot_changes_reaches_the_new_device() {
+    let (gated, vdev) = gated_raidz1(false);
     let mut data = vec![0u8; 12 * SECTOR_SIZE];
     ChaCha8Rng::seed_from_u64(77).fill_bytes(&mut data);
     let crc = crc32c(&data);
@@ -609,25 +616,7 @@ async fn a_write_in_flight_when_the_slot_changes_reaches_the_new_device() {
 /// 2026-11-25: the late error put the spare's column back to REMOVED).
 #[tokio::test]
 async fn a_late_error_of_a_replaced_device_does_not_blame_its_successor() {
-    let devs = mem_devices(4);
-    let gated = Arc::new(Gated {
-        inner: devs[1].clone(),
-        arrived: tokio::sync::Notify::new(),
-        open: tokio::sync::Semaphore::new(0),
-        lost: true,
-    });
-    let list: Vec<Option<Arc<dyn BlockDevice>>> = devs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            Some(if i == 1 {
-                gated.clone() as Arc<dyn BlockDevice>
-            } else {
-                d.clone() as Arc<dyn BlockDevice>
-            })
-        })
-        .collect();
-    let vdev = Arc::new(Vdev::new(Layout::Raidz1, list, OFFSET, ROWS * SECTOR).unwrap());
+    let (gated, vdev) = gated_raidz1(true);
     let mut events = vdev.subscribe();
     let mut data = vec![0u8; 12 * SECTOR_SIZE];
     ChaCha8Rng::seed_from_u64(78).fill_bytes(&mut data);
