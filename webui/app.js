@@ -299,6 +299,14 @@ function setStat(id, value, sub, extra) {
   if (extra) c.append(extra);
 }
 
+// The record cache (ARC): hit ratio since import, then what it holds of its limit.
+function arcText(c) {
+  if (!c || !c.limit_bytes) return '–';
+  const n = c.hits + c.misses;
+  const ratio = n > 0 ? `${(100 * c.hits / n).toFixed(1)}% hits` : 'no reads yet';
+  return `${ratio} · ${bytes(c.bytes)} of ${bytes(c.limit_bytes)}`;
+}
+
 function updateDashboard() {
   const p = S.pool; if (!p || !document.getElementById('st-pool')) return;
   setStat('st-pool', badge(p.state, p.state + (p.locked ? ' · locked' : '')), `${p.name} · ${p.layout} · ${p.members.length} devices`);
@@ -313,7 +321,7 @@ function updateDashboard() {
   const kv = document.getElementById('sysinfo');
   const items = [['Host', sys.hostname], ['Firmware', 'v' + sys.version], ['Build', sys.build], ['Uptime', duration(sys.uptime_secs)],
     ['Transaction group', p.txg.toLocaleString('en-US')], ['Encryption', S.encryption?.encrypted ? (S.encryption.locked ? 'locked' : 'unlocked') + ` (${S.encryption.cipher})` : 'off'],
-    ['Export', S.export ? `${S.export.mountpoint} (${S.export.state})` : '–']];
+    ['Export', S.export ? `${S.export.mountpoint} (${S.export.state})` : '–'], ['Read cache (ARC)', arcText(S.prevStats?.cache)]];
   kv.replaceChildren(...items.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
   updateJobs();
   updateLive();
@@ -323,6 +331,8 @@ function last(a) { return a.length ? a[a.length - 1] : NaN; }
 
 function updateLive() {
   const s = S.series;
+  const arc = [...document.querySelectorAll('#sysinfo dt')].find((d) => d.textContent === 'Read cache (ARC)');
+  if (arc?.nextElementSibling) arc.nextElementSibling.textContent = arcText(S.prevStats?.cache);
   if (S.charts.tp) {
     S.charts.tp.setData(s.rb, s.wb); S.charts.iops.setData(s.ro, s.wo); S.charts.lat.setData(s.rl, s.wl);
   }

@@ -17,10 +17,10 @@ use crate::events::{EventLog, now_ms};
 use crate::metered::{MeteredDevice, add_counters};
 use async_trait::async_trait;
 use ingot_console::appliance::{
-    DamagedBlock, Device, DeviceIo, DeviceState, EncryptionStatus, ErrorCounters, Event, EventData,
-    EventPage, EventQuery, ExportState, ExportStatus, IoCounters, IoStats, Job, PoolMember,
-    PoolState, PoolStatus, ReplaceRequest, ScrubSchedule, Settings, Severity, SimAddRequest,
-    SimDrive, SimFault, SimFaultCounters, Smart, SystemInfo,
+    CacheStats, DamagedBlock, Device, DeviceIo, DeviceState, EncryptionStatus, ErrorCounters,
+    Event, EventData, EventPage, EventQuery, ExportState, ExportStatus, IoCounters, IoStats, Job,
+    PoolMember, PoolState, PoolStatus, ReplaceRequest, ScrubSchedule, Settings, Severity,
+    SimAddRequest, SimDrive, SimFault, SimFaultCounters, Smart, SystemInfo,
 };
 use ingot_console::appliance::{JobKind, JobState};
 use ingot_console::{Appliance, ApplianceError, ApplianceResult};
@@ -262,6 +262,26 @@ fn resilver_key(pool: &Pool, p: &ResilverProgress) -> String {
         p.from_txg,
         p.columns
     )
+}
+
+/// The console's view of the pool's data-path counters.
+fn cache_stats(d: &ingot_pool::engine::DataPathStats) -> CacheStats {
+    let c = &d.record_cache;
+    CacheStats {
+        hits: c.hits,
+        misses: c.misses,
+        evictions: c.evictions,
+        bytes: c.bytes,
+        limit_bytes: c.limit,
+        records: c.records,
+        prefetched: c.prefetched,
+        prefetch_hits: c.prefetch_hits,
+        dirty_records: d.dirty_records,
+        dirty_bytes: d.dirty_bytes,
+        early_writes: d.early_writes,
+        early_linked: d.early_linked,
+        early_wasted: d.early_wasted,
+    }
 }
 
 /// The pool's state right after a device event, as the console shows it (DEGRADED while
@@ -1738,10 +1758,16 @@ impl Appliance for Live {
                 counters: c,
             });
         }
+        let cache = match self.pool_handle().await {
+            Ok(p) => cache_stats(&p.status().datapath),
+            // Being re-imported: no caches to report.
+            Err(_) => CacheStats::default(),
+        };
         Ok(IoStats {
             time_ms: now_ms(),
             pool,
             devices,
+            cache,
         })
     }
 

@@ -100,6 +100,11 @@ try {
     await page.waitForTimeout(4000);
     const cap = await page.locator('#st-cap .value').textContent();
     if (!/% used/.test(cap)) throw new Error('capacity not shown: ' + cap);
+    // The record cache line, from the stats stream (hit ratio and its fill of the limit).
+    await page.waitForFunction(() => {
+      const dt = [...document.querySelectorAll('#sysinfo dt')].find((d) => d.textContent === 'Read cache (ARC)');
+      return dt && / of /.test(dt.nextElementSibling?.textContent || '');
+    }, null, { timeout: LONG });
     await shot('03-dashboard');
     if (load) {
       stopped = true;

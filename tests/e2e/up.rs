@@ -98,5 +98,17 @@ fn fio_verify_through_the_mount() {
          fio --name=s --filename=g --size=64M --rw=write --bs=1M --ioengine=psync \
          --verify=crc32c --do_verify=1 --verify_fatal=1 --end_fsync=1 --output-format=terse >/dev/null",
     );
+    // The verify passes read back what was just written: from the record cache, which the
+    // stats API reports (as ZFS's arcstats), with the whole records written early.
+    let stats = up.api_get("/api/v1/stats");
+    let c = &stats["cache"];
+    assert!(c["hits"].as_u64().unwrap() > 0, "{stats:#}");
+    assert!(c["early_writes"].as_u64().unwrap() > 0, "{stats:#}");
+    assert!(c["limit_bytes"].as_u64().unwrap() > 0, "{stats:#}");
+    let (bytes, limit) = (
+        c["bytes"].as_u64().unwrap(),
+        c["limit_bytes"].as_u64().unwrap(),
+    );
+    assert!(bytes > 0 && bytes <= limit, "{stats:#}");
     up.stop();
 }

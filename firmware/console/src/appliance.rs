@@ -506,6 +506,38 @@ pub struct DeviceIo {
     pub counters: IoCounters,
 }
 
+/// The pool's memory caches and write-behind (counters since the pool was imported), as
+/// ZFS's `arcstats`: what an admin reads to size memory and to see whether reads hit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CacheStats {
+    /// Record cache (ARC) lookups answered from memory.
+    pub hits: u64,
+    /// Lookups that read and decoded the record from the devices.
+    pub misses: u64,
+    /// Records evicted to stay within the limit.
+    pub evictions: u64,
+    /// Memory the record cache holds now.
+    pub bytes: u64,
+    /// Its limit.
+    pub limit_bytes: u64,
+    /// Records it holds now.
+    pub records: u64,
+    /// Records read ahead by sequential readahead.
+    pub prefetched: u64,
+    /// Lookups that found a read-ahead record.
+    pub prefetch_hits: u64,
+    /// Records dirty in memory now (written, not yet committed).
+    pub dirty_records: u64,
+    /// Memory the dirty records hold.
+    pub dirty_bytes: u64,
+    /// Records sealed and written early (write-behind, idle records, pre-flush).
+    pub early_writes: u64,
+    /// Early writes a commit linked into the tree.
+    pub early_linked: u64,
+    /// Early writes given back (the record changed before the commit).
+    pub early_wasted: u64,
+}
+
 /// A snapshot of the I/O statistics (counters are cumulative since start).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct IoStats {
@@ -515,6 +547,9 @@ pub struct IoStats {
     pub pool: IoCounters,
     /// Per-device counters.
     pub devices: Vec<DeviceIo>,
+    /// The pool's caches (all zero while no pool is imported).
+    #[serde(default)]
+    pub cache: CacheStats,
 }
 
 /// Severity of an event.

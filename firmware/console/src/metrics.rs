@@ -150,6 +150,67 @@ pub fn render(stats: &IoStats, pool: &PoolStatus, devices: &[Device], jobs: &[Jo
         .collect();
     io_families(&mut e, "device", &dev_series);
 
+    let c = &stats.cache;
+    for (name, kind, help, v) in [
+        (
+            "ingot_arc_hits_total",
+            "counter",
+            "Record cache lookups answered from memory.",
+            c.hits,
+        ),
+        (
+            "ingot_arc_misses_total",
+            "counter",
+            "Record cache lookups that read the devices.",
+            c.misses,
+        ),
+        (
+            "ingot_arc_evictions_total",
+            "counter",
+            "Records evicted from the record cache.",
+            c.evictions,
+        ),
+        (
+            "ingot_arc_bytes",
+            "gauge",
+            "Memory the record cache holds.",
+            c.bytes,
+        ),
+        (
+            "ingot_arc_limit_bytes",
+            "gauge",
+            "The record cache's memory limit.",
+            c.limit_bytes,
+        ),
+        (
+            "ingot_arc_prefetch_hits_total",
+            "counter",
+            "Lookups that found a read-ahead record.",
+            c.prefetch_hits,
+        ),
+        (
+            "ingot_dirty_bytes",
+            "gauge",
+            "Memory held by written, not yet committed records.",
+            c.dirty_bytes,
+        ),
+        (
+            "ingot_early_writes_total",
+            "counter",
+            "Records sealed and written before their commit.",
+            c.early_writes,
+        ),
+        (
+            "ingot_early_writes_wasted_total",
+            "counter",
+            "Early writes given back because the record changed before the commit.",
+            c.early_wasted,
+        ),
+    ] {
+        e.family(name, kind, help);
+        e.sample(name, &p, v as f64);
+    }
+
     e.family(
         "ingot_pool_capacity_bytes",
         "gauge",

@@ -34,6 +34,7 @@ struct FakeState {
     settings: Settings,
     pool_io: IoCounters,
     dev_io: Vec<DeviceIo>,
+    cache: CacheStats,
     history: Vec<Event>,
     next_event: u64,
     txg: u64,
@@ -121,6 +122,10 @@ impl FakeAppliance {
                     ..IoCounters::default()
                 },
                 dev_io,
+                cache: CacheStats {
+                    limit_bytes: 8 * GIB,
+                    ..CacheStats::default()
+                },
                 history: Vec::new(),
                 next_event: 1,
                 txg: 1,
@@ -355,6 +360,14 @@ impl FakeAppliance {
                 })
             })
             .collect();
+        // Most reads of a warm pool hit the record cache, which fills up to its limit.
+        let c = &mut st.cache;
+        c.hits += reads * 9 / 10;
+        c.misses += reads - reads * 9 / 10;
+        c.bytes = (c.bytes + wb).min(c.limit_bytes);
+        c.records = c.bytes / (128 << 10);
+        c.early_writes += writes / 8;
+        c.early_linked += writes / 8;
         let p = &mut st.pool_io;
         p.read_ops += reads;
         p.write_ops += writes;
@@ -795,6 +808,7 @@ impl Appliance for FakeAppliance {
             time_ms: now_ms(),
             pool: st.pool_io.clone(),
             devices: st.dev_io.clone(),
+            cache: st.cache.clone(),
         })
     }
 

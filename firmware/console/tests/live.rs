@@ -202,6 +202,19 @@ async fn metrics_are_valid_prometheus_text() {
     let get = |n: &str| samples.iter().find(|(m, _, _)| m == n).map(|s| s.2);
     assert!(get("ingot_pool_read_ops_total").unwrap() > 0.0);
     assert!(get("ingot_pool_compression_ratio").unwrap() >= 1.0);
+    // The record cache (ARC) families, from the stats' cache section.
+    let (hits, misses) = (
+        get("ingot_arc_hits_total").unwrap(),
+        get("ingot_arc_misses_total").unwrap(),
+    );
+    assert!(hits > 0.0 && misses > 0.0 && hits > misses);
+    let (bytes, limit) = (
+        get("ingot_arc_bytes").unwrap(),
+        get("ingot_arc_limit_bytes").unwrap(),
+    );
+    assert!(bytes > 0.0 && bytes <= limit);
+    assert_eq!(types["ingot_arc_hits_total"], "counter");
+    assert_eq!(types["ingot_arc_bytes"], "gauge");
     let progress = get("ingot_job_progress_ratio").unwrap();
     assert!(progress > 0.0 && progress < 1.0);
     assert!(
