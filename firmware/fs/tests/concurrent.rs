@@ -6,59 +6,15 @@
 use bytes::Bytes;
 use ingot_fs::memstore::MemStore;
 use ingot_fs::*;
-use ingot_pool::store::{ObjectId, ObjectStore, Op, StoreError, StoreStats};
+use ingot_pool::store::ObjectStore;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Delegates to a `MemStore`, yielding to the scheduler before every call so that tasks
-/// interleave at every store access, as they would on the real pool.
-#[derive(Debug)]
-struct Yielding(Arc<MemStore>);
-
-#[async_trait::async_trait]
-impl ObjectStore for Yielding {
-    async fn alloc_object_id(&self) -> Result<ObjectId, StoreError> {
-        tokio::task::yield_now().await;
-        self.0.alloc_object_id().await
-    }
-    async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        tokio::task::yield_now().await;
-        self.0.apply(ops).await
-    }
-    async fn read(&self, id: ObjectId, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
-        tokio::task::yield_now().await;
-        self.0.read(id, offset, buf).await
-    }
-    async fn size(&self, id: ObjectId) -> Result<u64, StoreError> {
-        tokio::task::yield_now().await;
-        self.0.size(id).await
-    }
-    async fn get_attr(&self, id: ObjectId) -> Result<Option<Bytes>, StoreError> {
-        tokio::task::yield_now().await;
-        self.0.get_attr(id).await
-    }
-    async fn kv_get(&self, id: ObjectId, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
-        tokio::task::yield_now().await;
-        self.0.kv_get(id, key).await
-    }
-    async fn kv_scan(
-        &self,
-        id: ObjectId,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
-        tokio::task::yield_now().await;
-        self.0.kv_scan(id, after, limit).await
-    }
-    async fn sync(&self) -> Result<(), StoreError> {
-        self.0.sync().await
-    }
-    fn stats(&self) -> StoreStats {
-        self.0.stats()
-    }
-}
+#[path = "support/hooked.rs"]
+mod hooked;
+use hooked::Hooked;
 
 const U: Ctx = Ctx {
     uid: 1000,
@@ -192,9 +148,12 @@ fn racing_operations_keep_the_tree_consistent() {
         for round in 0..4u64 {
             let store = Arc::new(MemStore::new());
             let fs = Arc::new(
-                Fs::mount(Arc::new(Yielding(store.clone())), FsOptions::default())
-                    .await
-                    .unwrap(),
+                Fs::mount(
+                    Arc::new(Hooked::new(store.clone()).yielding(0.0)),
+                    FsOptions::default(),
+                )
+                .await
+                .unwrap(),
             );
             let tasks: Vec<_> = (0..8)
                 .map(|t| tokio::spawn(worker(fs.clone(), round * 100 + t, 400)))

@@ -6,14 +6,17 @@
 use bytes::Bytes;
 use ingot_fs::memstore::MemStore;
 use ingot_fs::*;
-use ingot_pool::store::{ObjectId, ObjectStore, Op, StoreError, StoreStats};
+use ingot_pool::store::{ObjectStore, StoreError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+#[path = "support/hooked.rs"]
+mod hooked;
 #[path = "support/tree_check.rs"]
 mod tree_check;
+use hooked::Hooked;
 use tree_check::check;
 
 const U: Ctx = Ctx {
@@ -22,53 +25,18 @@ const U: Ctx = Ctx {
 };
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 
-/// Passes the first `limit` batches to the MemStore, then fails every later one.
-#[derive(Debug)]
-struct CrashAfter {
-    inner: Arc<MemStore>,
-    limit: u64,
-    seen: AtomicU64,
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for CrashAfter {
-    async fn alloc_object_id(&self) -> Result<ObjectId, StoreError> {
-        self.inner.alloc_object_id().await
-    }
-    async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        if self.seen.fetch_add(1, Ordering::SeqCst) >= self.limit {
+/// The MemStore `mem` behind a store that passes it the first `limit` batches, then fails
+/// every later one.
+fn crash_after(mem: Arc<MemStore>, limit: u64) -> Hooked {
+    let seen = AtomicU64::new(0);
+    Hooked::new(mem).on_apply(move |_| {
+        if seen.fetch_add(1, Ordering::SeqCst) >= limit {
             return Err(StoreError::Io {
                 detail: "crashed".into(),
             });
         }
-        self.inner.apply(ops).await
-    }
-    async fn read(&self, id: ObjectId, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
-        self.inner.read(id, offset, buf).await
-    }
-    async fn size(&self, id: ObjectId) -> Result<u64, StoreError> {
-        self.inner.size(id).await
-    }
-    async fn get_attr(&self, id: ObjectId) -> Result<Option<Bytes>, StoreError> {
-        self.inner.get_attr(id).await
-    }
-    async fn kv_get(&self, id: ObjectId, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
-        self.inner.kv_get(id, key).await
-    }
-    async fn kv_scan(
-        &self,
-        id: ObjectId,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
-        self.inner.kv_scan(id, after, limit).await
-    }
-    async fn sync(&self) -> Result<(), StoreError> {
-        self.inner.sync().await
-    }
-    fn stats(&self) -> StoreStats {
-        self.inner.stats()
-    }
+        Ok(())
+    })
 }
 
 /// A seeded workload; errors (including the crash) are ignored. Open handles are never
@@ -146,11 +114,7 @@ async fn every_crash_point_leaves_a_consistent_tree() {
         assert!(total > 50, "workload too small: {total} batches");
         for limit in 1..=total {
             let mem = Arc::new(MemStore::new());
-            let crashing = Arc::new(CrashAfter {
-                inner: mem.clone(),
-                limit,
-                seen: AtomicU64::new(0),
-            });
+            let crashing = Arc::new(crash_after(mem.clone(), limit));
             let fs = Fs::mount(crashing, FsOptions::default()).await.unwrap();
             workload(&fs, seed).await;
             drop(fs);

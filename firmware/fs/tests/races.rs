@@ -7,66 +7,15 @@
 use bytes::Bytes;
 use ingot_fs::memstore::MemStore;
 use ingot_fs::*;
-use ingot_pool::store::{ObjectId, ObjectStore, Op, StoreError, StoreStats};
+use ingot_pool::store::ObjectStore;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Delegates to a `MemStore`, yielding (sometimes twice) before every call so that tasks
-/// interleave at every store access, as they would on the real pool.
-#[derive(Debug)]
-struct Yielding(Arc<MemStore>);
-
-async fn yield_some() {
-    tokio::task::yield_now().await;
-    if rand::random_bool(0.3) {
-        tokio::task::yield_now().await;
-    }
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for Yielding {
-    async fn alloc_object_id(&self) -> Result<ObjectId, StoreError> {
-        yield_some().await;
-        self.0.alloc_object_id().await
-    }
-    async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        yield_some().await;
-        self.0.apply(ops).await
-    }
-    async fn read(&self, id: ObjectId, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
-        yield_some().await;
-        self.0.read(id, offset, buf).await
-    }
-    async fn size(&self, id: ObjectId) -> Result<u64, StoreError> {
-        yield_some().await;
-        self.0.size(id).await
-    }
-    async fn get_attr(&self, id: ObjectId) -> Result<Option<Bytes>, StoreError> {
-        yield_some().await;
-        self.0.get_attr(id).await
-    }
-    async fn kv_get(&self, id: ObjectId, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
-        yield_some().await;
-        self.0.kv_get(id, key).await
-    }
-    async fn kv_scan(
-        &self,
-        id: ObjectId,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
-        yield_some().await;
-        self.0.kv_scan(id, after, limit).await
-    }
-    async fn sync(&self) -> Result<(), StoreError> {
-        self.0.sync().await
-    }
-    fn stats(&self) -> StoreStats {
-        self.0.stats()
-    }
-}
+#[path = "support/hooked.rs"]
+mod hooked;
+use hooked::Hooked;
 
 const U: Ctx = Ctx {
     uid: 1000,
@@ -84,7 +33,7 @@ fn runtime() -> tokio::runtime::Runtime {
 async fn small_cache_fs() -> (Arc<MemStore>, Arc<Fs>) {
     let store = Arc::new(MemStore::new());
     let fs = Fs::mount(
-        Arc::new(Yielding(store.clone())),
+        Arc::new(Hooked::new(store.clone()).yielding(0.3)),
         FsOptions {
             cache_limit: 1,
             ..FsOptions::default()

@@ -1,15 +1,18 @@
 //! Writes given in pieces ([`Fs::write_buffers`] + [`Fs::write_parts`]): cut at the store's
 //! record boundaries, written as one batch with one op per piece, read back as one write.
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use ingot_fs::memstore::MemStore;
 use ingot_fs::*;
-use ingot_pool::store::{ObjectId, ObjectStore, Op, StoreError, StoreStats};
+use ingot_pool::store::{ObjectStore, Op};
 use parking_lot::Mutex;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
+
+#[path = "support/hooked.rs"]
+mod hooked;
+use hooked::Hooked;
 
 const U: Ctx = Ctx {
     uid: 1000,
@@ -17,70 +20,29 @@ const U: Ctx = Ctx {
 };
 const RS: u32 = 16 * 1024;
 
-/// A [`MemStore`] that has records of [`RS`] bytes and notes the data writes of each batch
-/// (offset, length).
-#[derive(Debug)]
-struct Recorded {
-    mem: MemStore,
-    batches: Mutex<Vec<Vec<(u64, usize)>>>,
-}
+/// The data writes (offset, length) of each batch a store saw.
+type Batches = Arc<Mutex<Vec<Vec<(u64, usize)>>>>;
 
-impl Recorded {
-    fn new() -> Self {
-        Recorded {
-            mem: MemStore::new(),
-            batches: Mutex::new(Vec::new()),
-        }
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Recorded {
-    async fn alloc_object_id(&self) -> Result<ObjectId, StoreError> {
-        self.mem.alloc_object_id().await
-    }
-    async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        let writes: Vec<_> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Write { offset, data, .. } => Some((*offset, data.len())),
-                _ => None,
-            })
-            .collect();
-        if !writes.is_empty() {
-            self.batches.lock().push(writes);
-        }
-        self.mem.apply(ops).await
-    }
-    async fn read(&self, id: ObjectId, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
-        self.mem.read(id, offset, buf).await
-    }
-    async fn size(&self, id: ObjectId) -> Result<u64, StoreError> {
-        self.mem.size(id).await
-    }
-    async fn get_attr(&self, id: ObjectId) -> Result<Option<Bytes>, StoreError> {
-        self.mem.get_attr(id).await
-    }
-    async fn kv_get(&self, id: ObjectId, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
-        self.mem.kv_get(id, key).await
-    }
-    async fn kv_scan(
-        &self,
-        id: ObjectId,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
-        self.mem.kv_scan(id, after, limit).await
-    }
-    async fn sync(&self) -> Result<(), StoreError> {
-        self.mem.sync().await
-    }
-    fn stats(&self) -> StoreStats {
-        self.mem.stats()
-    }
-    fn record_size(&self) -> Option<u32> {
-        Some(RS)
-    }
+/// A [`MemStore`] that has records of [`RS`] bytes and notes the data writes of each batch.
+fn recorded() -> (Arc<Hooked>, Batches) {
+    let batches = Batches::default();
+    let seen = batches.clone();
+    let store = Hooked::new(Arc::new(MemStore::new()))
+        .record_size(RS)
+        .on_apply(move |ops| {
+            let writes: Vec<_> = ops
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Write { offset, data, .. } => Some((*offset, data.len())),
+                    _ => None,
+                })
+                .collect();
+            if !writes.is_empty() {
+                seen.lock().push(writes);
+            }
+            Ok(())
+        });
+    (Arc::new(store), batches)
 }
 
 fn random(len: usize, seed: u64) -> Vec<u8> {
@@ -95,7 +57,7 @@ async fn mount(store: Arc<dyn ObjectStore>) -> Fs {
 
 #[tokio::test]
 async fn buffers_are_cut_at_record_boundaries_of_the_file() {
-    let fs = mount(Arc::new(Recorded::new())).await;
+    let fs = mount(recorded().0).await;
     let rs = RS as usize;
     let data = random(4 * rs + 100, 1);
     let lens = |off: u64, d: &[u8]| -> Vec<usize> {
@@ -126,7 +88,7 @@ async fn buffers_are_cut_at_record_boundaries_of_the_file() {
 
 #[tokio::test]
 async fn a_write_in_pieces_is_one_batch_read_back_as_written() {
-    let store = Arc::new(Recorded::new());
+    let (store, seen) = recorded();
     let fs = Fs::mount(store.clone(), FsOptions::default())
         .await
         .unwrap();
@@ -138,11 +100,11 @@ async fn a_write_in_pieces_is_one_batch_read_back_as_written() {
     let data = random(3 * RS as usize + 10, 2);
     let off = rs / 2;
     let parts = fs.write_buffers(off, &data);
-    store.batches.lock().clear();
+    seen.lock().clear();
     // Extending the file: data and size in one batch.
     let n = fs.write_parts(U, f.ino, fh, off, parts).await.unwrap();
     assert_eq!(n as usize, data.len());
-    let batches = std::mem::take(&mut *store.batches.lock());
+    let batches = std::mem::take(&mut *seen.lock());
     assert_eq!(
         batches,
         vec![vec![
@@ -162,7 +124,7 @@ async fn a_write_in_pieces_is_one_batch_read_back_as_written() {
     let again = random(2 * RS as usize, 3);
     let parts = fs.write_buffers(rs, &again);
     fs.write_parts(U, f.ino, fh, rs, parts).await.unwrap();
-    let batches = std::mem::take(&mut *store.batches.lock());
+    let batches = std::mem::take(&mut *seen.lock());
     assert_eq!(
         batches,
         vec![vec![(rs, rs as usize), (2 * rs, rs as usize)]]
