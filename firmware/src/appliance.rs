@@ -1759,7 +1759,7 @@ impl Appliance for Live {
             });
         }
         let cache = match self.pool_handle().await {
-            Ok(p) => cache_stats(&p.status().datapath),
+            Ok(p) => cache_stats(&p.datapath_stats()),
             // Being re-imported: no caches to report.
             Err(_) => CacheStats::default(),
         };

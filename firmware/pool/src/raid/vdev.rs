@@ -153,6 +153,11 @@ struct Counters {
     strikes: AtomicU64,
 }
 
+/// Whether `held` (a slot's device or outgoing device) is `dev` itself.
+fn holds(held: &Option<Arc<dyn BlockDevice>>, dev: &Arc<dyn BlockDevice>) -> bool {
+    held.as_ref().is_some_and(|d| Arc::ptr_eq(d, dev))
+}
+
 /// One device slot: the device (if any), its state and why it is in it.
 struct Slot {
     dev: Option<Arc<dyn BlockDevice>>,
@@ -430,7 +435,7 @@ impl Vdev {
         };
         let (was, location) = {
             let mut s = slot.write();
-            if !from.contains(&s.state) || !s.dev.as_ref().is_some_and(|d| Arc::ptr_eq(d, dev)) {
+            if !from.contains(&s.state) || !holds(&s.dev, dev) {
                 return false;
             }
             let was = s.state;
@@ -529,9 +534,7 @@ impl Vdev {
 
     /// Whether `dev` is column `i`'s device now.
     fn is_device(&self, i: usize, dev: &Arc<dyn BlockDevice>) -> bool {
-        self.slots
-            .get(i)
-            .is_some_and(|s| s.read().dev.as_ref().is_some_and(|d| Arc::ptr_eq(d, dev)))
+        self.slots.get(i).is_some_and(|s| holds(&s.read().dev, dev))
     }
 
     /// Whether the readable devices still cover the layout.
@@ -652,19 +655,16 @@ impl Vdev {
 
     /// Whether `dev` is column `i`'s outgoing device (the old one of a replace).
     fn is_outgoing(&self, i: usize, dev: &Arc<dyn BlockDevice>) -> bool {
-        self.slots.get(i).is_some_and(|s| {
-            s.read()
-                .outgoing
-                .as_ref()
-                .is_some_and(|d| Arc::ptr_eq(d, dev))
-        })
+        self.slots
+            .get(i)
+            .is_some_and(|s| holds(&s.read().outgoing, dev))
     }
 
     /// Drop column `i`'s outgoing device if it is still `dev`.
     fn detach_outgoing(&self, i: usize, dev: &Arc<dyn BlockDevice>) {
         if let Some(s) = self.slots.get(i) {
             let mut s = s.write();
-            if s.outgoing.as_ref().is_some_and(|d| Arc::ptr_eq(d, dev)) {
+            if holds(&s.outgoing, dev) {
                 s.outgoing = None;
             }
         }
