@@ -307,6 +307,8 @@ pub fn sh(dir: &Path, script: &str) -> String {
 /// The Python program behind [`Mapper`]: one command per line on stdin, each answered on
 /// stdout with a decimal length line and that many bytes.
 /// `M path` maps the whole file read-only and shared (answer: its size, 0 maps nothing);
+/// `W path` maps it read-write and shared; `P off hex` stores bytes into a read-write mapping
+/// (clamped to it; answer: how many); `S` flushes the mapping (`msync`);
 /// `R off len` reads from the mapping (clamped to it); `U` unmaps.
 const MAPPER_PY: &str = r#"
 import mmap, os, sys
@@ -316,12 +318,24 @@ def send(b):
     out.write(b"%d\n" % len(b)); out.write(b); out.flush()
 for line in inp:
     w = line.rstrip(b"\n").split(b"\t")
-    if w[0] == b"M":
-        fd = os.open(w[1], os.O_RDONLY)
+    if w[0] in (b"M", b"W"):
+        rw = w[0] == b"W"
+        fd = os.open(w[1], os.O_RDWR if rw else os.O_RDONLY)
         size = os.fstat(fd).st_size
-        m = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) if size else None
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if rw else 0)
+        m = mmap.mmap(fd, size, mmap.MAP_SHARED, prot) if size else None
         os.close(fd)
         out.write(b"%d\n" % size); out.flush()
+    elif w[0] == b"P":
+        off, b = int(w[1]), bytes.fromhex(w[2].decode())
+        n = max(0, min(len(b), (len(m) if m is not None else 0) - off))
+        if n:
+            m[off:off + n] = b[:n]
+        out.write(b"%d\n" % n); out.flush()
+    elif w[0] == b"S":
+        if m is not None:
+            m.flush()
+        out.write(b"0\n"); out.flush()
     elif w[0] == b"R":
         off, n = int(w[1]), int(w[2])
         send(m[off:off + n] if m is not None else b"")
@@ -383,6 +397,25 @@ impl Mapper {
         let p = path.to_str().expect("UTF-8 path");
         assert!(!p.contains(['\t', '\n']), "path unfit for the helper");
         self.command(&format!("M\t{p}")) as u64
+    }
+
+    /// Maps `path` whole, read-write and shared (replacing any mapping); returns its size.
+    pub fn map_writable(&mut self, path: &Path) -> u64 {
+        let p = path.to_str().expect("UTF-8 path");
+        assert!(!p.contains(['\t', '\n']), "path unfit for the helper");
+        self.command(&format!("W\t{p}")) as u64
+    }
+
+    /// Stores `bytes` at `off` through a writable mapping (page-fault writes); returns how
+    /// many fit inside it.
+    pub fn write(&mut self, off: u64, bytes: &[u8]) -> usize {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        self.command(&format!("P\t{off}\t{hex}"))
+    }
+
+    /// Writes the mapping's dirty pages back (`msync(MS_SYNC)`).
+    pub fn sync(&mut self) {
+        self.command("S");
     }
 
     /// Bytes `off..off+len` of the mapping (short at its end).

@@ -378,6 +378,10 @@ pub struct UpArgs {
     /// Let the kernel cache writes (FUSE writeback cache).
     #[arg(long)]
     pub writeback_cache: bool,
+    /// Copy writes through the kernel page cache instead of straight from the writer's
+    /// buffer to the pool (direct writes are the default).
+    #[arg(long, conflicts_with = "writeback_cache")]
+    pub cached_writes: bool,
     /// Console address (default from the config: 127.0.0.1:8080; port 0 picks a free one).
     #[arg(long)]
     pub listen: Option<String>,

@@ -147,6 +147,10 @@ pub struct ExportSection {
     /// Use the kernel's writeback cache.
     #[serde(default)]
     pub writeback_cache: bool,
+    /// Copy writes through the kernel page cache (write-through) instead of sending them to
+    /// the pool directly from the writer's buffer (the default).
+    #[serde(default)]
+    pub cached_writes: bool,
 }
 
 /// The console section.
@@ -207,6 +211,7 @@ impl Config {
             export: ExportSection {
                 mountpoint: Some(data_dir.join("mnt")),
                 writeback_cache: false,
+                cached_writes: false,
             },
             console: ConsoleSection::default(),
         }
@@ -336,6 +341,10 @@ mod tests {
         let with_cache = text.replace("layout = \"mirror\"", "layout = \"mirror\"\ncache = \"3G\"");
         let c = Config::parse(&with_cache, Path::new("t.toml")).unwrap();
         assert_eq!(c.pool.tunables().unwrap().record_cache_bytes, 3 << 30);
+        assert!(!c.export.cached_writes && !c.export.writeback_cache);
+        let cached = text.replace("[console]", "[export]\ncached_writes = true\n[console]");
+        let c = Config::parse(&cached, Path::new("t.toml")).unwrap();
+        assert!(c.export.cached_writes);
     }
 
     #[test]

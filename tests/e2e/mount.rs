@@ -242,17 +242,40 @@ fn model_write(m: &mut Vec<u8>, off: u64, bytes: &[u8]) {
 
 /// Seeded random operations through the mount, checked against a model, then again after a
 /// restart: writes (some read back at once through a second descriptor opened before the
-/// write), reads, reads through shared memory mappings (page faults; some mappings see a
-/// write made through another descriptor while they are mapped), truncates up and down, hole
+/// write), reads (through read-only and read-write descriptors), reads and writes through
+/// shared memory mappings (page faults; some mappings see a write made through another
+/// descriptor while they are mapped; writes through a mapping must show in read(2) at once,
+/// and survive the restart), truncates up and down, hole
 /// punches, renames over existing files, unlinks, fsyncs, and absence checks.
 ///
-/// `INGOT_FSX_OPS` sets the count (default 100,000, as CI runs it), `INGOT_FSX_SEED` the seed.
+/// This runs on the default export, where writable opens bypass the kernel page cache
+/// (direct writes) while read-only opens and mappings use it; the two tests after it run
+/// the same operations with writes through the page cache and with the writeback cache.
+///
+/// `INGOT_FSX_OPS` sets the count (default 100,000, as CI runs it; 20,000 for the other
+/// two), `INGOT_FSX_SEED` the seed.
 #[test]
 fn random_operations_match_a_model() {
+    exercise(&[], 100_000);
+}
+
+/// [`random_operations_match_a_model`] with `--cached-writes` (write-through page cache).
+#[test]
+fn random_operations_match_a_model_with_cached_writes() {
+    exercise(&["--cached-writes"], 20_000);
+}
+
+/// [`random_operations_match_a_model`] with `--writeback-cache`.
+#[test]
+fn random_operations_match_a_model_with_the_writeback_cache() {
+    exercise(&["--writeback-cache"], 20_000);
+}
+
+fn exercise(up_args: &[&str], default_ops: u64) {
     let ops: u64 = std::env::var("INGOT_FSX_OPS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+        .unwrap_or(default_ops);
     let seed: u64 = std::env::var("INGOT_FSX_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -267,7 +290,7 @@ fn random_operations_match_a_model() {
         tempfile::tempdir().unwrap()
     };
     let (data, pass) = appliance(t.path(), "raidz1", 4, "256M");
-    let up = Up::start(&data, &pass, &[]);
+    let up = Up::start(&data, &pass, up_args);
     let mut mapper = Mapper::start();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut model = Model::new();
@@ -313,23 +336,49 @@ fn random_operations_match_a_model() {
                 let m = &model[name];
                 let off = rng.random_range(0..=m.len() as u64 + 4096);
                 let len = rng.random_range(1..=32 << 10);
-                let f = open(OpenOptions::new().read(true));
+                // Half the reads go through a read-write descriptor, as fsx's do.
+                let rw = rng.random_bool(0.5);
+                let f = open(OpenOptions::new().read(true).write(rw));
                 let got = read_fully(&f, off, len);
                 assert!(
                     got == model_range(m, off, len),
-                    "op {n}: read {name} at {off}+{len}"
+                    "op {n}: read {name} at {off}+{len} (read-write fd: {rw})"
                 );
             }
             62..=69 if exists => {
                 // Reads through a shared mapping; half the time a write through another
                 // descriptor lands inside the mapped range, whose pages were faulted in
-                // first, and must show through the mapping.
-                let size = mapper.map(&path);
+                // first, and must show through the mapping. Half the mappings are writable:
+                // most of those store bytes by page faults (sometimes flushed with msync),
+                // which read(2) must see at once, through a read-only or a read-write fd.
+                let writable = rng.random_bool(0.5);
+                let size = if writable {
+                    mapper.map_writable(&path)
+                } else {
+                    mapper.map(&path)
+                };
                 assert_eq!(
                     size,
                     model[name].len() as u64,
                     "op {n}: size of {name} when mapped"
                 );
+                if size > 0 && writable && rng.random_bool(0.6) {
+                    let off = rng.random_range(0..size);
+                    let len = rng.random_range(1..=(size - off).min(16 << 10) as usize);
+                    let bytes = random_bytes(&mut rng, len);
+                    assert_eq!(mapper.write(off, &bytes), len, "op {n}: mmap write");
+                    model_write(model.get_mut(name).unwrap(), off, &bytes);
+                    if rng.random_bool(0.3) {
+                        mapper.sync();
+                    }
+                    let rw = rng.random_bool(0.5);
+                    let f = open(OpenOptions::new().read(true).write(rw));
+                    assert!(
+                        read_fully(&f, off, len) == bytes,
+                        "op {n}: read(2) of {name} misses an mmap write at {off}+{len} \
+                         (read-write fd: {rw})"
+                    );
+                }
                 if size > 0 && rng.random_bool(0.5) {
                     let off = rng.random_range(0..size);
                     let len = rng.random_range(1..=(size - off).min(16 << 10) as usize);
@@ -413,7 +462,7 @@ fn random_operations_match_a_model() {
     check_all(&up.mnt, &model);
     up.stop();
     let t2 = std::time::Instant::now();
-    let up = Up::start(&data, &pass, &[]);
+    let up = Up::start(&data, &pass, up_args);
     check_all(&up.mnt, &model);
     up.stop();
     eprintln!(

@@ -39,6 +39,7 @@ pub(crate) struct AdapterConfig {
     pub attr_ttl: Duration,
     pub entry_ttl: Duration,
     pub writeback_cache: bool,
+    pub direct_writes: bool,
     pub max_write: u32,
     pub max_background: u16,
 }
@@ -49,6 +50,10 @@ pub(crate) struct Adapter {
     fs: Arc<Fs>,
     rt: tokio::runtime::Handle,
     cfg: AdapterConfig,
+    /// Whether writable opens get `FOPEN_DIRECT_IO`: asked for, no writeback cache, and the
+    /// kernel keeps shared mappings of such files working (`FUSE_DIRECT_IO_ALLOW_MMAP`,
+    /// Linux 6.6+). Settled by `init`.
+    direct_writes: bool,
 }
 
 /// The fs inode of a FUSE node id (FUSE's root is 1).
@@ -149,8 +154,28 @@ fn name(n: &OsStr) -> Vec<u8> {
 }
 
 impl Adapter {
+    /// How the kernel treats an open file: its page cache is kept across opens (every change
+    /// goes through this mount), and with direct writes a writable open bypasses it, so a
+    /// write is copied once, from the writer's buffer into the request, and allocates no
+    /// page-cache pages. Reads through that descriptor are then served by the pool's record
+    /// cache; shared mappings still use the page cache, which the kernel writes back before,
+    /// and invalidates around, each direct request on the same range. Read-only opens stay
+    /// cached (read-ahead, page-cache hits).
+    fn fopen_flags(&self, flags: i32) -> FopenFlags {
+        if self.direct_writes && flags & libc::O_ACCMODE != libc::O_RDONLY {
+            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_DIRECT_IO
+        } else {
+            FopenFlags::FOPEN_KEEP_CACHE
+        }
+    }
+
     pub(crate) fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle, cfg: AdapterConfig) -> Self {
-        Adapter { fs, rt, cfg }
+        Adapter {
+            fs,
+            rt,
+            cfg,
+            direct_writes: false,
+        }
     }
 
     /// Runs one request: first on the calling reader thread, up to the request's first wait
@@ -220,6 +245,8 @@ impl fuser::Filesystem for Adapter {
             | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
         if self.cfg.writeback_cache {
             wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
+        } else if self.cfg.direct_writes {
+            wanted |= InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
         }
         let caps = config.capabilities();
         if let Err(missing) = config.add_capabilities(wanted & caps) {
@@ -227,6 +254,14 @@ impl fuser::Filesystem for Adapter {
         }
         if self.cfg.writeback_cache && !caps.contains(InitFlags::FUSE_WRITEBACK_CACHE) {
             tracing::warn!("kernel lacks FUSE_WRITEBACK_CACHE; running write-through");
+        }
+        self.direct_writes = self.cfg.direct_writes
+            && !self.cfg.writeback_cache
+            && caps.contains(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
+        if self.cfg.direct_writes && !self.cfg.writeback_cache && !self.direct_writes {
+            tracing::info!(
+                "kernel lacks FUSE_DIRECT_IO_ALLOW_MMAP; writes go through the page cache"
+            );
         }
         let mw = match config.set_max_write(self.cfg.max_write) {
             Ok(_) => self.cfg.max_write,
@@ -244,6 +279,7 @@ impl fuser::Filesystem for Adapter {
             abi = %config.kernel_abi(),
             max_write = mw,
             writeback = self.cfg.writeback_cache,
+            direct_writes = self.direct_writes,
             "FUSE session initialised"
         );
         Ok(())
@@ -432,9 +468,10 @@ impl fuser::Filesystem for Adapter {
             // With the writeback cache the kernel positions appends itself.
             flags &= !libc::O_APPEND;
         }
+        let fopen = self.fopen_flags(flags);
         self.spawn(move |fs| async move {
             match fs.open(c, ino, flags).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+                Ok(fh) => reply.opened(FileHandle(fh), fopen),
                 Err(e) => reply.error(errno(&e)),
             }
         });
@@ -704,15 +741,10 @@ impl fuser::Filesystem for Adapter {
         if self.cfg.writeback_cache {
             flags &= !libc::O_APPEND;
         }
+        let fopen = self.fopen_flags(flags);
         self.spawn(move |fs| async move {
             match fs.create(c, p, &n, mode, flags).await {
-                Ok((i, fh)) => reply.created(
-                    &ttl,
-                    &attr(&i),
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::FOPEN_KEEP_CACHE,
-                ),
+                Ok((i, fh)) => reply.created(&ttl, &attr(&i), Generation(0), FileHandle(fh), fopen),
                 Err(e) => reply.error(errno(&e)),
             }
         });

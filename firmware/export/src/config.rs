@@ -11,6 +11,12 @@ pub struct MountOptions {
     pub reader_threads: usize,
     /// Let the kernel cache writes (`FUSE_WRITEBACK_CACHE`); the kernel then handles `O_APPEND`.
     pub writeback_cache: bool,
+    /// Writable opens bypass the kernel page cache (`FOPEN_DIRECT_IO`): one copy per write
+    /// instead of two, no page-cache pages allocated for written data; reads through such a
+    /// descriptor come from the pool's record cache. Shared mappings keep working (the kernel
+    /// needs `FUSE_DIRECT_IO_ALLOW_MMAP`, Linux 6.6+; older kernels get cached writes). No
+    /// effect with the writeback cache. `false` = write-through the page cache.
+    pub direct_writes: bool,
     /// How long the kernel may cache attributes.
     pub attr_ttl: Duration,
     /// How long the kernel may cache name lookups.
@@ -34,6 +40,7 @@ impl Default for MountOptions {
             fsname: "ingot".into(),
             reader_threads: 4,
             writeback_cache: false,
+            direct_writes: true,
             attr_ttl: Duration::from_secs(1),
             entry_ttl: Duration::from_secs(1),
             allow_other: None,

@@ -169,6 +169,7 @@ pub fn mount(
             attr_ttl: opts.attr_ttl,
             entry_ttl: opts.entry_ttl,
             writeback_cache: opts.writeback_cache,
+            direct_writes: opts.direct_writes,
             max_write: opts.max_write,
             max_background: opts.max_background,
         },
@@ -188,6 +189,7 @@ pub fn mount(
         mountpoint = %mountpoint.display(),
         threads = opts.reader_threads,
         writeback = opts.writeback_cache,
+        direct_writes = opts.direct_writes,
         read_only,
         "fs exported over FUSE"
     );

@@ -293,6 +293,7 @@ async fn serve(
     let opts = ingot_export::MountOptions {
         fsname: format!("ingot:{}", cfg.pool.name),
         writeback_cache: a.writeback_cache || cfg.export.writeback_cache,
+        direct_writes: !(a.cached_writes || cfg.export.cached_writes),
         runtime: Some(tokio::runtime::Handle::current()),
         ..ingot_export::MountOptions::default()
     };
