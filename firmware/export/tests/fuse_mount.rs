@@ -633,3 +633,49 @@ fn opens_race_renames_replacing_the_name() {
     m.unmount();
     assert_eq!(m.store.stats().objects, 4);
 }
+
+/// Bytes of `path` in the kernel's page cache (`fincore` from util-linux; it opens the file
+/// read-only, which keeps the cache).
+fn cached_bytes(path: &Path) -> u64 {
+    let out = Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(path)
+        .output()
+        .expect("run fincore (util-linux)");
+    assert!(out.status.success(), "fincore: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("fincore prints a byte count")
+}
+
+/// With direct writes (the default) a writable open bypasses the page cache: what it writes
+/// leaves no cached pages, and a read-only open then caches what it reads. With
+/// `direct_writes: false` the written pages stay cached (write-through).
+#[test]
+fn writable_opens_bypass_the_page_cache_unless_cached_writes() {
+    for direct in [true, false] {
+        let m = Mounted::new(MountOptions {
+            direct_writes: direct,
+            ..Default::default()
+        });
+        let data = pattern(4 << 20, 7);
+        let mut f = File::create(m.p("f")).unwrap();
+        f.write_all(&data).unwrap();
+        drop(f);
+        let after_write = cached_bytes(&m.p("f"));
+        if direct {
+            assert_eq!(after_write, 0, "direct writes left pages in the page cache");
+        } else {
+            assert!(
+                after_write >= 4 << 20,
+                "write-through cached {after_write} bytes"
+            );
+        }
+        assert!(fs::read(m.p("f")).unwrap() == data);
+        assert!(
+            cached_bytes(&m.p("f")) >= 4 << 20,
+            "a read-only open did not cache"
+        );
+    }
+}
