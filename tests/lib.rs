@@ -394,16 +394,18 @@ impl Mapper {
 
     /// Maps `path` whole (replacing any mapping); returns its size.
     pub fn map(&mut self, path: &Path) -> u64 {
-        let p = path.to_str().expect("UTF-8 path");
-        assert!(!p.contains(['\t', '\n']), "path unfit for the helper");
-        self.command(&format!("M\t{p}")) as u64
+        self.map_as("M", path)
     }
 
     /// Maps `path` whole, read-write and shared (replacing any mapping); returns its size.
     pub fn map_writable(&mut self, path: &Path) -> u64 {
+        self.map_as("W", path)
+    }
+
+    fn map_as(&mut self, cmd: &str, path: &Path) -> u64 {
         let p = path.to_str().expect("UTF-8 path");
         assert!(!p.contains(['\t', '\n']), "path unfit for the helper");
-        self.command(&format!("W\t{p}")) as u64
+        self.command(&format!("{cmd}\t{p}")) as u64
     }
 
     /// Stores `bytes` at `off` through a writable mapping (page-fault writes); returns how

@@ -243,9 +243,11 @@ impl fuser::Filesystem for Adapter {
             | InitFlags::FUSE_ATOMIC_O_TRUNC
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
+        let want_direct = self.cfg.direct_writes && !self.cfg.writeback_cache;
         if self.cfg.writeback_cache {
             wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
-        } else if self.cfg.direct_writes {
+        }
+        if want_direct {
             wanted |= InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
         }
         let caps = config.capabilities();
@@ -255,10 +257,8 @@ impl fuser::Filesystem for Adapter {
         if self.cfg.writeback_cache && !caps.contains(InitFlags::FUSE_WRITEBACK_CACHE) {
             tracing::warn!("kernel lacks FUSE_WRITEBACK_CACHE; running write-through");
         }
-        self.direct_writes = self.cfg.direct_writes
-            && !self.cfg.writeback_cache
-            && caps.contains(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
-        if self.cfg.direct_writes && !self.cfg.writeback_cache && !self.direct_writes {
+        self.direct_writes = want_direct && caps.contains(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
+        if want_direct && !self.direct_writes {
             tracing::info!(
                 "kernel lacks FUSE_DIRECT_IO_ALLOW_MMAP; writes go through the page cache"
             );

@@ -151,7 +151,7 @@ impl Inner {
             return 0;
         };
         let gate = Arc::new(tokio::sync::Semaphore::new(IDLE_SEAL_TASKS));
-        let n = todo.len();
+        let mut n = 0;
         for (key, rec) in todo {
             let Ok(permit) = gate.clone().acquire_owned().await else {
                 break;
@@ -161,6 +161,7 @@ impl Inner {
             }
             if self.spawn_early_write(&rt, key, rec, permit) {
                 st.sealed.insert(key);
+                n += 1;
             }
         }
         if n > 0 {
